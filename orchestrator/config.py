@@ -1,0 +1,48 @@
+"""Settings: the only module that reads the environment (every variable is prefixed TOOLSHED_)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_run_dir() -> Path:
+    # Kernel ipc sockets live here; AF_UNIX paths are capped at 107 bytes, so this must stay short.
+    return Path("/run/toolshed") if os.geteuid() == 0 else Path(f"/tmp/toolshed-{os.geteuid()}")
+
+
+class Settings(BaseSettings):
+    """Every knob of the server, read once from TOOLSHED_* variables (see README, "Configuration")."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLSHED_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: list[str] = Field(default_factory=list)
+    data_dir: Path = Path(".toolshed")
+    run_dir: Path = Field(default_factory=_default_run_dir)
+    namespace: str = "default"
+
+    image: str = ""
+    image_build: str = "auto"
+    sandbox_uid: int = 1000
+    sandbox_cpus: float = 1.0
+    sandbox_pids_limit: int = 256
+    sandbox_disk_quota: str = "1g"
+    sandbox_tmp_size: str = "256m"
+    default_memory_limit: str = "1g"
+
+    execution_timeout: float = 120.0
+    max_execution_timeout: float = 3600.0
+    interrupt_grace: float = 1.0
+    kernel_start_timeout: float = 60.0
+    max_output_bytes: int = 1 << 20
+    max_upload_bytes: int = 512 << 20
+
+    @property
+    def open_access(self) -> bool:
+        """True when no API key is configured, so every request is trusted."""
+        return not self.api_keys

@@ -1,0 +1,34 @@
+"""Infrastructure failures of the sandbox engine. Failures *inside user code* are data (see models.Execution).
+
+    SandboxError
+    ├── SandboxNotFound      unknown or deleted sandbox id
+    ├── InvalidRequest       arguments the engine cannot honour (bad memory limit, bad timeout)
+    ├── EngineUnavailable    Docker is not reachable, or the sandbox image is missing
+    └── SandboxStartFailed   a container or its kernel did not come up
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every engine failure the API maps to an HTTP error."""
+
+
+class SandboxNotFound(SandboxError):
+    def __init__(self, sandbox_id: str) -> None:
+        super().__init__(f"No container found with id '{sandbox_id}'.")
+        self.sandbox_id = sandbox_id
+
+
+class InvalidRequest(SandboxError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class EngineUnavailable(SandboxError):
+    pass
+
+
+class SandboxStartFailed(SandboxError):
+    pass

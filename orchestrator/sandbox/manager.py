@@ -1,0 +1,349 @@
+"""Sandbox lifecycle and execution: create, find, execute one cell at a time, heal, recover, delete.
+
+Docker calls block, so they run in worker threads; kernel traffic is async. Each sandbox has one lock: cells
+on one sandbox never interleave, while different sandboxes run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.kernel import (
+    CellResult,
+    KernelConnector,
+    KernelNotReady,
+    KernelSession,
+    OutputHook,
+    new_connection_info,
+)
+from orchestrator.sandbox.models import Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
+from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
+from orchestrator.sandbox.workspace import WorkspaceStore
+
+log = logging.getLogger("toolshed.sandbox")
+
+MEMORY_LIMITS = {"1g": 1 << 30, "4g": 4 << 30, "16g": 16 << 30, "64g": 64 << 30}
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Limits and timings that apply to every sandbox."""
+
+    cpus: float = 1.0
+    pids: int = 256
+    tmp_size: str = "256m"
+    kernel_start_timeout: float = 60.0
+    interrupt_grace: float = 1.0
+    max_output_bytes: int = 1 << 20
+    default_timeout: float = 120.0
+    max_timeout: float = 3600.0
+
+
+@dataclass
+class _Live:
+    """The manager's mutable view of one sandbox."""
+
+    sandbox: Sandbox
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    session: KernelSession | None = None
+    # Why the kernel must be restarted before its next cell; None while it is healthy.
+    needs_restart: str | None = None
+    # A restart the user has not been told about yet (e.g. the container died while idle).
+    unreported_reset: str | None = None
+    interrupt_requested: bool = False
+
+
+class SandboxManager:
+    """The engine's entry point: every sandbox operation goes through here."""
+
+    def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy) -> None:
+        self._runtime = runtime
+        self._workspaces = workspaces
+        self._policy = policy
+        self._connector = KernelConnector()
+        self._live: dict[str, _Live] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    async def recover(self) -> list[str]:
+        """Adopt the containers a previous run of this namespace left behind; returns their ids."""
+        for labels in await asyncio.to_thread(self._runtime.list_labels):
+            sandbox = _sandbox_from_labels(labels)
+            self._live.setdefault(sandbox.id, _Live(sandbox))
+        return sorted(self._live)
+
+    async def close(self) -> None:
+        """Disconnect from every kernel. Containers keep running, to be recovered by the next start."""
+        for task in self._background:
+            task.cancel()
+        for live in self._live.values():
+            if live.session is not None:
+                live.session.close()
+                live.session = None
+        self._connector.close()
+
+    async def create(self, spec: SandboxSpec) -> Sandbox:
+        """Start a container and wait until its kernel answers."""
+        if spec.memory_limit not in MEMORY_LIMITS:
+            raise InvalidRequest(
+                f"memory_limit must be one of {', '.join(MEMORY_LIMITS)}; got '{spec.memory_limit}'.",
+                param="memory_limit",
+            )
+        now = int(time.time())
+        sandbox = Sandbox(
+            id=f"cntr_{secrets.token_hex(16)}",
+            name=spec.name,
+            created_at=now,
+            memory_limit=spec.memory_limit,
+            last_active_at=now,
+            labels=dict(spec.labels),
+        )
+        live = _Live(sandbox)
+        try:
+            await self._start_container(live)
+        except BaseException:
+            await asyncio.to_thread(self._destroy, sandbox.id)
+            raise
+        self._live[sandbox.id] = live
+        return sandbox
+
+    async def get(self, sandbox_id: str) -> Sandbox:
+        return self._get_live(sandbox_id).sandbox
+
+    async def list(self) -> list[Sandbox]:
+        return sorted((live.sandbox for live in self._live.values()), key=lambda s: (s.created_at, s.id))
+
+    async def delete(self, sandbox_id: str) -> None:
+        """Remove the container and every file of the sandbox. A cell still running on it ends as failed."""
+        live = self._live.pop(sandbox_id, None)
+        if live is None:
+            raise SandboxNotFound(sandbox_id)
+        live.interrupt_requested = True
+        if live.session is not None:
+            live.session.close()
+            live.session = None
+        await asyncio.to_thread(self._destroy, sandbox_id)
+
+    def _destroy(self, sandbox_id: str) -> None:
+        self._runtime.remove(sandbox_id)
+        self._workspaces.remove(sandbox_id)
+
+    # ---- execution -------------------------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        sandbox_id: str,
+        code: str,
+        timeout: float | None = None,
+        on_output: OutputHook | None = None,
+    ) -> Execution:
+        """Run one cell. Errors in the code, timeouts, OOM and kernel death are reported in the Execution."""
+        live = self._get_live(sandbox_id)
+        timeout = self._check_timeout(timeout)
+        async with live.lock:
+            started = time.monotonic()
+            restarted = await self._ensure_kernel(live)
+            notice = None
+            if live.unreported_reset:
+                notice = TextOutput("notice", f"[{live.unreported_reset}]\n")
+                live.unreported_reset = None
+                if on_output is not None:
+                    await on_output(notice)
+            live.interrupt_requested = False
+            assert live.session is not None
+            result = await live.session.execute(
+                code,
+                timeout,
+                interrupt_grace=self._policy.interrupt_grace,
+                max_text_bytes=self._policy.max_output_bytes,
+                on_output=on_output,
+                is_alive=lambda: self._is_running(sandbox_id),
+            )
+            status, error = await self._judge(live, result, timeout)
+            live.sandbox = replace(live.sandbox, last_active_at=int(time.time()))
+        return Execution(
+            id=f"exec_{secrets.token_hex(12)}",
+            sandbox_id=sandbox_id,
+            status=status,
+            outputs=((notice,) if notice else ()) + result.outputs,
+            error=error,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            kernel_restarted=restarted or live.needs_restart is not None,
+            truncated_bytes=result.truncated_bytes,
+        )
+
+    async def interrupt(self, sandbox_id: str) -> None:
+        """Interrupt the running cell, if any; it ends with status "interrupted"."""
+        live = self._get_live(sandbox_id)
+        if live.session is not None and live.lock.locked():
+            live.interrupt_requested = True
+            await live.session.interrupt()
+
+    async def restart(self, sandbox_id: str) -> Sandbox:
+        """Start a fresh kernel (in-memory state is lost, files are kept), after interrupting any running cell."""
+        live = self._get_live(sandbox_id)
+        await self.interrupt(sandbox_id)
+        async with live.lock:
+            await self._restart_kernel(live, "restarted on request")
+        return live.sandbox
+
+    def _check_timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self._policy.default_timeout
+        if not 0 < timeout <= self._policy.max_timeout:
+            raise InvalidRequest(
+                f"timeout must be greater than 0 and at most {self._policy.max_timeout:g} seconds.", param="timeout"
+            )
+        return float(timeout)
+
+    async def _judge(self, live: _Live, result: CellResult, timeout: float) -> tuple[Any, ExecutionError | None]:
+        """Turns how a cell ended into (status, error), scheduling a kernel restart when one is needed."""
+        if result.outcome == "ok":
+            return "completed", None
+        if result.outcome == "error":
+            assert result.error is not None
+            interrupted = live.interrupt_requested and result.error.name == "KeyboardInterrupt"
+            return ("interrupted" if interrupted else "failed"), result.error
+        if result.outcome == "timeout":
+            return "timed_out", ExecutionError(
+                "TimeoutError", f"Execution exceeded the {timeout:g} s timeout and was interrupted."
+            )
+        if result.outcome == "stuck":
+            reason = (f"Execution exceeded the {timeout:g} s timeout and did not respond to an interrupt; the kernel "
+                      "was restarted, so variables and imports were lost (files in /mnt/data were kept).")
+            self._schedule_restart(live, reason)
+            return "timed_out", ExecutionError("TimeoutError", reason)
+        error = await self._death_error(live)
+        self._schedule_restart(live, error.value)
+        return ("interrupted" if live.interrupt_requested else "failed"), error
+
+    async def _death_error(self, live: _Live) -> ExecutionError:
+        state = await asyncio.to_thread(self._runtime.state, live.sandbox.id)
+        lost = "The kernel was restarted; variables and imports were lost (files in /mnt/data were kept)."
+        if state.oom_killed:
+            return ExecutionError(
+                "OutOfMemoryError",
+                f"The sandbox ran out of memory (limit {live.sandbox.memory_limit}) and its kernel was killed. {lost}",
+            )
+        return ExecutionError("KernelDied", f"The kernel process exited (exit code {state.exit_code}). {lost}")
+
+    # ---- kernel health ---------------------------------------------------------------------------------------
+
+    def _get_live(self, sandbox_id: str) -> _Live:
+        live = self._live.get(sandbox_id)
+        if live is None:
+            raise SandboxNotFound(sandbox_id)
+        return live
+
+    async def _is_running(self, sandbox_id: str) -> bool:
+        try:
+            return (await asyncio.to_thread(self._runtime.state, sandbox_id)).running
+        except SandboxNotFound:
+            return False
+
+    async def _ensure_kernel(self, live: _Live) -> bool:
+        """Make sure a ready kernel is connected; returns True if one had to be (re)started."""
+        if live.needs_restart is not None:
+            await self._restart_kernel(live, live.needs_restart)
+            return True
+        if live.session is not None:
+            return False
+        # First use after recovery: reconnect if the container survived, otherwise start a fresh kernel.
+        if await self._is_running(live.sandbox.id):
+            try:
+                live.session = self._connect(live, self._read_connection(live))
+                await live.session.wait_ready(min(5.0, self._policy.kernel_start_timeout))
+                return False
+            except (KernelNotReady, OSError, ValueError):
+                pass
+        await self._restart_kernel(live, None)
+        live.unreported_reset = "The sandbox's kernel had stopped and was restarted: variables and imports " \
+                                "were lost (files in /mnt/data were kept)."
+        return True
+
+    def _schedule_restart(self, live: _Live, reason: str) -> None:
+        """Mark the kernel for restart and heal it in the background, so an idle sandbox comes back by itself."""
+        live.needs_restart = reason
+
+        async def heal() -> None:
+            async with live.lock:
+                if live.needs_restart is not None and live.sandbox.id in self._live:
+                    try:
+                        await self._restart_kernel(live, live.needs_restart)
+                    except Exception:  # noqa: BLE001 - the next execute retries and reports
+                        log.exception("background restart of %s failed", live.sandbox.id)
+
+        task = asyncio.create_task(heal())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _restart_kernel(self, live: _Live, reason: str | None) -> None:
+        if live.session is not None:
+            live.session.close()
+            live.session = None
+        live.needs_restart = reason
+        await self._start_container(live, restart=True)
+        live.needs_restart = None
+        log.info("kernel of %s restarted (%s)", live.sandbox.id, reason or "recovery")
+
+    async def _start_container(self, live: _Live, restart: bool = False) -> None:
+        sandbox = live.sandbox
+        container_info = new_connection_info(f"{CONTAINER_RUN_DIR}/kernel")
+        ws = await asyncio.to_thread(self._workspaces.create, sandbox.id, container_info)
+        if restart and await self._container_exists(sandbox.id):
+            await asyncio.to_thread(self._runtime.restart, sandbox.id)
+        else:
+            limits = Limits(MEMORY_LIMITS[sandbox.memory_limit], self._policy.cpus, self._policy.pids,
+                            self._policy.tmp_size)
+            await asyncio.to_thread(
+                self._runtime.create, sandbox.id, limits=limits, run_dir=ws.run_dir, data_dir=ws.data_dir,
+                labels=_labels_for(sandbox),
+            )
+        live.session = self._connect(live, container_info)
+        try:
+            await live.session.wait_ready(self._policy.kernel_start_timeout)
+        except KernelNotReady as exc:
+            raise SandboxStartFailed(f"the sandbox kernel did not start: {exc}") from exc
+
+    async def _container_exists(self, sandbox_id: str) -> bool:
+        try:
+            await asyncio.to_thread(self._runtime.state, sandbox_id)
+            return True
+        except SandboxNotFound:
+            return False
+
+    def _connect(self, live: _Live, container_info: dict[str, Any]) -> KernelSession:
+        host_info = dict(container_info, ip=str(self._workspaces.get(live.sandbox.id).run_dir / "kernel"))
+        return self._connector.connect(host_info)
+
+    def _read_connection(self, live: _Live) -> dict[str, Any]:
+        return json.loads(self._workspaces.get(live.sandbox.id).connection_file.read_text())
+
+
+def _labels_for(sandbox: Sandbox) -> dict[str, str]:
+    return {
+        "name": sandbox.name,
+        "created_at": str(sandbox.created_at),
+        "memory_limit": sandbox.memory_limit,
+        **{f"meta.{k}": v for k, v in sandbox.labels.items()},
+    }
+
+
+def _sandbox_from_labels(labels: dict[str, str]) -> Sandbox:
+    created = int(labels.get("created_at", "0"))
+    return Sandbox(
+        id=labels["id"],
+        name=labels.get("name", ""),
+        created_at=created,
+        memory_limit=labels.get("memory_limit", "1g"),
+        last_active_at=created,
+        labels={k.removeprefix("meta."): v for k, v in labels.items() if k.startswith("meta.")},
+    )

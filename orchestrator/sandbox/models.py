@@ -1,0 +1,71 @@
+"""Value objects the sandbox engine returns. Frozen dataclasses; the wire format lives in orchestrator.api."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+ExecutionStatus = Literal["completed", "failed", "timed_out", "interrupted"]
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a caller asks for when creating a sandbox."""
+
+    name: str = ""
+    memory_limit: str = "1g"
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A sandbox as the engine knows it: one container plus its kernel."""
+
+    id: str
+    name: str
+    created_at: int
+    memory_limit: str
+    last_active_at: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextOutput:
+    """Text the kernel produced: a stdout/stderr stream, a cell result, or a rendered traceback."""
+
+    kind: Literal["stdout", "stderr", "result", "error", "notice"]
+    text: str
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """An image the kernel displayed (a matplotlib figure, a PIL image, ...)."""
+
+    mime_type: str
+    data: bytes
+
+
+Output = Union[TextOutput, ImageOutput]
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    """An error raised by the user's code, or the reason the kernel stopped (OOM, death, timeout)."""
+
+    name: str
+    value: str
+    traceback: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The result of running one cell. Failures of user code are reported here, never raised."""
+
+    id: str
+    sandbox_id: str
+    status: ExecutionStatus
+    outputs: tuple[Output, ...]
+    error: ExecutionError | None
+    duration_ms: int
+    kernel_restarted: bool = False
+    truncated_bytes: int = 0

@@ -1,0 +1,179 @@
+"""Where sandboxes live: hardened Docker containers. The only module that imports `docker`.
+
+Every container gets the same protections, whatever the caller asks for: no network, a non-root uid, a read-only
+root filesystem, no capabilities, no privilege escalation, and pid, memory and CPU limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
+
+LABEL_PREFIX = "toolshed."
+CONTAINER_RUN_DIR = "/run/toolshed"
+CONTAINER_DATA_DIR = "/mnt/data"
+KERNEL_COMMAND = ["toolshed-kernel", f"{CONTAINER_RUN_DIR}/kernel.json"]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What Docker says about a sandbox's container."""
+
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to every sandbox container."""
+
+    memory_bytes: int
+    cpus: float
+    pids: int
+    tmp_size: str
+
+
+class Runtime(Protocol):
+    """The seam between the manager and the container engine."""
+
+    def create(self, sandbox_id: str, *, limits: Limits, run_dir: Path, data_dir: Path,
+               labels: dict[str, str]) -> None: ...
+    def state(self, sandbox_id: str) -> ContainerState: ...
+    def restart(self, sandbox_id: str) -> None: ...
+    def remove(self, sandbox_id: str) -> None: ...
+    def list_labels(self) -> list[dict[str, str]]: ...
+
+
+def _translate(exc: Exception, sandbox_id: str | None = None) -> Exception:
+    """Maps docker-py's exceptions to the engine's tree, in one place."""
+    if isinstance(exc, docker.errors.NotFound) and sandbox_id is not None:
+        return SandboxNotFound(sandbox_id)
+    if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
+        return EngineUnavailable(f"Docker engine error: {exc}")
+    return exc
+
+
+class DockerRuntime:
+    """Creates, inspects, restarts and removes sandbox containers through the Docker API."""
+
+    def __init__(self, client: docker.DockerClient, *, image: str, namespace: str, uid: int) -> None:
+        self._client = client
+        self._image = image
+        self._namespace = namespace
+        self._uid = uid
+
+    @classmethod
+    def from_env(cls, *, image: str, namespace: str, uid: int) -> DockerRuntime:
+        try:
+            client = docker.from_env(timeout=60)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise EngineUnavailable(f"Docker engine is not reachable: {exc}") from exc
+        return cls(client, image=image, namespace=namespace, uid=uid)
+
+    @staticmethod
+    def container_name(sandbox_id: str) -> str:
+        return f"toolshed-{sandbox_id}"
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError):
+            return False
+
+    def image_exists(self) -> bool:
+        try:
+            self._client.images.get(self._image)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc) from exc
+
+    def create(self, sandbox_id: str, *, limits: Limits, run_dir: Path, data_dir: Path,
+               labels: dict[str, str]) -> None:
+        """Create and start the container; its kernel starts with it (the entrypoint *is* the kernel)."""
+        all_labels = {f"{LABEL_PREFIX}{k}": v for k, v in labels.items()}
+        all_labels |= {f"{LABEL_PREFIX}id": sandbox_id, f"{LABEL_PREFIX}namespace": self._namespace}
+        try:
+            self._client.containers.run(
+                self._image,
+                KERNEL_COMMAND,
+                name=self.container_name(sandbox_id),
+                detach=True,
+                init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
+                user=f"{self._uid}:{self._uid}",
+                working_dir=CONTAINER_DATA_DIR,
+                network_mode="none",
+                read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=limits.pids,
+                mem_limit=limits.memory_bytes,
+                memswap_limit=limits.memory_bytes,
+                nano_cpus=int(limits.cpus * 1e9),
+                ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
+                volumes={
+                    str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
+                    str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
+                },
+                environment={"MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+                labels=all_labels,
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise EngineUnavailable(f"Sandbox image {self._image} is missing; run `toolshed image build`.") from exc
+        except docker.errors.APIError as exc:
+            raise SandboxStartFailed(f"Could not start sandbox container: {exc.explanation or exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc) from exc
+
+    def _container(self, sandbox_id: str):  # noqa: ANN202 - docker-py's Container is untyped
+        try:
+            return self._client.containers.get(self.container_name(sandbox_id))
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc, sandbox_id) from exc
+
+    def state(self, sandbox_id: str) -> ContainerState:
+        info = self._container(sandbox_id).attrs["State"]
+        exit_code = None if info.get("Running") else info.get("ExitCode")
+        return ContainerState(bool(info.get("Running")), exit_code, bool(info.get("OOMKilled")))
+
+    def restart(self, sandbox_id: str) -> None:
+        container = self._container(sandbox_id)
+        try:
+            # timeout=0: the kernel is already considered lost, so SIGKILL at once.
+            container.restart(timeout=0)
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc, sandbox_id) from exc
+
+    def remove(self, sandbox_id: str) -> None:
+        try:
+            self._container(sandbox_id).remove(force=True, v=True)
+        except SandboxNotFound:
+            return
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            if isinstance(exc, docker.errors.NotFound):
+                return
+            raise _translate(exc, sandbox_id) from exc
+
+    def list_labels(self) -> list[dict[str, str]]:
+        """Labels (prefix stripped) of every container of this namespace, running or not."""
+        try:
+            containers = self._client.containers.list(
+                all=True, filters={"label": f"{LABEL_PREFIX}namespace={self._namespace}"}
+            )
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc) from exc
+        return [
+            {k.removeprefix(LABEL_PREFIX): v for k, v in c.labels.items() if k.startswith(LABEL_PREFIX)}
+            for c in containers
+        ]
