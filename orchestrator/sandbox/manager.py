@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -90,6 +91,10 @@ class SandboxManager:
                 live.session = None
         self._connector.close()
 
+    async def engine_alive(self) -> bool:
+        """Whether the container engine answers."""
+        return await asyncio.to_thread(self._runtime.ping)
+
     async def create(self, spec: SandboxSpec) -> Sandbox:
         """Start a container and wait until its kernel answers."""
         if spec.memory_limit not in MEMORY_LIMITS:
@@ -147,7 +152,7 @@ class SandboxManager:
     ) -> Execution:
         """Run one cell. Errors in the code, timeouts, OOM and kernel death are reported in the Execution."""
         live = self._get_live(sandbox_id)
-        timeout = self._check_timeout(timeout)
+        timeout = self.check_timeout(timeout)
         async with live.lock:
             started = time.monotonic()
             restarted = await self._ensure_kernel(live)
@@ -195,7 +200,8 @@ class SandboxManager:
             await self._restart_kernel(live, "restarted on request")
         return live.sandbox
 
-    def _check_timeout(self, timeout: float | None) -> float:
+    def check_timeout(self, timeout: float | None) -> float:
+        """The timeout to use for a cell; InvalidRequest if it is out of range."""
         if timeout is None:
             return self._policy.default_timeout
         if not 0 < timeout <= self._policy.max_timeout:
@@ -226,14 +232,17 @@ class SandboxManager:
         return ("interrupted" if live.interrupt_requested else "failed"), error
 
     async def _death_error(self, live: _Live) -> ExecutionError:
-        state = await asyncio.to_thread(self._runtime.state, live.sandbox.id)
         lost = "The kernel was restarted; variables and imports were lost (files in /mnt/data were kept)."
+        try:
+            state = await asyncio.to_thread(self._runtime.state, live.sandbox.id)
+        except SandboxNotFound:
+            return ExecutionError("KernelDied", f"The sandbox container was removed from outside. {lost}")
         if state.oom_killed:
             return ExecutionError(
                 "OutOfMemoryError",
                 f"The sandbox ran out of memory (limit {live.sandbox.memory_limit}) and its kernel was killed. {lost}",
             )
-        return ExecutionError("KernelDied", f"The kernel process exited (exit code {state.exit_code}). {lost}")
+        return ExecutionError("KernelDied", f"The kernel process exited ({_describe_exit(state.exit_code)}). {lost}")
 
     # ---- kernel health ---------------------------------------------------------------------------------------
 
@@ -326,6 +335,15 @@ class SandboxManager:
 
     def _read_connection(self, live: _Live) -> dict[str, Any]:
         return json.loads(self._workspaces.get(live.sandbox.id).connection_file.read_text())
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code > 128:
+        try:
+            return f"killed by {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
 
 
 def _labels_for(sandbox: Sandbox) -> dict[str, str]:

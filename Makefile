@@ -1,0 +1,37 @@
+# `make serve` and `make test` each set up everything they need on a fresh machine, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Tests build the image offline (no registry traffic); `make serve` tries a registry first.
+IMAGE_BUILD ?= auto
+
+.PHONY: serve test venv docker image bench clean
+
+$(BIN)/toolshed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/toolshed
+
+docker:
+	@bash scripts/ensure_docker.sh
+
+image: venv docker
+	$(BIN)/toolshed image build --mode $(IMAGE_BUILD)
+
+serve: image
+	$(BIN)/toolshed serve
+
+test: venv docker
+	$(BIN)/toolshed image build --mode offline
+	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
+bench: image
+	$(BIN)/python bench/sandbox.py
+
+clean:
+	rm -rf $(VENV) .toolshed

@@ -1,0 +1,58 @@
+"""/v1/files: upload, list, retrieve, delete and download stored files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator.api import deps
+from orchestrator.api.errors import APIError
+from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
+from orchestrator.storage import FileStore, FileTooLarge
+
+router = APIRouter(prefix="/files", tags=["files"])
+PURPOSES = {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
+            "vision", "user_data", "evals"}
+Files = Annotated[FileStore, Depends(deps.files)]
+
+
+@router.post("", response_model=FileObject)
+async def create_file(request: Request, store: Files, file: Annotated[UploadFile, File()],
+                      purpose: Annotated[str, Form()]) -> FileObject:
+    if purpose not in PURPOSES:
+        raise APIError(400, f"Invalid purpose '{purpose}'. Expected one of {sorted(PURPOSES)}.", param="purpose")
+    limit = deps.settings(request).max_upload_bytes
+    if int(request.headers.get("content-length") or 0) > limit + (1 << 20):
+        raise FileTooLarge(limit)
+    stored = await run_in_threadpool(store.write, file.file, file.filename or "upload", purpose, limit)
+    return FileObject.of(stored)
+
+
+@router.get("", response_model=ListPage[FileObject])
+async def list_files(store: Files, purpose: str | None = None, after: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
+                     order: Literal["asc", "desc"] = "desc") -> dict:
+    items, has_more = store.list(purpose=purpose, after=after, limit=limit, order=order)
+    return page_of([FileObject.of(f) for f in items], has_more)
+
+
+@router.get("/{file_id}", response_model=FileObject)
+async def retrieve_file(file_id: str, store: Files) -> FileObject:
+    return FileObject.of(store.get(file_id))
+
+
+@router.delete("/{file_id}", response_model=Deleted)
+async def delete_file(file_id: str, store: Files) -> Deleted:
+    store.delete(file_id)
+    return Deleted(id=file_id, object="file")
+
+
+@router.get("/{file_id}/content")
+async def file_content(file_id: str, store: Files) -> FileResponse:
+    stored = store.get(file_id)
+    return FileResponse(store.blob_path(file_id), filename=stored.filename,
+                        media_type="application/octet-stream")
+

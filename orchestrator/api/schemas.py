@@ -1,0 +1,182 @@
+"""Wire format: pydantic models shaped like the OpenAI objects (see the openai package's types/)."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.sandbox import Execution, Sandbox
+from orchestrator.storage import StoredFile
+
+T = TypeVar("T")
+
+
+class ListPage(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+def page_of(items: list[Any], has_more: bool) -> dict[str, Any]:
+    return {
+        "data": items,
+        "first_id": items[0].id if items else None,
+        "last_id": items[-1].id if items else None,
+        "has_more": has_more,
+    }
+
+
+def paginate(items: list[Any], *, after: str | None, limit: int, order: str) -> tuple[list[Any], bool]:
+    """Cursor pagination over an in-memory list sorted ascending by creation."""
+    ordered = items if order == "asc" else list(reversed(items))
+    if after is not None:
+        ids = [item.id for item in ordered]
+        ordered = ordered[ids.index(after) + 1:] if after in ids else []
+    return ordered[:limit], len(ordered) > limit
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- containers -------------------------------------------------------------------------------------------------
+
+class ExpiresAfter(BaseModel):
+    anchor: Literal["last_active_at"] = "last_active_at"
+    minutes: int = Field(20, ge=1, le=7 * 24 * 60)
+
+
+class NetworkPolicy(BaseModel):
+    type: Literal["disabled", "allowlist"]
+    allowed_domains: list[str] | None = None
+
+
+class ContainerCreate(StrictBody):
+    name: str = Field(max_length=256)
+    expires_after: ExpiresAfter | None = None
+    file_ids: list[str] = Field(default_factory=list)
+    memory_limit: Literal["1g", "4g", "16g", "64g"] | None = None
+    network_policy: NetworkPolicy | None = None
+    skills: list[dict[str, Any]] | None = None
+
+
+class ContainerObject(BaseModel):
+    id: str
+    object: Literal["container"] = "container"
+    created_at: int
+    status: str
+    name: str
+    expires_after: ExpiresAfter
+    last_active_at: int
+    memory_limit: str
+    network_policy: NetworkPolicy
+
+    @classmethod
+    def of(cls, sandbox: Sandbox) -> ContainerObject:
+        minutes = int(sandbox.labels.get("expires_after_minutes", "20"))
+        return cls(
+            id=sandbox.id,
+            created_at=sandbox.created_at,
+            status="running",
+            name=sandbox.name,
+            expires_after=ExpiresAfter(minutes=minutes),
+            last_active_at=sandbox.last_active_at,
+            memory_limit=sandbox.memory_limit,
+            network_policy=NetworkPolicy(type="disabled"),
+        )
+
+
+class Deleted(BaseModel):
+    id: str
+    object: str
+    deleted: bool = True
+
+
+# ---- execution --------------------------------------------------------------------------------------------------
+
+class ExecuteRequest(StrictBody):
+    code: str
+    timeout: float | None = Field(None, gt=0)
+    stream: bool = False
+
+
+class LogsOutput(BaseModel):
+    type: Literal["logs"] = "logs"
+    logs: str
+
+
+class ImageFile(BaseModel):
+    file_id: str
+
+
+class ImageOutputWire(BaseModel):
+    type: Literal["image"] = "image"
+    image: ImageFile
+
+
+class ExecutionErrorWire(BaseModel):
+    name: str
+    value: str
+    traceback: list[str]
+
+
+class ExecutionObject(BaseModel):
+    id: str
+    object: Literal["container.execution"] = "container.execution"
+    container_id: str
+    status: str
+    outputs: list[LogsOutput | ImageOutputWire]
+    error: ExecutionErrorWire | None
+    duration_ms: int
+    kernel_restarted: bool
+
+
+WireOutput = LogsOutput | ImageOutputWire
+
+
+def merge_logs(outputs: list[WireOutput]) -> list[WireOutput]:
+    """Adjacent text outputs become one `logs` item, as in an Assistants run step."""
+    merged: list[WireOutput] = []
+    for output in outputs:
+        if isinstance(output, LogsOutput) and merged and isinstance(merged[-1], LogsOutput):
+            merged[-1] = LogsOutput(logs=merged[-1].logs + output.logs)
+        else:
+            merged.append(output)
+    return merged
+
+
+def execution_object(execution: Execution, wire_outputs: list[WireOutput]) -> ExecutionObject:
+    error = execution.error
+    return ExecutionObject(
+        id=execution.id,
+        container_id=execution.sandbox_id,
+        status=execution.status,
+        outputs=merge_logs(wire_outputs),
+        error=ExecutionErrorWire(name=error.name, value=error.value, traceback=list(error.traceback))
+        if error else None,
+        duration_ms=execution.duration_ms,
+        kernel_restarted=execution.kernel_restarted,
+    )
+
+
+
+# ---- files ------------------------------------------------------------------------------------------------------
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    expires_at: int | None = None
+    status_details: str | None = None
+
+    @classmethod
+    def of(cls, stored: StoredFile) -> FileObject:
+        return cls(id=stored.id, bytes=stored.bytes, created_at=stored.created_at, filename=stored.filename,
+                   purpose=stored.purpose)

@@ -1,0 +1,98 @@
+"""The FastAPI application: builds the engines from Settings at start-up and mounts the routers."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from orchestrator import __version__
+from orchestrator.api import containers, deps, files
+from orchestrator.api.errors import install_error_handlers
+from orchestrator.config import Settings
+from orchestrator.sandbox import EngineUnavailable, SandboxManager
+from orchestrator.sandbox.image import default_tag
+from orchestrator.sandbox.manager import SandboxPolicy
+from orchestrator.sandbox.runtime import DockerRuntime
+from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
+from orchestrator.storage import FileStore
+
+log = logging.getLogger("toolshed")
+
+
+def build_manager(settings: Settings) -> SandboxManager:
+    """The sandbox engine as configured; EngineUnavailable if Docker or the image is missing."""
+    image = settings.image or default_tag()
+    runtime = DockerRuntime.from_env(image=image, namespace=settings.namespace, uid=settings.sandbox_uid)
+    if not runtime.image_exists():
+        raise EngineUnavailable(f"Sandbox image {image} is missing; build it with `toolshed image build`.")
+    workspaces = WorkspaceStore(
+        settings.data_dir.resolve() / "sandboxes", settings.run_dir / settings.namespace,
+        uid=settings.sandbox_uid, quota_bytes=parse_size(settings.sandbox_disk_quota),
+    )
+    if not workspaces.enforces_quota:
+        log.warning("not running as root: the /mnt/data size quota (%s) is NOT enforced", settings.sandbox_disk_quota)
+    policy = SandboxPolicy(
+        cpus=settings.sandbox_cpus, pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
+        kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
+        max_output_bytes=settings.max_output_bytes, default_timeout=settings.execution_timeout,
+        max_timeout=settings.max_execution_timeout,
+    )
+    return SandboxManager(runtime, workspaces, policy)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.state.files = FileStore(settings.data_dir)
+    app.state.manager, app.state.engine_problem = None, None
+    try:
+        app.state.manager = build_manager(settings)
+        recovered = await app.state.manager.recover()
+        log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
+    except EngineUnavailable as exc:
+        app.state.engine_problem = str(exc)
+        log.error("sandbox engine unavailable: %s", exc)
+    if settings.open_access:
+        log.warning("no TOOLSHED_API_KEYS set: every request is accepted, so the server listens on %s only",
+                    settings.host)
+    yield
+    if app.state.manager is not None:
+        await app.state.manager.close()
+    app.state.files.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
+    app.state.settings = settings or Settings()
+    install_error_handlers(app)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.require_api_key)])
+    v1.include_router(containers.router)
+    v1.include_router(files.router)
+    app.include_router(v1)
+
+    @app.get("/health", tags=["health"])
+    async def health(request: Request) -> dict:
+        manager = request.app.state.manager
+        docker_ok = manager is not None and await manager.engine_alive()
+        return {
+            "status": "ok" if docker_ok else "degraded",
+            "version": __version__,
+            "engine": {"docker": docker_ok, "problem": request.app.state.engine_problem,
+                       "sandboxes": len(await manager.list()) if manager else 0},
+        }
+
+    return app

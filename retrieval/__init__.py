@@ -1,0 +1,1 @@
+"""Retrieval engine: parsing, chunking, embedding, FAISS + keyword search. (Built in issue 4.)"""

@@ -1,0 +1,177 @@
+"""The Containers API and execution over HTTP, driven by the official openai SDK against real sandboxes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.conftest import Server, logs, run
+
+pytestmark = pytest.mark.docker
+
+
+def test_sdk_create_retrieve_list_delete(client: OpenAI) -> None:
+    created = client.containers.create(name="lifecycle", memory_limit="1g")
+    assert created.id.startswith("cntr_")
+    assert (created.object, created.status, created.name, created.memory_limit) == ("container", "running",
+                                                                                     "lifecycle", "1g")
+    assert created.network_policy.type == "disabled"
+    assert client.containers.retrieve(created.id).id == created.id
+    assert created.id in [c.id for c in client.containers.list(limit=100)]
+    client.containers.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.containers.retrieve(created.id)
+    assert created.id not in [c.id for c in client.containers.list(limit=100)]
+
+
+def test_list_pages_with_cursor(client: OpenAI) -> None:
+    ids = [client.containers.create(name="page").id for _ in range(3)]
+    try:
+        first = client.containers.list(limit=2, order="asc", name="page")
+        assert [c.id for c in first.data] == ids[:2] and first.has_more is True
+        walked = [c.id for c in client.containers.list(limit=2, order="asc", name="page")]
+        assert walked == ids
+        newest = client.containers.list(limit=1, order="desc", name="page")
+        assert [c.id for c in newest.data] == [ids[-1]]
+    finally:
+        for container_id in ids:
+            client.containers.delete(container_id)
+
+
+def test_state_persists_within_a_container_and_never_leaks(client: OpenAI, container: str) -> None:
+    other = client.containers.create(name="other").id
+    try:
+        assert run(client, container, "x = 21\nprint(x * 2)")["outputs"] == [{"type": "logs", "logs": "42\n"}]
+        assert logs(run(client, container, "x + 1")) == "22\n"
+        run(client, container, "open('/mnt/data/secret.txt', 'w').write('mine')")
+        leaked = run(client, other, "import os\nprint('x' in dir(), os.listdir('/mnt/data'))")
+        assert logs(leaked) == "False []\n"
+    finally:
+        client.containers.delete(other)
+
+
+def test_execution_object_shape_and_output_order(client: OpenAI, container: str) -> None:
+    code = "import sys\nprint('out')\nprint('err', file=sys.stderr)\n7 * 6"
+    execution = run(client, container, code)
+    assert execution["object"] == "container.execution" and execution["id"].startswith("exec_")
+    assert execution["container_id"] == container
+    assert (execution["status"], execution["error"]) == ("completed", None)
+    assert execution["outputs"] == [{"type": "logs", "logs": "out\nerr\n42\n"}]
+    assert isinstance(execution["duration_ms"], int)
+
+
+def test_user_error_is_data_with_traceback(client: OpenAI, container: str) -> None:
+    execution = run(client, container, "print('before')\n1/0")
+    assert execution["status"] == "failed"
+    assert execution["error"]["name"] == "ZeroDivisionError"
+    assert execution["error"]["value"] == "division by zero"
+    text = logs(execution)
+    assert text.startswith("before\n") and "ZeroDivisionError" in text and "\x1b[" not in text
+
+
+def test_plots_become_image_outputs_backed_by_files(client: OpenAI, container: str) -> None:
+    execution = run(client, container, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    images = [o for o in execution["outputs"] if o["type"] == "image"]
+    assert len(images) == 1
+    content = client.files.content(images[0]["image"]["file_id"]).read()
+    assert content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_streaming_sends_outputs_then_completed_then_done(server: Server, container: str) -> None:
+    code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)"
+    events: list[tuple[str, object]] = []
+    with httpx.stream("POST", f"{server.base_url}/v1/containers/{container}/execute",
+                      json={"code": code, "stream": True}, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = line.removeprefix("data: ")
+                events.append((event, data if data == "[DONE]" else json.loads(data)))
+                event = None
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["execution.output"] * 3 + ["execution.completed", None]
+    assert [payload["logs"] for _, payload in events[:3]] == ["0\n", "1\n", "2\n"]
+    completed = events[3][1]
+    assert completed["status"] == "completed" and completed["outputs"] == [{"type": "logs", "logs": "0\n1\n2\n"}]
+    assert events[4][1] == "[DONE]"
+
+
+def test_concurrent_executions_on_one_container_are_serialized(client: OpenAI, container: str) -> None:
+    run(client, container, "events = []")
+    cell = "import time\nevents.append('start-{0}')\ntime.sleep(0.5)\nevents.append('end-{0}')"
+    threads = [threading.Thread(target=run, args=(client, container, cell.format(n))) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    events = json.loads(logs(run(client, container, "import json; print(json.dumps(events))")))
+    assert len(events) == 6
+    for i in range(0, 6, 2):
+        assert events[i].replace("start", "end") == events[i + 1]
+
+
+def test_interrupt_endpoint_stops_a_running_cell(client: OpenAI, container: str) -> None:
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(run(client, container, "import time\ntime.sleep(30)")))
+    worker.start()
+    time.sleep(1.0)
+    client.post(f"/containers/{container}/interrupt", cast_to=object)
+    worker.join(timeout=10)
+    assert result["status"] == "interrupted" and result["error"]["name"] == "KeyboardInterrupt"
+    assert logs(run(client, container, "print('alive')")) == "alive\n"
+
+
+def test_restart_endpoint_resets_memory_but_keeps_files(client: OpenAI, container: str) -> None:
+    run(client, container, "kept = 1\nopen('/mnt/data/f.txt', 'w').write('still here')")
+    client.post(f"/containers/{container}/restart", cast_to=object)
+    assert logs(run(client, container, "print('kept' in dir(), open('/mnt/data/f.txt').read())")) == \
+        "False still here\n"
+
+
+def test_unknown_container_is_404_with_openai_error(server: Server) -> None:
+    for method, path in [("GET", "/v1/containers/cntr_nope"), ("DELETE", "/v1/containers/cntr_nope"),
+                         ("POST", "/v1/containers/cntr_nope/execute")]:
+        response = httpx.request(method, server.base_url + path, json={"code": "1"})
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and "cntr_nope" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ('{"name": ', None),
+        ('{"memory_limit": "1g"}', "name"),
+        ('{"name": "x", "memory_limit": "2g"}', "memory_limit"),
+        ('{"name": "x", "network_policy": {"type": "allowlist", "allowed_domains": ["pypi.org"]}}', "network_policy"),
+    ],
+)
+def test_bad_create_requests_are_400(server: Server, body: str, param: str | None) -> None:
+    response = httpx.post(f"{server.base_url}/v1/containers", content=body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+
+
+@pytest.mark.parametrize("body", ['{"code": 5}', '{"code": "1", "timeout": -1}', '{"code": "1", "timeout": 1e9}',
+                                  '{}', 'not json'])
+def test_bad_execute_requests_are_400(server: Server, container: str, body: str) -> None:
+    response = httpx.post(f"{server.base_url}/v1/containers/{container}/execute", content=body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_health_reports_docker(server: Server) -> None:
+    health = httpx.get(f"{server.base_url}/health").json()
+    assert health["status"] == "ok" and health["engine"]["docker"] is True

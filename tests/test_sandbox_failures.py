@@ -1,0 +1,73 @@
+"""Timeouts, kernel death, OOM and outside kills: each is reported clearly and the sandbox recovers."""
+
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+from openai import OpenAI
+
+from tests.conftest import logs, run
+
+pytestmark = pytest.mark.docker
+
+
+def test_timeout_returns_partial_output_in_time_and_the_next_call_works(client: OpenAI, container: str) -> None:
+    run(client, container, "state = 'kept'")
+    started = time.monotonic()
+    execution = run(client, container, "import time\nprint('partial', flush=True)\ntime.sleep(60)", timeout=2)
+    elapsed = time.monotonic() - started
+    assert execution["status"] == "timed_out"
+    assert execution["error"]["name"] == "TimeoutError"
+    assert logs(execution).startswith("partial\n")
+    assert elapsed < 2 + 2
+    # An interruptible cell keeps the kernel and its state.
+    assert logs(run(client, container, "print(state)")) == "kept\n"
+
+
+def test_uninterruptible_timeout_restarts_the_kernel_and_says_state_was_lost(client: OpenAI, container: str) -> None:
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('spinning', flush=True)\nwhile True: pass"
+    started = time.monotonic()
+    execution = run(client, container, code, timeout=2)
+    assert time.monotonic() - started < 2 + 2
+    assert execution["status"] == "timed_out"
+    assert "restarted" in execution["error"]["value"] and "lost" in execution["error"]["value"]
+    assert logs(execution).startswith("spinning\n")
+    assert logs(run(client, container, "print('back')")) == "back\n"
+
+
+def test_os_exit_is_reported_and_the_sandbox_recovers(client: OpenAI, container: str) -> None:
+    execution = run(client, container, "import os\nos._exit(3)")
+    assert execution["status"] == "failed"
+    assert execution["error"]["name"] == "KernelDied"
+    assert "exit code 3" in execution["error"]["value"] and "lost" in execution["error"]["value"]
+    follow = run(client, container, "print('recovered')")
+    assert (follow["status"], logs(follow)) == ("completed", "recovered\n")
+
+
+def test_out_of_memory_is_named_as_such_and_the_sandbox_recovers(client: OpenAI, container: str) -> None:
+    run(client, container, "open('/mnt/data/keep.txt', 'w').write('safe')")
+    execution = run(client, container, "hog = 'x' * (3 * 1024 ** 3)", timeout=60)
+    assert execution["status"] == "failed"
+    assert execution["error"]["name"] == "OutOfMemoryError"
+    assert "1g" in execution["error"]["value"]
+    assert logs(run(client, container, "print(open('/mnt/data/keep.txt').read())")) == "safe\n"
+
+
+def test_container_killed_from_outside_is_reported_then_recovered(client: OpenAI, container: str) -> None:
+    run(client, container, "value = 1")
+    docker.from_env().containers.get(f"toolshed-{container}").kill()
+    execution = run(client, container, "print(value)")
+    assert execution["status"] == "failed"
+    assert execution["error"]["name"] == "KernelDied"
+    assert "SIGKILL" in execution["error"]["value"]
+    follow = run(client, container, "print('value' in dir())")
+    assert (follow["status"], logs(follow)) == ("completed", "False\n")
+
+
+def test_container_removed_from_outside_is_recreated(client: OpenAI, container: str) -> None:
+    docker.from_env().containers.get(f"toolshed-{container}").remove(force=True)
+    first = run(client, container, "print('hello')")
+    assert first["status"] == "failed" and first["error"]["name"] == "KernelDied"
+    assert logs(run(client, container, "print('hello')")) == "hello\n"
