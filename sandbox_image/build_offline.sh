@@ -16,6 +16,11 @@ if [ -z "$mirror" ]; then
   [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
 fi
 
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "[offline build] installing debootstrap" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+fi
+
 work=$(mktemp -d /var/tmp/toolshed-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs

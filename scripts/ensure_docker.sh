@@ -13,12 +13,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 if ! command -v dockerd >/dev/null 2>&1; then
-  echo "[docker] installing docker.io (and debootstrap for the offline image build)" >&2
+  echo "[docker] installing docker.io" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq docker.io debootstrap >/dev/null
+  apt-get install -y -qq docker.io >/dev/null
 fi
-command -v debootstrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
 echo "[docker] starting dockerd" >&2
 nohup dockerd >/var/log/toolshed-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do

@@ -1,0 +1,136 @@
+"""Sandbox benchmark: prints JSON. Everything is measured in one run, against a baseline from the same run.
+
+- cold start: POST /v1/containers, then the first execute, over HTTP (p50/p90);
+- warm round trip: a trivial execute over HTTP (p50/p99, >= 200 runs, after untimed warm-ups);
+- baseline: the same round trip straight to a bare kernel container of the same image with jupyter_client;
+- idle memory: a sandbox's cgroup memory after it has run one cell and sat idle.
+
+Run: .venv/bin/python bench/sandbox.py [--runs 300] [--cold 10]   (needs Docker and the sandbox image)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from jupyter_client.blocking import BlockingKernelClient
+
+from orchestrator.localserver import Server
+from orchestrator.sandbox.image import default_tag
+from orchestrator.sandbox.kernel import new_connection_info
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+    return {"n": len(ms), "p50_ms": round(pick(0.5), 2), "p90_ms": round(pick(0.9), 2),
+            "p99_ms": round(pick(0.99), 2), "mean_ms": round(statistics.fmean(ms), 2)}
+
+
+def timed(fn, runs: int, warmup: int = 20) -> list[float]:  # noqa: ANN001
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def bench_http(server: Server, runs: int, cold: int) -> dict:
+    http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
+    cold_samples, ids = [], []
+    for _ in range(cold):
+        start = time.perf_counter()
+        cid = http.post("/containers", json={"name": "bench"}).json()["id"]
+        assert http.post(f"/containers/{cid}/execute", json={"code": "1"}).json()["status"] == "completed"
+        cold_samples.append(time.perf_counter() - start)
+        ids.append(cid)
+
+    def trivial() -> None:
+        assert http.post(f"/containers/{ids[0]}/execute", json={"code": "1 + 1"}).json()["status"] == "completed"
+
+    warm = timed(trivial, runs)
+    time.sleep(3)
+    idle = idle_memory_mib(f"toolshed-{ids[-1]}")
+    for cid in ids:
+        http.delete(f"/containers/{cid}")
+    return {"cold_start_to_first_result": percentiles(cold_samples), "warm_execute_http": percentiles(warm),
+            "idle_sandbox_memory_mib": idle}
+
+
+def idle_memory_mib(container: str) -> float:
+    """cgroup memory of the container less page cache, as `docker stats` reports it."""
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", container],
+                         capture_output=True, text=True, check=True).stdout
+    usage = json.loads(out)["MemUsage"].split("/")[0].strip()
+    value, unit = float(usage[:-3]), usage[-3:]
+    return round(value * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit], 1)
+
+
+def bench_bare_kernel(runs: int) -> dict:
+    """The floor: a container of the same image, its kernel driven directly with jupyter_client, no HTTP."""
+    run_dir = Path(tempfile.mkdtemp(prefix="tsb", dir="/tmp"))
+    info = new_connection_info("/run/toolshed/kernel")
+    (run_dir / "kernel.json").write_text(json.dumps(info))
+    os.chown(run_dir, 1000, 1000)
+    os.chown(run_dir / "kernel.json", 1000, 1000)
+    name = f"toolshed-bench-{secrets.token_hex(4)}"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--init", "-u", "1000:1000",
+                    "-v", f"{run_dir}:/run/toolshed", "--read-only", "--tmpfs", "/tmp", default_tag()],
+                   check=True, capture_output=True)
+    client = BlockingKernelClient()
+    client.load_connection_info(dict(info, ip=str(run_dir / "kernel")))
+    client.start_channels()
+    try:
+        # Ready means kernel_info answered *and* iopub delivered (a SUB socket misses what precedes its join).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                client.kernel_info(reply=True, timeout=1)
+                client.get_iopub_msg(timeout=1)
+                break
+            except (TimeoutError, queue.Empty):
+                continue
+
+        def trivial() -> None:
+            reply = client.execute_interactive("1 + 1", timeout=30, output_hook=lambda msg: None)
+            assert reply["content"]["status"] == "ok"
+
+        return {"warm_execute_bare_jupyter_client": percentiles(timed(trivial, runs))}
+    finally:
+        client.stop_channels()
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--cold", type=int, default=10)
+    args = parser.parse_args()
+    server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")))
+    server.start()
+    try:
+        result = bench_http(server, args.runs, args.cold)
+    finally:
+        server.stop()
+        server.remove_containers()
+    result |= bench_bare_kernel(args.runs)
+    result["http_overhead_ratio_p50"] = round(
+        result["warm_execute_http"]["p50_ms"] / result["warm_execute_bare_jupyter_client"]["p50_ms"], 2)
+    result["machine"] = {"cpus": os.cpu_count(), "image": default_tag()}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Fast checks of pure pieces: layering, sizes, filenames, pagination, the file store, image tags."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from orchestrator.api.schemas import paginate
+from orchestrator.sandbox.image import recipe_hash
+from orchestrator.sandbox.workspace import parse_size
+from orchestrator.storage import FileNotFound, FileStore, FileTooLarge, safe_filename
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(folder: Path) -> set[str]:
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module if node.module.startswith("orchestrator") else node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("engine", ["orchestrator/sandbox", "retrieval"])
+def test_engines_are_plain_libraries(engine: str) -> None:
+    imported = _imports(ROOT / engine)
+    assert not {"fastapi", "starlette", "uvicorn"} & imported
+    assert not {name for name in imported if name.startswith(("orchestrator.api", "orchestrator.app"))}
+
+
+def test_only_the_runtime_imports_docker_and_only_the_kernel_imports_jupyter_client() -> None:
+    for path in (ROOT / "orchestrator").rglob("*.py"):
+        imported: set[str] = set()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                imported.add((module or "").split(".")[0])
+        if "docker" in imported:
+            assert path.name == "runtime.py", path
+        if "jupyter_client" in imported:
+            assert path.name == "kernel.py", path
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1g", 1 << 30), ("64m", 64 << 20), ("512MiB", 512 << 20),
+                                                ("1024", 1024), ("1.5k", 1536)])
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(("name", "expected"), [("../../etc/passwd", "passwd"), ("a\\b\\c.txt", "c.txt"),
+                                                ("..", "file"), ("rep ort (1).csv", "rep ort (1).csv"),
+                                                ("x;rm -rf $(y).py", "x_rm -rf _(y).py"), ("", "file")])
+def test_safe_filename(name: str, expected: str) -> None:
+    assert safe_filename(name) == expected
+
+
+def test_paginate_walks_both_orders() -> None:
+    class Item:
+        def __init__(self, id: str) -> None:
+            self.id = id
+
+    items = [Item(str(i)) for i in range(5)]
+    page, more = paginate(items, after=None, limit=2, order="asc")
+    assert ([i.id for i in page], more) == (["0", "1"], True)
+    page, more = paginate(items, after="1", limit=10, order="asc")
+    assert ([i.id for i in page], more) == (["2", "3", "4"], False)
+    page, more = paginate(items, after="3", limit=2, order="desc")
+    assert ([i.id for i in page], more) == (["2", "1"], True)
+
+
+def test_file_store_streams_lists_and_deletes(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    first = store.write([b"ab", b"cd"], "../a.txt", "assistants")
+    second = store.write(iter([b"x"]), "b.txt", "assistants_output")
+    assert (first.filename, first.bytes) == ("a.txt", 4)
+    assert store.blob_path(first.id).read_bytes() == b"abcd"
+    assert [f.id for f in store.list()[0]] == [second.id, first.id]
+    assert [f.id for f in store.list(purpose="assistants")[0]] == [first.id]
+    assert [f.id for f in store.list(order="asc", after=first.id)[0]] == [second.id]
+    store.delete(first.id)
+    assert not store.blob_path(first.id).exists()
+    with pytest.raises(FileNotFound):
+        store.get(first.id)
+    store.close()
+    assert [f.id for f in FileStore(tmp_path).list()[0]] == [second.id]
+
+
+def test_file_store_rejects_oversize_and_leaves_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    with pytest.raises(FileTooLarge):
+        store.write([b"x" * 10, b"y" * 10], "big.bin", "assistants", max_bytes=15)
+    assert store.list()[0] == [] and list((tmp_path / "files").iterdir()) == []
+
+
+def test_recipe_hash_follows_the_recipe(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("numpy==2\n")
+    before = recipe_hash(tmp_path)
+    assert recipe_hash(tmp_path) == before
+    (tmp_path / "requirements.txt").write_text("numpy==3\n")
+    assert recipe_hash(tmp_path) != before
