@@ -102,7 +102,8 @@ class SandboxManager:
                 f"memory_limit must be one of {', '.join(MEMORY_LIMITS)}; got '{spec.memory_limit}'.",
                 param="memory_limit",
             )
-        now = int(time.time())
+        now_ns = time.time_ns()
+        now = now_ns // 1_000_000_000
         sandbox = Sandbox(
             id=f"cntr_{secrets.token_hex(16)}",
             name=spec.name,
@@ -110,6 +111,7 @@ class SandboxManager:
             memory_limit=spec.memory_limit,
             last_active_at=now,
             labels=dict(spec.labels),
+            created_ns=now_ns,
         )
         live = _Live(sandbox)
         try:
@@ -124,7 +126,7 @@ class SandboxManager:
         return self._get_live(sandbox_id).sandbox
 
     async def list(self) -> list[Sandbox]:
-        return sorted((live.sandbox for live in self._live.values()), key=lambda s: (s.created_at, s.id))
+        return sorted((live.sandbox for live in self._live.values()), key=lambda s: (s.created_ns, s.id))
 
     async def delete(self, sandbox_id: str) -> None:
         """Remove the container and every file of the sandbox. A cell still running on it ends as failed."""
@@ -350,6 +352,7 @@ def _labels_for(sandbox: Sandbox) -> dict[str, str]:
     return {
         "name": sandbox.name,
         "created_at": str(sandbox.created_at),
+        "created_ns": str(sandbox.created_ns),
         "memory_limit": sandbox.memory_limit,
         **{f"meta.{k}": v for k, v in sandbox.labels.items()},
     }
@@ -364,4 +367,5 @@ def _sandbox_from_labels(labels: dict[str, str]) -> Sandbox:
         memory_limit=labels.get("memory_limit", "1g"),
         last_active_at=created,
         labels={k.removeprefix("meta."): v for k, v in labels.items() if k.startswith("meta.")},
+        created_ns=int(labels.get("created_ns", created * 1_000_000_000)),
     )

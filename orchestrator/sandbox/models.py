@@ -27,6 +27,8 @@ class Sandbox:
     memory_limit: str
     last_active_at: int
     labels: dict[str, str] = field(default_factory=dict)
+    # Orders sandboxes created within the same second (created_at has one-second resolution).
+    created_ns: int = 0
 
 
 @dataclass(frozen=True)
