@@ -175,3 +175,20 @@ def test_bad_execute_requests_are_400(server: Server, container: str, body: str)
 def test_health_reports_docker(server: Server) -> None:
     health = httpx.get(f"{server.base_url}/health").json()
     assert health["status"] == "ok" and health["engine"]["docker"] is True
+
+
+def test_file_ids_are_placed_in_mnt_data_before_the_first_execution(client: OpenAI) -> None:
+    uploaded = client.files.create(file=("data.csv", b"a,b\n1,2\n3,4\n"), purpose="assistants")
+    created = client.containers.create(name="with-files", file_ids=[uploaded.id])
+    try:
+        code = "import pandas as pd\nprint(pd.read_csv('/mnt/data/data.csv')['b'].sum())"
+        assert logs(run(client, created.id, code)) == "6\n"
+    finally:
+        client.containers.delete(created.id)
+
+
+def test_unknown_file_id_is_404_and_creates_nothing(client: OpenAI) -> None:
+    before = [c.id for c in client.containers.list(limit=100)]
+    with pytest.raises(openai.NotFoundError):
+        client.containers.create(name="missing-file", file_ids=["file-doesnotexist"])
+    assert [c.id for c in client.containers.list(limit=100)] == before

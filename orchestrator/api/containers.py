@@ -39,14 +39,22 @@ Config = Annotated[Settings, Depends(deps.settings)]
 
 
 @router.post("", response_model=ContainerObject)
-async def create_container(body: ContainerCreate, manager: Manager, config: Config) -> ContainerObject:
+async def create_container(body: ContainerCreate, manager: Manager, config: Config, files: Files) -> ContainerObject:
     if body.network_policy is not None and body.network_policy.type != "disabled":
         raise APIError(400, "Sandboxes never have network access; only network_policy type 'disabled' is "
                             "supported.", param="network_policy")
     minutes = body.expires_after.minutes if body.expires_after else 20
     spec = SandboxSpec(name=body.name, memory_limit=body.memory_limit or config.default_memory_limit,
                        labels={"expires_after_minutes": str(minutes)})
-    return ContainerObject.of(await manager.create(spec))
+    stored = [files.get(file_id) for file_id in body.file_ids]  # 404 before anything is started
+    sandbox = await manager.create(spec)
+    try:
+        for item in stored:
+            await manager.put_file(sandbox.id, item.filename, files.blob_path(item.id))
+    except BaseException:
+        await manager.delete(sandbox.id)
+        raise
+    return ContainerObject.of(sandbox)
 
 
 @router.get("", response_model=ListPage[ContainerObject])

@@ -13,6 +13,7 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound, SandboxStartFailed
@@ -25,7 +26,7 @@ from orchestrator.sandbox.kernel import (
     new_connection_info,
 )
 from orchestrator.sandbox.models import Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
-from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
+from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, CONTAINER_RUN_DIR, Limits, Runtime
 from orchestrator.sandbox.workspace import WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
@@ -121,6 +122,12 @@ class SandboxManager:
             raise
         self._live[sandbox.id] = live
         return sandbox
+
+    async def put_file(self, sandbox_id: str, name: str, source: Path) -> str:
+        """Copy a host file into the sandbox's /mnt/data as `name` (a bare file name); returns its sandbox path."""
+        self._get_live(sandbox_id)
+        target = await asyncio.to_thread(self._workspaces.put_file, sandbox_id, name, source)
+        return f"{CONTAINER_DATA_DIR}/{target}"
 
     async def get(self, sandbox_id: str) -> Sandbox:
         return self._get_live(sandbox_id).sandbox

@@ -106,6 +106,13 @@ class WorkspaceStore:
         subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(ws.image_file), str(ws.mount_point)],
                        check=True, capture_output=True, text=True)
 
+    def put_file(self, sandbox_id: str, name: str, source: Path) -> str:
+        """Copy `source` into the sandbox's data folder, owned by the sandbox uid; returns the name used."""
+        target = self.get(sandbox_id).data_dir / Path(name).name
+        shutil.copyfile(source, target)
+        self._give_to_sandbox(target)
+        return target.name
+
     def _give_to_sandbox(self, path: Path) -> None:
         if os.geteuid() == 0:
             os.chown(path, self._uid, self._uid)
