@@ -10,38 +10,63 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from orchestrator import __version__
-from orchestrator.api import containers, deps, files
+from orchestrator.api import container_files, containers, deps, files, tools
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.config import Settings
+from orchestrator.container_files import ContainerFiles, ContainerFileStore
+from orchestrator.db import Database
+from orchestrator.interpreter import Interpreter
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
-from orchestrator.sandbox.manager import SandboxPolicy
+from orchestrator.sandbox.manager import ArtifactSink, SandboxPolicy
 from orchestrator.sandbox.runtime import DockerRuntime
 from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
 from orchestrator.storage import FileStore
+from orchestrator.threads import ThreadSandboxes
+from orchestrator.tools.router import ToolRouter
 
 log = logging.getLogger("toolshed")
 
 
-def build_manager(settings: Settings) -> SandboxManager:
-    """The sandbox engine as configured; EngineUnavailable if Docker or the image is missing."""
-    image = settings.image or default_tag()
-    runtime = DockerRuntime.from_env(image=image, namespace=settings.namespace, uid=settings.sandbox_uid)
-    if not runtime.image_exists():
-        raise EngineUnavailable(f"Sandbox image {image} is missing; build it with `toolshed image build`.")
+def build_workspaces(settings: Settings) -> WorkspaceStore:
     workspaces = WorkspaceStore(
         settings.data_dir.resolve() / "sandboxes", settings.run_dir / settings.namespace,
         uid=settings.sandbox_uid, quota_bytes=parse_size(settings.sandbox_disk_quota),
     )
     if not workspaces.enforces_quota:
         log.warning("not running as root: the /mnt/data size quota (%s) is NOT enforced", settings.sandbox_disk_quota)
+    return workspaces
+
+
+def build_manager(settings: Settings, workspaces: WorkspaceStore, artifacts: ArtifactSink) -> SandboxManager:
+    """The sandbox engine as configured; EngineUnavailable if Docker or the image is missing."""
+    image = settings.image or default_tag()
+    runtime = DockerRuntime.from_env(image=image, namespace=settings.namespace, uid=settings.sandbox_uid)
+    if not runtime.image_exists():
+        raise EngineUnavailable(f"Sandbox image {image} is missing; build it with `toolshed image build`.")
     policy = SandboxPolicy(
         cpus=settings.sandbox_cpus, pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
         kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
         max_output_bytes=settings.max_output_bytes, default_timeout=settings.execution_timeout,
         max_timeout=settings.max_execution_timeout,
     )
-    return SandboxManager(runtime, workspaces, policy)
+    return SandboxManager(runtime, workspaces, policy, artifacts)
+
+
+async def start_engines(app: FastAPI, settings: Settings, db: Database, files: FileStore) -> None:
+    """Build the code-interpreter side: container files, the sandbox engine, threads and the tool router."""
+    workspaces = build_workspaces(settings)
+    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces,
+                                     max_export_bytes=settings.max_export_bytes,
+                                     max_export_files=settings.max_export_files)
+    manager = build_manager(settings, workspaces, container_files)
+    recovered = await manager.recover()
+    log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
+    interpreter = Interpreter(manager, files)
+    threads = ThreadSandboxes(db, manager, container_files, files, memory_limit=settings.default_memory_limit)
+    app.state.manager, app.state.container_files, app.state.interpreter = manager, container_files, interpreter
+    app.state.tool_router = ToolRouter(threads, interpreter, container_files.store,
+                                       max_output_chars=settings.tool_output_max_chars)
 
 
 def is_loopback(host: str) -> bool:
@@ -56,13 +81,11 @@ def is_loopback(host: str) -> bool:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app.state.files = FileStore(settings.data_dir)
+    db = Database(settings.data_dir / "toolshed.db")
+    app.state.files = FileStore(db, settings.data_dir)
     app.state.manager, app.state.engine_problem = None, None
     try:
-        app.state.manager = build_manager(settings)
-        recovered = await app.state.manager.recover()
-        log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
+        await start_engines(app, settings, db, app.state.files)
     except EngineUnavailable as exc:
         app.state.engine_problem = str(exc)
         log.error("sandbox engine unavailable: %s", exc)
@@ -72,7 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     if app.state.manager is not None:
         await app.state.manager.close()
-    app.state.files.close()
+    db.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,7 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.require_api_key)])
     v1.include_router(containers.router)
+    v1.include_router(container_files.router)
     v1.include_router(files.router)
+    v1.include_router(tools.router)
     app.include_router(v1)
 
     @app.get("/health", tags=["health"])

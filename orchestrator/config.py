@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     kernel_start_timeout: float = 60.0
     max_output_bytes: int = 1 << 20
     max_upload_bytes: int = 512 << 20
+    max_export_bytes: int = 512 << 20
+    max_export_files: int = 100
+    tool_output_max_chars: int = 8000
 
     @property
     def open_access(self) -> bool:

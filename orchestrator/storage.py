@@ -1,4 +1,4 @@
-"""Stored files (`file-…`): metadata in SQLite, bytes as one blob per file under the data dir.
+"""Stored files (`file-…`): metadata in the database, bytes as one blob per file under the data dir.
 
 Blobs are written to a temporary name and renamed into place only after the row is committed, so a crash leaves
 either a complete file or nothing visible.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
+
+from orchestrator.db import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -59,16 +59,24 @@ def safe_filename(name: str) -> str:
     return base[:255] or "file"
 
 
+def limit_size(chunks: Iterable[bytes], max_bytes: int | None) -> Iterator[bytes]:
+    """Pass `chunks` through, raising FileTooLarge as soon as they add up to more than `max_bytes`."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise FileTooLarge(max_bytes)
+        yield chunk
+
+
 class FileStore:
     """Create, read, list and delete stored files. Safe to share between threads."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, db: Database, root: Path) -> None:
         self._blobs = root / "files"
         self._blobs.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(root / "toolshed.db", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._db = db
+        db.migrate(_SCHEMA)
         self._sweep_partial_blobs()
 
     def _sweep_partial_blobs(self) -> None:
@@ -87,10 +95,8 @@ class FileStore:
         size = 0
         try:
             with open(partial, "wb") as out:
-                for chunk in chunks:
+                for chunk in limit_size(chunks, max_bytes):
                     size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise FileTooLarge(max_bytes)
                     out.write(chunk)
             record = StoredFile(file_id, safe_filename(filename), purpose, size, int(time.time()))
             self._insert(record)
@@ -100,18 +106,14 @@ class FileStore:
         return record
 
     def _insert(self, record: StoredFile) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO files (id, filename, purpose, bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, "
-                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
-                (record.id, record.filename, record.purpose, record.bytes, record.created_at),
-            )
+        self._db.execute(
+            "INSERT INTO files (id, filename, purpose, bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, "
+            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
+            (record.id, record.filename, record.purpose, record.bytes, record.created_at),
+        )
 
     def get(self, file_id: str) -> StoredFile:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, filename, purpose, bytes, created_at FROM files WHERE id = ?", (file_id,)
-            ).fetchone()
+        row = self._db.one("SELECT id, filename, purpose, bytes, created_at FROM files WHERE id = ?", (file_id,))
         if row is None:
             raise FileNotFound(file_id)
         return StoredFile(*row)
@@ -124,7 +126,7 @@ class FileStore:
             where.append("purpose = ?")
             args.append(purpose)
         if after:
-            anchor = self._db.execute("SELECT seq FROM files WHERE id = ?", (after,)).fetchone()
+            anchor = self._db.one("SELECT seq FROM files WHERE id = ?", (after,))
             if anchor is None:
                 raise FileNotFound(after)
             where.append("seq < ?" if order == "desc" else "seq > ?")
@@ -132,17 +134,11 @@ class FileStore:
         sql = "SELECT id, filename, purpose, bytes, created_at FROM files"
         sql += (" WHERE " + " AND ".join(where)) if where else ""
         sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
+        rows = self._db.all(sql, (*args, limit + 1))
         return [StoredFile(*r) for r in rows[:limit]], len(rows) > limit
 
     def delete(self, file_id: str) -> None:
         """Forget the file and free its bytes."""
-        with self._lock:
-            deleted = self._db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount
-        if not deleted:
+        if not self._db.execute("DELETE FROM files WHERE id = ?", (file_id,)):
             raise FileNotFound(file_id)
         self.blob_path(file_id).unlink(missing_ok=True)
-
-    def close(self) -> None:
-        self._db.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
@@ -17,6 +16,9 @@ from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Small limits for the shared test server, so "too large" is cheap to reach.
+EXPORT_LIMIT = 4 << 20
+UPLOAD_LIMIT = 8 << 20
 
 
 def _docker_problem() -> str | None:
@@ -42,7 +44,8 @@ def docker_ready() -> None:
 @pytest.fixture(scope="session")
 def server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("server"), TOOLSHED_SANDBOX_DISK_QUOTA="64m",
-                 TOOLSHED_INTERRUPT_GRACE="1")
+                 TOOLSHED_INTERRUPT_GRACE="1", TOOLSHED_MAX_EXPORT_BYTES=str(EXPORT_LIMIT),
+                 TOOLSHED_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT))
     srv.start()
     yield srv
     srv.stop()

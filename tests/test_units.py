@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api.schemas import paginate
+from orchestrator.db import Database
 from orchestrator.sandbox.image import recipe_hash
 from orchestrator.sandbox.workspace import parse_size
 from orchestrator.storage import FileNotFound, FileStore, FileTooLarge, safe_filename
@@ -74,8 +75,13 @@ def test_paginate_walks_both_orders() -> None:
     assert ([i.id for i in page], more) == (["2", "1"], True)
 
 
+def _file_store(root: Path) -> tuple[Database, FileStore]:
+    db = Database(root / "toolshed.db")
+    return db, FileStore(db, root)
+
+
 def test_file_store_streams_lists_and_deletes(tmp_path: Path) -> None:
-    store = FileStore(tmp_path)
+    db, store = _file_store(tmp_path)
     first = store.write([b"ab", b"cd"], "../a.txt", "assistants")
     second = store.write(iter([b"x"]), "b.txt", "assistants_output")
     assert (first.filename, first.bytes) == ("a.txt", 4)
@@ -87,12 +93,12 @@ def test_file_store_streams_lists_and_deletes(tmp_path: Path) -> None:
     assert not store.blob_path(first.id).exists()
     with pytest.raises(FileNotFound):
         store.get(first.id)
-    store.close()
-    assert [f.id for f in FileStore(tmp_path).list()[0]] == [second.id]
+    db.close()
+    assert [f.id for f in _file_store(tmp_path)[1].list()[0]] == [second.id]
 
 
 def test_file_store_rejects_oversize_and_leaves_nothing(tmp_path: Path) -> None:
-    store = FileStore(tmp_path)
+    _, store = _file_store(tmp_path)
     with pytest.raises(FileTooLarge):
         store.write([b"x" * 10, b"y" * 10], "big.bin", "assistants", max_bytes=15)
     assert store.list()[0] == [] and list((tmp_path / "files").iterdir()) == []

@@ -7,10 +7,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from orchestrator.api import deps
+from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import (
     ContainerCreate,
@@ -18,41 +18,37 @@ from orchestrator.api.schemas import (
     Deleted,
     ExecuteRequest,
     ExecutionObject,
-    ImageFile,
-    ImageOutputWire,
     ListPage,
-    LogsOutput,
     WireOutput,
     execution_object,
+    output_wire,
     page_of,
     paginate,
 )
-from orchestrator.config import Settings
-from orchestrator.sandbox import Execution, ImageOutput, SandboxError, SandboxManager, SandboxSpec
-from orchestrator.sandbox.models import Output
-from orchestrator.storage import FileStore
+from orchestrator.interpreter import Item, Run
+from orchestrator.sandbox import SandboxError, SandboxSpec
 
 router = APIRouter(prefix="/containers", tags=["containers"])
-Manager = Annotated[SandboxManager, Depends(deps.manager)]
-Files = Annotated[FileStore, Depends(deps.files)]
-Config = Annotated[Settings, Depends(deps.settings)]
 
 
 @router.post("", response_model=ContainerObject)
-async def create_container(body: ContainerCreate, manager: Manager, config: Config, files: Files) -> ContainerObject:
+async def create_container(body: ContainerCreate, manager: Manager, config: Config, files: Files,
+                           container_files: ContainerFilesDep) -> ContainerObject:
     if body.network_policy is not None and body.network_policy.type != "disabled":
         raise APIError(400, "Sandboxes never have network access; only network_policy type 'disabled' is "
                             "supported.", param="network_policy")
     minutes = body.expires_after.minutes if body.expires_after else 20
     spec = SandboxSpec(name=body.name, memory_limit=body.memory_limit or config.default_memory_limit,
                        labels={"expires_after_minutes": str(minutes)})
-    stored = [files.get(file_id) for file_id in body.file_ids]  # 404 before anything is started
+    for file_id in body.file_ids:  # 404 before anything is started
+        files.get(file_id)
     sandbox = await manager.create(spec)
     try:
-        for item in stored:
-            await manager.put_file(sandbox.id, item.filename, files.blob_path(item.id))
+        for file_id in body.file_ids:
+            await container_files.copy_in(sandbox.id, file_id)
     except BaseException:
         await manager.delete(sandbox.id)
+        container_files.forget_container(sandbox.id)
         raise
     return ContainerObject.of(sandbox)
 
@@ -72,8 +68,9 @@ async def retrieve_container(container_id: str, manager: Manager) -> ContainerOb
 
 
 @router.delete("/{container_id}", response_model=Deleted)
-async def delete_container(container_id: str, manager: Manager) -> Deleted:
+async def delete_container(container_id: str, manager: Manager, container_files: ContainerFilesDep) -> Deleted:
     await manager.delete(container_id)
+    container_files.forget_container(container_id)
     return Deleted(id=container_id, object="container.deleted")
 
 
@@ -89,10 +86,10 @@ async def restart_container(container_id: str, manager: Manager) -> ContainerObj
 
 
 @router.post("/{container_id}/execute", response_model=ExecutionObject)
-async def execute(container_id: str, body: ExecuteRequest, manager: Manager, files: Files):  # noqa: ANN201
-    await manager.get(container_id)
-    manager.check_timeout(body.timeout)
-    run = _ExecutionRun(manager, files, container_id, body)
+async def execute(container_id: str, body: ExecuteRequest, interpreter: Interpreter):  # noqa: ANN201
+    await interpreter.manager.get(container_id)
+    interpreter.manager.check_timeout(body.timeout)
+    run = _ExecutionRun(interpreter, container_id, body)
     if body.stream:
         return StreamingResponse(run.events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -100,36 +97,29 @@ async def execute(container_id: str, body: ExecuteRequest, manager: Manager, fil
 
 
 class _ExecutionRun:
-    """One execution, converting engine outputs to wire outputs as they arrive (images become files)."""
+    """One execution over HTTP: outputs are queued as they arrive, for a client reading the SSE stream."""
 
-    def __init__(self, manager: SandboxManager, files: FileStore, container_id: str, body: ExecuteRequest) -> None:
-        self._manager, self._files, self._container_id, self._body = manager, files, container_id, body
-        self._wire: list[WireOutput] = []
+    def __init__(self, interpreter: Interpreter, container_id: str, body: ExecuteRequest) -> None:
+        self._interpreter, self._container_id, self._body = interpreter, container_id, body
         self._queue: asyncio.Queue[WireOutput] = asyncio.Queue()
 
-    async def _on_output(self, output: Output) -> None:
-        wire = self._convert(output)
-        self._wire.append(wire)
-        await self._queue.put(wire)
+    async def _on_item(self, item: Item) -> None:
+        await self._queue.put(output_wire(item))
 
-    def _convert(self, output: Output) -> WireOutput:
-        if isinstance(output, ImageOutput):
-            extension = "png" if output.mime_type == "image/png" else "jpg"
-            stored = self._files.write([output.data], f"image-{len(self._wire) + 1}.{extension}", "assistants_output")
-            return ImageOutputWire(image=ImageFile(file_id=stored.id))
-        return LogsOutput(logs=output.text)
+    def _start(self) -> asyncio.Task[Run]:
+        return asyncio.create_task(self._interpreter.run(self._container_id, self._body.code, self._body.timeout,
+                                                         on_item=self._on_item))
 
-    def _start(self) -> asyncio.Task[Execution]:
-        return asyncio.create_task(self._manager.execute(self._container_id, self._body.code, self._body.timeout,
-                                                         on_output=self._on_output))
+    async def _stop(self) -> None:
+        # The client went away: stop its cell so the next call on this container is not blocked behind it.
+        await self._interpreter.manager.interrupt(self._container_id)
 
     async def result(self) -> ExecutionObject:
         task = self._start()
         try:
-            return execution_object(await asyncio.shield(task), self._wire)
+            return execution_object(await asyncio.shield(task))
         except asyncio.CancelledError:
-            # The client went away: stop its cell so the next call on this container is not blocked behind it.
-            await self._manager.interrupt(self._container_id)
+            await self._stop()
             raise
 
     async def events(self) -> AsyncIterator[str]:
@@ -143,15 +133,14 @@ class _ExecutionRun:
                 else:
                     getter.cancel()
             try:
-                execution = execution_object(task.result(), self._wire)
-                yield _sse("execution.completed", execution.model_dump())
+                yield _sse("execution.completed", execution_object(task.result()).model_dump())
             except SandboxError as exc:
                 yield _sse("error", {"error": {"message": str(exc), "type": "server_error", "param": None,
                                                "code": "execution_failed"}})
             yield "data: [DONE]\n\n"
         finally:
             if not task.done():
-                await self._manager.interrupt(self._container_id)
+                await self._stop()
 
 
 def _sse(event: str, payload: dict) -> str:

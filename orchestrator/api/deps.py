@@ -3,24 +3,46 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from orchestrator.api.errors import APIError
 from orchestrator.config import Settings
+from orchestrator.container_files import ContainerFiles
+from orchestrator.interpreter import Interpreter as InterpreterService
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.storage import FileStore
+from orchestrator.tools.router import ToolRouter
 
 
 def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def manager(request: Request) -> SandboxManager:
-    engine = request.app.state.manager
-    if engine is None:
+def _engine(request: Request) -> None:
+    if request.app.state.manager is None:
         raise EngineUnavailable(request.app.state.engine_problem or "The sandbox engine is not running.")
-    return engine
+
+
+def manager(request: Request) -> SandboxManager:
+    _engine(request)
+    return request.app.state.manager
+
+
+def interpreter(request: Request) -> InterpreterService:
+    _engine(request)
+    return request.app.state.interpreter
+
+
+def tool_router(request: Request) -> ToolRouter:
+    _engine(request)
+    return request.app.state.tool_router
+
+
+def container_files(request: Request) -> ContainerFiles:
+    _engine(request)
+    return request.app.state.container_files
 
 
 def files(request: Request) -> FileStore:
@@ -34,3 +56,10 @@ def require_api_key(request: Request) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not any(secrets.compare_digest(token, key) for key in keys):
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+Config = Annotated[Settings, Depends(settings)]
+Manager = Annotated[SandboxManager, Depends(manager)]
+Interpreter = Annotated[InterpreterService, Depends(interpreter)]
+ContainerFilesDep = Annotated[ContainerFiles, Depends(container_files)]
+Files = Annotated[FileStore, Depends(files)]

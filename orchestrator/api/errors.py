@@ -9,8 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.container_files import ContainerFileError, ContainerFileNotFound
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.storage import FileNotFound, FileTooLarge
+from orchestrator.tools.router import ToolCallError
 
 log = logging.getLogger("toolshed.api")
 
@@ -34,7 +36,10 @@ def error_response(status: int, message: str, type: str, param: str | None = Non
 _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     SandboxNotFound: (404, "invalid_request_error", "not_found"),
     FileNotFound: (404, "invalid_request_error", "not_found"),
+    ContainerFileNotFound: (404, "invalid_request_error", "not_found"),
+    ContainerFileError: (400, "invalid_request_error", "invalid_file"),
     InvalidRequest: (400, "invalid_request_error", None),
+    ToolCallError: (400, "invalid_request_error", None),
     FileTooLarge: (413, "invalid_request_error", "file_too_large"),
     EngineUnavailable: (503, "server_error", "engine_unavailable"),
     SandboxStartFailed: (503, "server_error", "sandbox_start_failed"),
@@ -69,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for exc_type, (status, kind, code) in _TABLE.items():
         def handler(_: Request, exc: Exception, status: int = status, kind: str = kind,
                     code: str | None = code) -> JSONResponse:
-            return error_response(status, str(exc), kind, getattr(exc, "param", None), code)
+            return error_response(status, str(exc), kind, getattr(exc, "param", None), getattr(exc, "code", code))
         app.add_exception_handler(exc_type, handler)
 
     @app.exception_handler(Exception)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api import deps
+from orchestrator.api.deps import Files
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
-from orchestrator.storage import FileStore, FileTooLarge
+from orchestrator.storage import FileTooLarge
 
 router = APIRouter(prefix="/files", tags=["files"])
 PURPOSES = {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
             "vision", "user_data", "evals"}
-Files = Annotated[FileStore, Depends(deps.files)]
 
 
 @router.post("", response_model=FileObject)

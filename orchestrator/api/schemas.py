@@ -6,7 +6,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.sandbox import Execution, Sandbox
+from orchestrator.container_files import ContainerFile
+from orchestrator.interpreter import Image, Item, Run
+from orchestrator.sandbox import Sandbox
+from orchestrator.sandbox.models import Artifact
 from orchestrator.storage import StoredFile
 
 T = TypeVar("T")
@@ -123,12 +126,23 @@ class ExecutionErrorWire(BaseModel):
     traceback: list[str]
 
 
+class ArtifactWire(BaseModel):
+    """A file under /mnt/data the execution created or changed (`file_id` is None if it was not exported)."""
+
+    file_id: str | None
+    container_file_id: str
+    path: str
+    bytes: int
+    error: str | None = None
+
+
 class ExecutionObject(BaseModel):
     id: str
     object: Literal["container.execution"] = "container.execution"
     container_id: str
     status: str
     outputs: list[LogsOutput | ImageOutputWire]
+    files: list[ArtifactWire]
     error: ExecutionErrorWire | None
     duration_ms: int
     kernel_restarted: bool
@@ -137,30 +151,31 @@ class ExecutionObject(BaseModel):
 WireOutput = LogsOutput | ImageOutputWire
 
 
-def merge_logs(outputs: list[WireOutput]) -> list[WireOutput]:
-    """Adjacent text outputs become one `logs` item, as in an Assistants run step."""
-    merged: list[WireOutput] = []
-    for output in outputs:
-        if isinstance(output, LogsOutput) and merged and isinstance(merged[-1], LogsOutput):
-            merged[-1] = LogsOutput(logs=merged[-1].logs + output.logs)
-        else:
-            merged.append(output)
-    return merged
+def output_wire(item: Item) -> WireOutput:
+    if isinstance(item, Image):
+        return ImageOutputWire(image=ImageFile(file_id=item.file_id))
+    return LogsOutput(logs=item.text)
 
 
-def execution_object(execution: Execution, wire_outputs: list[WireOutput]) -> ExecutionObject:
+def artifact_wire(artifact: Artifact) -> ArtifactWire:
+    return ArtifactWire(file_id=artifact.file_id, container_file_id=artifact.container_file_id,
+                        path=artifact.path, bytes=artifact.bytes, error=artifact.error)
+
+
+def execution_object(run: Run) -> ExecutionObject:
+    execution = run.execution
     error = execution.error
     return ExecutionObject(
         id=execution.id,
         container_id=execution.sandbox_id,
         status=execution.status,
-        outputs=merge_logs(wire_outputs),
+        outputs=[output_wire(item) for item in run.items],
+        files=[artifact_wire(a) for a in execution.artifacts],
         error=ExecutionErrorWire(name=error.name, value=error.value, traceback=list(error.traceback))
         if error else None,
         duration_ms=execution.duration_ms,
         kernel_restarted=execution.kernel_restarted,
     )
-
 
 
 # ---- files ------------------------------------------------------------------------------------------------------
@@ -180,3 +195,106 @@ class FileObject(BaseModel):
     def of(cls, stored: StoredFile) -> FileObject:
         return cls(id=stored.id, bytes=stored.bytes, created_at=stored.created_at, filename=stored.filename,
                    purpose=stored.purpose)
+
+
+class ContainerFileObject(BaseModel):
+    id: str
+    object: Literal["container.file"] = "container.file"
+    bytes: int
+    container_id: str
+    created_at: int
+    path: str
+    source: str
+
+    @classmethod
+    def of(cls, record: ContainerFile) -> ContainerFileObject:
+        return cls(id=record.id, bytes=record.bytes, container_id=record.container_id, created_at=record.created_at,
+                   path=record.sandbox_path, source=record.source)
+
+
+class ContainerFileCopy(StrictBody):
+    file_id: str
+
+
+# ---- tool calls -------------------------------------------------------------------------------------------------
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallWire(BaseModel):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class CodeInterpreterResources(BaseModel):
+    file_ids: list[str] = Field(default_factory=list)
+
+
+class ToolResourcesWire(BaseModel):
+    code_interpreter: CodeInterpreterResources | None = None
+
+
+class ToolCallRequest(StrictBody):
+    thread_id: str = Field(min_length=1, max_length=256)
+    tool_call: ToolCallWire
+    tool_resources: ToolResourcesWire | None = None
+
+
+class CodeInterpreterDetails(BaseModel):
+    input: str
+    outputs: list[LogsOutput | ImageOutputWire]
+
+
+class CodeInterpreterToolCall(BaseModel):
+    id: str
+    type: Literal["code_interpreter"] = "code_interpreter"
+    code_interpreter: CodeInterpreterDetails
+
+
+class ToolCallsStepDetails(BaseModel):
+    type: Literal["tool_calls"] = "tool_calls"
+    tool_calls: list[CodeInterpreterToolCall]
+
+
+class ToolCallResponse(BaseModel):
+    tool_call_id: str
+    output: str
+    status: str
+    step_details: ToolCallsStepDetails
+    files: list[ArtifactWire]
+    container_id: str
+
+
+class AnnotateRequest(StrictBody):
+    thread_id: str = Field(min_length=1, max_length=256)
+    text: str
+
+
+class FilePath(BaseModel):
+    file_id: str
+
+
+class FilePathAnnotationWire(BaseModel):
+    type: Literal["file_path"] = "file_path"
+    text: str
+    start_index: int
+    end_index: int
+    file_path: FilePath
+
+
+class TextValue(BaseModel):
+    value: str
+    annotations: list[FilePathAnnotationWire]
+
+
+class TextContentPart(BaseModel):
+    type: Literal["text"] = "text"
+    text: TextValue
+
+
+class ToolList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]

@@ -7,14 +7,12 @@ on one sandbox never interleave, while different sandboxes run in parallel.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import signal
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.kernel import (
@@ -25,8 +23,8 @@ from orchestrator.sandbox.kernel import (
     OutputHook,
     new_connection_info,
 )
-from orchestrator.sandbox.models import Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
-from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, CONTAINER_RUN_DIR, Limits, Runtime
+from orchestrator.sandbox.models import Artifact, Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
+from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
 from orchestrator.sandbox.workspace import WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
@@ -48,6 +46,13 @@ class SandboxPolicy:
     max_timeout: float = 3600.0
 
 
+class ArtifactSink(Protocol):
+    """Registers what a cell wrote under /mnt/data. Called after every cell, while the sandbox is still locked,
+    so the next cell cannot change a file before it is registered."""
+
+    async def collect(self, sandbox_id: str) -> tuple[Artifact, ...]: ...
+
+
 @dataclass
 class _Live:
     """The manager's mutable view of one sandbox."""
@@ -65,10 +70,12 @@ class _Live:
 class SandboxManager:
     """The engine's entry point: every sandbox operation goes through here."""
 
-    def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy) -> None:
+    def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
+                 artifacts: ArtifactSink | None = None) -> None:
         self._runtime = runtime
         self._workspaces = workspaces
         self._policy = policy
+        self._artifacts = artifacts
         self._connector = KernelConnector()
         self._live: dict[str, _Live] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -79,6 +86,8 @@ class SandboxManager:
         """Adopt the containers a previous run of this namespace left behind; returns their ids."""
         for labels in await asyncio.to_thread(self._runtime.list_labels):
             sandbox = _sandbox_from_labels(labels)
+            # After a host reboot the disk is no longer mounted; files must not be written beside it.
+            await asyncio.to_thread(self._workspaces.ensure_mounted, self._workspaces.get(sandbox.id))
             self._live.setdefault(sandbox.id, _Live(sandbox))
         return sorted(self._live)
 
@@ -122,12 +131,6 @@ class SandboxManager:
             raise
         self._live[sandbox.id] = live
         return sandbox
-
-    async def put_file(self, sandbox_id: str, name: str, source: Path) -> str:
-        """Copy a host file into the sandbox's /mnt/data as `name` (a bare file name); returns its sandbox path."""
-        self._get_live(sandbox_id)
-        target = await asyncio.to_thread(self._workspaces.put_file, sandbox_id, name, source)
-        return f"{CONTAINER_DATA_DIR}/{target}"
 
     async def get(self, sandbox_id: str) -> Sandbox:
         return self._get_live(sandbox_id).sandbox
@@ -182,6 +185,8 @@ class SandboxManager:
                 is_alive=lambda: self._is_running(sandbox_id),
             )
             status, error = await self._judge(live, result, timeout)
+            # Files written before an error or a timeout count too.
+            artifacts = await self._artifacts.collect(sandbox_id) if self._artifacts else ()
             live.sandbox = replace(live.sandbox, last_active_at=int(time.time()))
         return Execution(
             id=f"exec_{secrets.token_hex(12)}",
@@ -192,6 +197,7 @@ class SandboxManager:
             duration_ms=int((time.monotonic() - started) * 1000),
             kernel_restarted=restarted or live.needs_restart is not None,
             truncated_bytes=result.truncated_bytes,
+            artifacts=artifacts,
         )
 
     async def interrupt(self, sandbox_id: str) -> None:
@@ -277,7 +283,7 @@ class SandboxManager:
         # First use after recovery: reconnect if the container survived, otherwise start a fresh kernel.
         if await self._is_running(live.sandbox.id):
             try:
-                live.session = self._connect(live, self._read_connection(live))
+                live.session = self._connect(live, self._workspaces.read_connection(live.sandbox.id))
                 await live.session.wait_ready(min(5.0, self._policy.kernel_start_timeout))
                 return False
             except (KernelNotReady, OSError, ValueError):
@@ -341,9 +347,6 @@ class SandboxManager:
     def _connect(self, live: _Live, container_info: dict[str, Any]) -> KernelSession:
         host_info = dict(container_info, ip=str(self._workspaces.get(live.sandbox.id).run_dir / "kernel"))
         return self._connector.connect(host_info)
-
-    def _read_connection(self, live: _Live) -> dict[str, Any]:
-        return json.loads(self._workspaces.get(live.sandbox.id).connection_file.read_text())
 
 
 def _describe_exit(code: int | None) -> str:

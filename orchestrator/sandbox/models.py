@@ -60,6 +60,18 @@ class ExecutionError:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """A file under /mnt/data that a cell created or changed, as registered by the ArtifactSink."""
+
+    path: str
+    bytes: int
+    container_file_id: str
+    # The exported copy (a Files-API file); None when it could not be exported, and `error` says why.
+    file_id: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Execution:
     """The result of running one cell. Failures of user code are reported here, never raised."""
 
@@ -71,3 +83,4 @@ class Execution:
     duration_ms: int
     kernel_restarted: bool = False
     truncated_bytes: int = 0
+    artifacts: tuple[Artifact, ...] = ()

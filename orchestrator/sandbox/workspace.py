@@ -12,10 +12,12 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.sandbox import safefs
 from orchestrator.sandbox.errors import SandboxStartFailed
 
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -83,13 +85,23 @@ class WorkspaceStore:
         ws.data_dir.mkdir(exist_ok=True)
         for stale in ws.run_dir.glob("kernel-*"):  # sockets of a previous kernel
             stale.unlink(missing_ok=True)
-        ws.connection_file.write_text(json.dumps(connection_info))
         # The kernel runs as the sandbox uid and rewrites its connection file; nobody else may read the key.
-        for path in (ws.run_dir, ws.connection_file, ws.data_dir):
+        # The run dir is the sandbox's, so the file is written with safefs: a planted link is never followed.
+        safefs.write_file(ws.run_dir, ws.connection_file.name, [json.dumps(connection_info).encode()],
+                          uid=self._owner, mode=0o600)
+        for path in (ws.run_dir, ws.data_dir):
             self._give_to_sandbox(path)
         ws.run_dir.chmod(0o700)
-        ws.connection_file.chmod(0o600)
         return ws
+
+    def read_connection(self, sandbox_id: str) -> dict[str, Any]:
+        """The connection file as the kernel left it (it may have rewritten it); ValueError if unreadable."""
+        ws = self.get(sandbox_id)
+        try:
+            fd, _ = safefs.open_regular(ws.run_dir, ws.connection_file.name)
+        except safefs.UnsafePath as exc:
+            raise ValueError(str(exc)) from exc
+        return json.loads(b"".join(safefs.read_chunks(fd, limit=1 << 16)))
 
     def ensure_mounted(self, ws: Workspace) -> None:
         """Mount the workspace's disk image if it is not mounted (first use, or after a host reboot)."""
@@ -106,16 +118,17 @@ class WorkspaceStore:
         subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(ws.image_file), str(ws.mount_point)],
                        check=True, capture_output=True, text=True)
 
-    def put_file(self, sandbox_id: str, name: str, source: Path) -> str:
-        """Copy `source` into the sandbox's data folder, owned by the sandbox uid; returns the name used."""
-        target = self.get(sandbox_id).data_dir / Path(name).name
-        shutil.copyfile(source, target)
-        self._give_to_sandbox(target)
-        return target.name
+    @property
+    def _owner(self) -> int | None:
+        return self._uid if os.geteuid() == 0 else None
+
+    def write_data(self, sandbox_id: str, relative: str, chunks: Iterable[bytes]) -> int:
+        """Create or replace a file under the sandbox's /mnt/data, owned by the sandbox uid; returns its size."""
+        return safefs.write_file(self.get(sandbox_id).data_dir, relative, chunks, uid=self._owner)
 
     def _give_to_sandbox(self, path: Path) -> None:
-        if os.geteuid() == 0:
-            os.chown(path, self._uid, self._uid)
+        if self._owner is not None:
+            os.chown(path, self._owner, self._owner, follow_symlinks=False)
 
     def remove(self, sandbox_id: str) -> None:
         """Unmount and delete everything the sandbox had on the host."""

@@ -1,0 +1,252 @@
+"""Container files (`cfile_…`): the files under a sandbox's /mnt/data, as the Containers API sees them.
+
+The bytes live in the sandbox's workspace; the database keeps one row per path with the version (size, mtime,
+inode) last registered. After every cell, `collect` compares the folder with those rows: whatever is new or
+changed is a generated artifact, registered as a container file (`source: "assistant"`) and exported as a
+Files-API file (`purpose: "assistants_output"`). The rows are the baseline, so detection survives restarts and
+never depends on the model mentioning a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.db import Database
+from orchestrator.sandbox import safefs
+from orchestrator.sandbox.models import Artifact
+from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
+from orchestrator.sandbox.workspace import WorkspaceStore
+from orchestrator.storage import FileStore, FileTooLarge, safe_filename
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS container_files (
+    id TEXT PRIMARY KEY,
+    container_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    file_id TEXT,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    UNIQUE (container_id, path)
+);
+CREATE INDEX IF NOT EXISTS container_files_order ON container_files (container_id, seq);
+"""
+_COLUMNS = "id, container_id, path, bytes, created_at, source, file_id, mtime_ns, inode"
+
+
+class ContainerFileNotFound(Exception):
+    def __init__(self, file_id: str) -> None:
+        super().__init__(f"No such container file: {file_id}")
+        self.file_id = file_id
+
+
+class ContainerFileError(Exception):
+    """A container file cannot be written or read (bad name, a folder in the way, the sandbox disk is full)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class ContainerFile:
+    id: str
+    container_id: str
+    path: str  # relative to /mnt/data
+    bytes: int
+    created_at: int
+    source: str
+    file_id: str | None
+    mtime_ns: int
+    inode: int
+
+    @property
+    def sandbox_path(self) -> str:
+        return f"{CONTAINER_DATA_DIR}/{self.path}"
+
+    def same_version(self, stat: safefs.FileStat) -> bool:
+        return (self.bytes, self.mtime_ns, self.inode) == (stat.size, stat.mtime_ns, stat.inode)
+
+
+class ContainerFileStore:
+    """The rows: one per (container, path)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.migrate(_SCHEMA)
+
+    def put(self, container_id: str, path: str, stat: safefs.FileStat, source: str,
+            file_id: str | None) -> ContainerFile:
+        """Record the current version of `path`; a path seen before keeps its id and creation time."""
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT id, created_at FROM container_files WHERE container_id = ? AND path = ?",
+                               (container_id, path)).fetchone()
+            if row is None:
+                cfile_id, created_at = f"cfile_{secrets.token_hex(16)}", int(time.time())
+                conn.execute(
+                    f"INSERT INTO container_files ({_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM container_files))",
+                    (cfile_id, container_id, path, stat.size, created_at, source, file_id, stat.mtime_ns,
+                     stat.inode),
+                )
+            else:
+                cfile_id, created_at = row
+                conn.execute(
+                    "UPDATE container_files SET bytes = ?, source = ?, file_id = ?, mtime_ns = ?, inode = ? "
+                    "WHERE id = ?", (stat.size, source, file_id, stat.mtime_ns, stat.inode, cfile_id))
+        return ContainerFile(cfile_id, container_id, path, stat.size, created_at, source, file_id, stat.mtime_ns,
+                             stat.inode)
+
+    def get(self, container_id: str, cfile_id: str) -> ContainerFile:
+        row = self._db.one(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? AND id = ?",
+                           (container_id, cfile_id))
+        if row is None:
+            raise ContainerFileNotFound(cfile_id)
+        return ContainerFile(*row)
+
+    def all(self, container_id: str) -> list[ContainerFile]:
+        """Every file of the container, oldest first."""
+        rows = self._db.all(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? ORDER BY seq",
+                            (container_id,))
+        return [ContainerFile(*row) for row in rows]
+
+    def delete(self, cfile_ids: Iterable[str]) -> None:
+        with self._db.transaction() as conn:
+            conn.executemany("DELETE FROM container_files WHERE id = ?", [(i,) for i in cfile_ids])
+
+    def delete_container(self, container_id: str) -> None:
+        self._db.execute("DELETE FROM container_files WHERE container_id = ?", (container_id,))
+
+
+class ContainerFiles:
+    """Container files over a sandbox's workspace: upload, copy in, read, delete, and artifact collection."""
+
+    def __init__(self, store: ContainerFileStore, files: FileStore, workspaces: WorkspaceStore, *,
+                 max_export_bytes: int, max_export_files: int) -> None:
+        self.store = store
+        self._files = files
+        self._workspaces = workspaces
+        self._max_export_bytes = max_export_bytes
+        self._max_export_files = max_export_files
+        # An upload and a collection must not interleave, or a half-written upload looks like an artifact.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    # ---- files put in by the user --------------------------------------------------------------------------
+
+    async def upload(self, container_id: str, filename: str, chunks: Iterable[bytes], *,
+                     file_id: str | None = None) -> ContainerFile:
+        """Write a file into /mnt/data under its (sanitised) name, replacing any file of that name."""
+        path = safe_filename(filename)
+        async with self._lock(container_id):
+            return await asyncio.to_thread(self._write, container_id, path, chunks, file_id)
+
+    async def copy_in(self, container_id: str, file_id: str) -> ContainerFile:
+        """Place a Files-API file in /mnt/data under its original name."""
+        stored = self._files.get(file_id)
+        chunks = safefs.read_chunks(os.open(self._files.blob_path(file_id), os.O_RDONLY | os.O_CLOEXEC))
+        return await self.upload(container_id, stored.filename, chunks, file_id=file_id)
+
+    def _write(self, container_id: str, path: str, chunks: Iterable[bytes], file_id: str | None) -> ContainerFile:
+        data_dir = self._workspaces.get(container_id).data_dir
+        try:
+            self._workspaces.write_data(container_id, path, chunks)
+            fd, info = safefs.open_regular(data_dir, path)
+        except IsADirectoryError as exc:
+            raise ContainerFileError(f"A folder named '{path}' is in the way in {CONTAINER_DATA_DIR}.",
+                                     param="file") from exc
+        except OSError as exc:  # ENOSPC: the sandbox's disk quota is full
+            raise ContainerFileError(f"Could not write '{path}' into the container: {exc.strerror}.",
+                                     param="file") from exc
+        except safefs.UnsafePath as exc:
+            raise ContainerFileError(f"'{path}' was replaced inside the container while being written.",
+                                     param="file") from exc
+        os.close(fd)
+        return self.store.put(container_id, path, _stat_of(info), "user", file_id)
+
+    # ---- reading and deleting ------------------------------------------------------------------------------
+
+    def open(self, container_id: str, cfile_id: str) -> tuple[ContainerFile, Iterator[bytes]]:
+        """The file's row and its current bytes; ContainerFileNotFound if it is gone from the sandbox."""
+        record = self.store.get(container_id, cfile_id)
+        try:
+            fd, _ = safefs.open_regular(self._workspaces.get(container_id).data_dir, record.path)
+        except safefs.UnsafePath as exc:
+            raise ContainerFileNotFound(cfile_id) from exc
+        return record, safefs.read_chunks(fd)
+
+    async def delete(self, container_id: str, cfile_id: str) -> None:
+        record = self.store.get(container_id, cfile_id)
+        async with self._lock(container_id):
+            await asyncio.to_thread(safefs.remove_file, self._workspaces.get(container_id).data_dir, record.path)
+            self.store.delete([cfile_id])
+
+    def forget_container(self, container_id: str) -> None:
+        """Drop the rows of a deleted container (its exported Files-API copies stay: they belong to the user)."""
+        self.store.delete_container(container_id)
+        self._locks.pop(container_id, None)
+
+    # ---- artifacts -----------------------------------------------------------------------------------------
+
+    async def collect(self, sandbox_id: str) -> tuple[Artifact, ...]:
+        """Register and export everything created or changed under /mnt/data since the last look."""
+        async with self._lock(sandbox_id):
+            return await asyncio.to_thread(self._collect, sandbox_id)
+
+    def _collect(self, container_id: str) -> tuple[Artifact, ...]:
+        data_dir = self._workspaces.get(container_id).data_dir
+        if not data_dir.is_dir():  # workspace gone or not mounted: seeing nothing must not delete every row
+            return ()
+        current = safefs.scan(data_dir)
+        known = {record.path: record for record in self.store.all(container_id)}
+        self.store.delete(record.id for path, record in known.items() if path not in current)
+        changed = sorted(path for path, stat in current.items()
+                         if path not in known or not known[path].same_version(stat))
+        artifacts = []
+        for index, path in enumerate(changed):
+            artifact = self._export(container_id, data_dir, path, over_count=index >= self._max_export_files)
+            if artifact is not None:
+                artifacts.append(artifact)
+        return tuple(artifacts)
+
+    def _export(self, container_id: str, data_dir: Path, path: str, *, over_count: bool) -> Artifact | None:
+        try:
+            fd, info = safefs.open_regular(data_dir, path)
+        except safefs.UnsafePath:
+            return None  # removed or replaced by a link since the scan
+        stat = _stat_of(info)
+        error = None
+        file_id = None
+        if over_count:
+            os.close(fd)
+            error = (f"Not exported: more than {self._max_export_files} files changed in one execution. "
+                     "It can still be downloaded as a container file.")
+        elif stat.size > self._max_export_bytes:
+            os.close(fd)
+            error = (f"Not exported: {stat.size} bytes is over the {self._max_export_bytes}-byte export limit. "
+                     "It can still be downloaded as a container file.")
+        else:
+            try:
+                stored = self._files.write(safefs.read_chunks(fd), posixpath.basename(path), "assistants_output",
+                                           max_bytes=self._max_export_bytes)
+                file_id = stored.id
+            except FileTooLarge:  # it grew while being copied
+                error = f"Not exported: it grew past the {self._max_export_bytes}-byte export limit."
+        record = self.store.put(container_id, path, stat, "assistant", file_id)
+        return Artifact(record.sandbox_path, stat.size, record.id, file_id, error)
+
+
+def _stat_of(info: os.stat_result) -> safefs.FileStat:
+    return safefs.FileStat(info.st_size, info.st_mtime_ns, info.st_ino)

@@ -1,0 +1,78 @@
+"""Code interpreter runs: one cell on a sandbox, with every displayed image stored as a Files-API file.
+
+This is what both `POST /v1/containers/{id}/execute` and `POST /v1/tool_calls` call. The engine reports images
+as bytes and files under /mnt/data as artifacts; here images become `assistants_output` files, in the order the
+kernel displayed them, and adjacent text becomes one `logs` item as in an Assistants run step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from orchestrator.sandbox import Execution, ImageOutput, SandboxManager
+from orchestrator.sandbox.models import Output
+from orchestrator.storage import FileStore
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
+
+
+@dataclass(frozen=True)
+class Logs:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    file_id: str
+
+
+Item = Logs | Image
+ItemHook = Callable[[Item], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished cell: the engine's Execution plus its outputs as logs and image files."""
+
+    execution: Execution
+    items: tuple[Item, ...]
+
+
+def merge_logs(items: list[Item]) -> tuple[Item, ...]:
+    """Adjacent text items become one."""
+    merged: list[Item] = []
+    for item in items:
+        if isinstance(item, Logs) and merged and isinstance(merged[-1], Logs):
+            merged[-1] = Logs(merged[-1].text + item.text)
+        else:
+            merged.append(item)
+    return tuple(merged)
+
+
+class Interpreter:
+    def __init__(self, manager: SandboxManager, files: FileStore) -> None:
+        self.manager = manager
+        self._files = files
+
+    async def run(self, sandbox_id: str, code: str, timeout: float | None = None,
+                  on_item: ItemHook | None = None) -> Run:
+        """Execute `code`; `on_item` sees every output as it arrives (for streaming)."""
+        items: list[Item] = []
+
+        async def on_output(output: Output) -> None:
+            item = await self._item(output, len(items) + 1)
+            items.append(item)
+            if on_item is not None:
+                await on_item(item)
+
+        execution = await self.manager.execute(sandbox_id, code, timeout, on_output=on_output)
+        return Run(execution, merge_logs(items))
+
+    async def _item(self, output: Output, number: int) -> Item:
+        if isinstance(output, ImageOutput):
+            name = f"image-{number}.{_EXTENSIONS.get(output.mime_type, 'bin')}"
+            stored = await asyncio.to_thread(self._files.write, [output.data], name, "assistants_output")
+            return Image(stored.id)
+        return Logs(output.text)

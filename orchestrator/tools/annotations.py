@@ -1,0 +1,42 @@
+"""Turning the model's final text into a message content part with exact `file_path` annotations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
+
+PREFIX = f"sandbox:{CONTAINER_DATA_DIR}/"
+# Characters that would continue a file name; anything else after a known path ends the reference.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/%")
+
+
+@dataclass(frozen=True)
+class FilePathAnnotation:
+    text: str
+    start_index: int
+    end_index: int
+    file_id: str
+
+
+def file_path_annotations(text: str, files: dict[str, str]) -> list[FilePathAnnotation]:
+    """Every `sandbox:/mnt/data/<path>` in `text` naming one of `files` (relative path -> file id).
+
+    The longest known path wins, so `a.csv` inside `sandbox:/mnt/data/a.csv.gz` is not taken for `a.csv`
+    when both exist; a path written URL-encoded (as in a markdown link) matches too. Indices are Python string
+    indices, so `text[start_index:end_index] == annotation.text`.
+    """
+    spellings = sorted(((spelled, file_id) for path, file_id in files.items()
+                        for spelled in {path, quote(path)}), key=lambda pair: -len(pair[0]))
+    found = []
+    start = text.find(PREFIX)
+    while start != -1:
+        rest = start + len(PREFIX)
+        for spelled, file_id in spellings:
+            end = rest + len(spelled)
+            if text.startswith(spelled, rest) and (end == len(text) or text[end] not in _NAME_CHARS):
+                found.append(FilePathAnnotation(text[start:end], start, end, file_id))
+                break
+        start = text.find(PREFIX, rest)
+    return found

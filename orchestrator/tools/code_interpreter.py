@@ -1,0 +1,53 @@
+"""The code_interpreter tool: run the model's code in its thread's sandbox and describe the result to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.interpreter import Interpreter, Logs, Run
+from orchestrator.sandbox.models import Artifact
+
+
+@dataclass(frozen=True)
+class CodeInterpreterResult:
+    run: Run
+    code: str
+    container_id: str
+    output: str  # what goes back to the model
+
+
+async def run_code(interpreter: Interpreter, container_id: str, code: str, *, max_chars: int) -> CodeInterpreterResult:
+    run = await interpreter.run(container_id, code)
+    return CodeInterpreterResult(run, code, container_id, model_output(run, max_chars))
+
+
+def model_output(run: Run, max_chars: int) -> str:
+    """Logs, errors, images and new files as text for the model, at most about `max_chars` long.
+
+    The file list is never cut: it is how the model learns the paths it may cite. The logs give way instead,
+    keeping their head and tail (where tracebacks end).
+    """
+    body = "".join(item.text if isinstance(item, Logs) else f"[image displayed to the user: {item.file_id}]\n"
+                   for item in run.items)
+    error = run.execution.error
+    if error is not None and not error.traceback:  # timeouts, OOM, kernel death: not in the logs yet
+        body += f"{error.name}: {error.value}\n"
+    files = "".join(_describe(artifact) for artifact in run.execution.artifacts)
+    if files:
+        files = "Files written to /mnt/data (already delivered to the user):\n" + files
+    if not body and not files:
+        return "(no output)"
+    return _shorten(body, max(max_chars - len(files), 200)) + files
+
+
+def _describe(artifact: Artifact) -> str:
+    line = f"sandbox:{artifact.path} ({artifact.bytes} bytes)"
+    return f"{line} - {artifact.error}\n" if artifact.error else f"{line}\n"
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3
+    omitted = len(text) - head - tail
+    return f"{text[:head]}\n... [{omitted} characters omitted] ...\n{text[-tail:]}"

@@ -1,0 +1,84 @@
+"""Pure pieces of tool routing and file handling: annotations, the model's output text, safe file access."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.interpreter import Image, Logs, Run
+from orchestrator.sandbox import safefs
+from orchestrator.sandbox.models import Artifact, Execution, ExecutionError
+from orchestrator.tools.annotations import file_path_annotations
+from orchestrator.tools.code_interpreter import model_output
+
+
+def test_annotations_have_exact_indices_and_prefer_the_longest_path() -> None:
+    files = {"a.csv": "file-a", "a.csv.gz": "file-gz", "my report.pdf": "file-r", "sub/x.png": "file-x"}
+    text = ("Zürich ✓ sandbox:/mnt/data/a.csv.gz and sandbox:/mnt/data/a.csv. See "
+            "[report](sandbox:/mnt/data/my%20report.pdf) and sandbox:/mnt/data/sub/x.png, "
+            "not sandbox:/mnt/data/a.csvx nor sandbox:/mnt/data/unknown.txt")
+    found = file_path_annotations(text, files)
+    assert [(a.text.removeprefix("sandbox:/mnt/data/"), a.file_id) for a in found] == [
+        ("a.csv.gz", "file-gz"), ("a.csv", "file-a"), ("my%20report.pdf", "file-r"), ("sub/x.png", "file-x")]
+    for annotation in found:
+        assert text[annotation.start_index:annotation.end_index] == annotation.text
+
+
+def test_annotations_of_text_without_files_are_empty() -> None:
+    assert file_path_annotations("sandbox:/mnt/data/a.csv", {}) == []
+    assert file_path_annotations("no paths here", {"a.csv": "file-a"}) == []
+
+
+def _run(items: tuple, artifacts: tuple = (), error: ExecutionError | None = None) -> Run:
+    execution = Execution("exec_1", "cntr_1", "failed" if error else "completed", (), error, 5, artifacts=artifacts)
+    return Run(execution, items)
+
+
+def test_model_output_lists_files_even_when_logs_are_cut() -> None:
+    artifacts = (Artifact("/mnt/data/out.csv", 12, "cfile_1", "file-1"),
+                 Artifact("/mnt/data/big.bin", 10**9, "cfile_2", None, "Not exported: too big."))
+    text = model_output(_run((Logs("x" * 50_000), Image("file-img")), artifacts), max_chars=1000)
+    assert "characters omitted" in text and len(text) < 1300
+    assert text.endswith("sandbox:/mnt/data/out.csv (12 bytes)\nsandbox:/mnt/data/big.bin (1000000000 bytes) - "
+                         "Not exported: too big.\n")
+    assert "[image displayed to the user: file-img]" in text
+
+
+def test_model_output_names_engine_errors_and_empty_runs() -> None:
+    timeout = ExecutionError("TimeoutError", "Execution exceeded the 2 s timeout and was interrupted.")
+    assert model_output(_run((), error=timeout), 1000) == f"TimeoutError: {timeout.value}\n"
+    assert model_output(_run(()), 1000) == "(no output)"
+
+
+def test_safefs_never_follows_links_or_reads_fifos(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host secret")
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "ok.txt").write_text("fine")
+    os.symlink(outside, root / "link.txt")
+    os.symlink(tmp_path, root / "dirlink")
+    os.mkfifo(root / "pipe")
+    assert set(safefs.scan(root)) == {"sub/ok.txt"}
+    for bad in ("link.txt", "dirlink/outside.txt", "pipe", "sub", "../outside.txt", "/etc/passwd"):
+        with pytest.raises(safefs.UnsafePath):
+            safefs.open_regular(root, bad)
+    safefs.write_file(root, "link.txt", [b"new"], uid=None)
+    assert outside.read_text() == "host secret" and (root / "link.txt").read_bytes() == b"new"
+    with pytest.raises(OSError):
+        safefs.write_file(root, "dirlink/x.txt", [b"x"], uid=None)
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_safefs_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("old")
+
+    def failing():  # noqa: ANN202
+        yield b"partial"
+        raise RuntimeError("upload broke")
+
+    with pytest.raises(RuntimeError):
+        safefs.write_file(tmp_path, "keep.txt", failing(), uid=None)
+    assert os.listdir(tmp_path) == ["keep.txt"] and (tmp_path / "keep.txt").read_text() == "old"
