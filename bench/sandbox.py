@@ -3,7 +3,9 @@
 - cold start: POST /v1/containers, then the first execute, over HTTP (p50/p90);
 - warm round trip: a trivial execute over HTTP (p50/p99, >= 200 runs, after untimed warm-ups);
 - baseline: the same round trip straight to a bare kernel container of the same image with jupyter_client;
-- idle memory: a sandbox's cgroup memory after it has run one cell and sat idle.
+- idle memory: a sandbox's cgroup memory after it has run one cell and sat idle;
+- artifact registration: the after-cell scan of /mnt/data when nothing changed (with 0 and 500 files present),
+  and export throughput for a large new file against a plain file copy of the same bytes in the same run.
 
 Run: .venv/bin/python bench/sandbox.py [--runs 300] [--cold 10]   (needs Docker and the sandbox image)
 """
@@ -11,10 +13,12 @@ Run: .venv/bin/python bench/sandbox.py [--runs 300] [--cold 10]   (needs Docker 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import queue
 import secrets
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -24,9 +28,13 @@ from pathlib import Path
 import httpx
 from jupyter_client.blocking import BlockingKernelClient
 
+from orchestrator.container_files import ContainerFiles, ContainerFileStore
+from orchestrator.db import Database
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.kernel import new_connection_info
+from orchestrator.sandbox.workspace import WorkspaceStore
+from orchestrator.storage import FileStore
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -113,10 +121,51 @@ def bench_bare_kernel(runs: int) -> dict:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
+def bench_artifacts(runs: int, large_mb: int) -> dict:
+    """The registration step alone, on a real loop-mounted sandbox disk, through the same library the server uses."""
+    root = Path(tempfile.mkdtemp(prefix="toolshed-bench-artifacts-"))
+    db = Database(root / "toolshed.db")
+    files = FileStore(db, root)
+    workspaces = WorkspaceStore(root / "sandboxes", Path(f"/run/toolshed/bench-{secrets.token_hex(3)}"),
+                                uid=1000, quota_bytes=(2 * large_mb + 256) << 20)
+    collector = ContainerFiles(ContainerFileStore(db), files, workspaces, max_export_bytes=4 * large_mb << 20,
+                               max_export_files=1000)
+    sandbox_id = f"cntr_bench{secrets.token_hex(4)}"
+    data_dir = workspaces.create(sandbox_id, {}).data_dir
+    loop = asyncio.new_event_loop()
+    collect = lambda: loop.run_until_complete(collector.collect(sandbox_id))  # noqa: E731
+    try:
+        result: dict = {}
+        result["scan_no_new_files_0_present"] = percentiles(timed(collect, runs, warmup=5))
+        for i in range(500):
+            (data_dir / f"f{i:03}.csv").write_text("a,b\n1,2\n")
+        collect()  # registers (and exports) the 500 files once
+        result["scan_no_new_files_500_present"] = percentiles(timed(collect, runs, warmup=5))
+
+        payload = os.urandom(1 << 20) * large_mb
+        (data_dir / "large.bin").write_bytes(payload)
+        start = time.perf_counter()
+        [artifact] = collect()
+        export_s = time.perf_counter() - start
+        assert artifact.file_id is not None and artifact.bytes == len(payload)
+        start = time.perf_counter()
+        shutil.copyfile(data_dir / "large.bin", root / "plain-copy.bin")
+        copy_s = time.perf_counter() - start
+        result["export_large_file"] = {"mb": large_mb, "export_mb_per_s": round(large_mb / export_s, 1),
+                                       "plain_copy_mb_per_s": round(large_mb / copy_s, 1)}
+        return result
+    finally:
+        loop.close()
+        workspaces.remove(sandbox_id)
+        db.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--cold", type=int, default=10)
+    parser.add_argument("--large-mb", type=int, default=200)
     args = parser.parse_args()
     server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")))
     server.start()
@@ -126,6 +175,7 @@ def main() -> None:
         server.stop()
         server.remove_containers()
     result |= bench_bare_kernel(args.runs)
+    result["artifacts"] = bench_artifacts(args.runs, args.large_mb)
     result["http_overhead_ratio_p50"] = round(
         result["warm_execute_http"]["p50_ms"] / result["warm_execute_bare_jupyter_client"]["p50_ms"], 2)
     result["machine"] = {"cpus": os.cpu_count(), "image": default_tag()}

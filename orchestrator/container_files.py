@@ -211,7 +211,9 @@ class ContainerFiles:
             return ()
         current = safefs.scan(data_dir)
         known = {record.path: record for record in self.store.all(container_id)}
-        self.store.delete(record.id for path, record in known.items() if path not in current)
+        gone = [record.id for path, record in known.items() if path not in current]
+        if gone:
+            self.store.delete(gone)
         changed = sorted(path for path, stat in current.items()
                          if path not in known or not known[path].same_version(stat))
         artifacts = []

@@ -20,6 +20,12 @@ CREATE TABLE IF NOT EXISTS threads (
     container_id TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- Files already placed in a sandbox: placed once, then the code owns them (it may change or delete them).
+CREATE TABLE IF NOT EXISTS placed_files (
+    container_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    PRIMARY KEY (container_id, file_id)
+);
 """
 
 
@@ -47,12 +53,12 @@ class ThreadSandboxes:
             container_id = self.container_of(thread_id)
             if container_id is None or not await self._exists(container_id):
                 container_id = await self._create(thread_id)
-            placed = {record.file_id for record in self._container_files.store.all(container_id)
-                      if record.source == "user"}
             for file_id in file_ids:
-                # A file placed before is left alone: the code may have changed it since.
-                if file_id not in placed:
+                if not self._db.one("SELECT 1 FROM placed_files WHERE container_id = ? AND file_id = ?",
+                                    (container_id, file_id)):
                     await self._container_files.copy_in(container_id, file_id)
+                    self._db.execute("INSERT INTO placed_files (container_id, file_id) VALUES (?, ?)",
+                                     (container_id, file_id))
         return container_id
 
     async def _exists(self, container_id: str) -> bool:

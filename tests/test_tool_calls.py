@@ -64,6 +64,11 @@ def test_a_thread_keeps_one_sandbox_with_its_files_and_state(server: Server, cli
     assert [o["type"] for o in outputs] == ["image"]
     assert client.files.content(outputs[0]["image"]["file_id"]).read()[:4] == b"\x89PNG"
 
+    changed = tool_call(server, thread, "open('/mnt/data/nums.csv', 'a').write('4\\n')", file_ids=[data.id]).json()
+    assert [f["path"] for f in changed["files"]] == ["/mnt/data/nums.csv"]
+    again = tool_call(server, thread, "print(open('/mnt/data/nums.csv').read().split())", file_ids=[data.id])
+    assert again.json()["output"] == "['n', '1', '2', '3', '4']\n"  # the attachment is not copied over the edit
+
     text = "Here are the stats: [download](sandbox:/mnt/data/out/stats.csv). Also sandbox:/mnt/data/nums.csv."
     part = annotate(server, thread, text)
     assert part["type"] == "text" and part["text"]["value"] == text
@@ -73,7 +78,7 @@ def test_a_thread_keeps_one_sandbox_with_its_files_and_state(server: Server, cli
         assert annotation["type"] == "file_path"
         assert text[annotation["start_index"]:annotation["end_index"]] == annotation["text"]
     assert found["sandbox:/mnt/data/out/stats.csv"]["file_path"]["file_id"] == second["files"][0]["file_id"]
-    assert found["sandbox:/mnt/data/nums.csv"]["file_path"]["file_id"] == data.id
+    assert found["sandbox:/mnt/data/nums.csv"]["file_path"]["file_id"] == changed["files"][0]["file_id"]
 
 
 def test_threads_never_see_each_others_files(server: Server) -> None:

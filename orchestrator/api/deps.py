@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -20,29 +21,21 @@ def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _engine(request: Request) -> None:
-    if request.app.state.manager is None:
-        raise EngineUnavailable(request.app.state.engine_problem or "The sandbox engine is not running.")
+def _engine_part(name: str) -> Callable[[Request], Any]:
+    """A dependency returning one piece of the sandbox engine, or a 503 if the engine did not start."""
+
+    def get(request: Request) -> Any:
+        if request.app.state.manager is None:
+            raise EngineUnavailable(request.app.state.engine_problem or "The sandbox engine is not running.")
+        return getattr(request.app.state, name)
+
+    return get
 
 
-def manager(request: Request) -> SandboxManager:
-    _engine(request)
-    return request.app.state.manager
-
-
-def interpreter(request: Request) -> InterpreterService:
-    _engine(request)
-    return request.app.state.interpreter
-
-
-def tool_router(request: Request) -> ToolRouter:
-    _engine(request)
-    return request.app.state.tool_router
-
-
-def container_files(request: Request) -> ContainerFiles:
-    _engine(request)
-    return request.app.state.container_files
+manager = _engine_part("manager")
+interpreter = _engine_part("interpreter")
+tool_router = _engine_part("tool_router")
+container_files = _engine_part("container_files")
 
 
 def files(request: Request) -> FileStore:
@@ -59,6 +52,7 @@ def require_api_key(request: Request) -> None:
 
 
 Config = Annotated[Settings, Depends(settings)]
+ToolRouterDep = Annotated[ToolRouter, Depends(tool_router)]
 Manager = Annotated[SandboxManager, Depends(manager)]
 Interpreter = Annotated[InterpreterService, Depends(interpreter)]
 ContainerFilesDep = Annotated[ContainerFiles, Depends(container_files)]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from orchestrator.api import deps
+from orchestrator.api.deps import ToolRouterDep as Router
 from orchestrator.api.schemas import (
     AnnotateRequest,
     CodeInterpreterDetails,
@@ -25,7 +23,6 @@ from orchestrator.api.schemas import (
 from orchestrator.tools.router import ToolCall, ToolResources, ToolRouter
 
 router = APIRouter(tags=["tools"])
-Router = Annotated[ToolRouter, Depends(deps.tool_router)]
 
 
 @router.get("/tools", response_model=ToolList)
