@@ -13,6 +13,8 @@ COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY retrieval ./retrieval
 COPY sandbox_image ./sandbox_image
+# The CPU build of torch first: the default index would bring gigabytes of CUDA libraries.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 # Editable, so the sandbox recipe in ./sandbox_image stays beside the code that hashes and builds it.
 RUN pip install --no-cache-dir -e .
 ENV TOOLSHED_DATA_DIR=/var/lib/toolshed TOOLSHED_RUN_DIR=/run/toolshed

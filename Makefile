@@ -11,6 +11,8 @@ IMAGE_BUILD ?= auto
 $(BIN)/toolshed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: this version resolves to the local CPU wheel; left to the resolver it pulls CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -32,6 +34,7 @@ test: venv docker
 
 bench: image
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) .toolshed

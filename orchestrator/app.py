@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
@@ -10,11 +11,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from orchestrator import __version__
-from orchestrator.api import container_files, containers, deps, files, tools
+from orchestrator.api import container_files, containers, deps, files, tools, vector_stores
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles, ContainerFileStore
 from orchestrator.db import Database
+from orchestrator.ingestion import IngestionQueue
 from orchestrator.interpreter import Interpreter
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
@@ -23,7 +25,9 @@ from orchestrator.sandbox.runtime import DockerRuntime
 from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
 from orchestrator.storage import FileStore
 from orchestrator.threads import ThreadSandboxes
-from orchestrator.tools.router import ToolRouter
+from orchestrator.tools.citations import CitationStore
+from orchestrator.tools.router import Sandboxes, ToolRouter
+from retrieval.vector_store import VectorStoreEngine
 
 log = logging.getLogger("toolshed")
 
@@ -53,8 +57,8 @@ def build_manager(settings: Settings, workspaces: WorkspaceStore, artifacts: Art
     return SandboxManager(runtime, workspaces, policy, artifacts)
 
 
-async def start_engines(app: FastAPI, settings: Settings, db: Database, files: FileStore) -> None:
-    """Build the code-interpreter side: container files, the sandbox engine, threads and the tool router."""
+async def start_sandboxes(app: FastAPI, settings: Settings, db: Database, files: FileStore) -> Sandboxes:
+    """Build the code-interpreter side: container files, the sandbox engine, threads."""
     workspaces = build_workspaces(settings)
     container_files = ContainerFiles(ContainerFileStore(db), files, workspaces,
                                      max_export_bytes=settings.max_export_bytes,
@@ -65,8 +69,7 @@ async def start_engines(app: FastAPI, settings: Settings, db: Database, files: F
     interpreter = Interpreter(manager, files)
     threads = ThreadSandboxes(db, manager, container_files, files, memory_limit=settings.default_memory_limit)
     app.state.manager, app.state.container_files, app.state.interpreter = manager, container_files, interpreter
-    app.state.tool_router = ToolRouter(threads, interpreter, container_files.store,
-                                       max_output_chars=settings.tool_output_max_chars)
+    return Sandboxes(threads, interpreter, container_files.store)
 
 
 def is_loopback(host: str) -> bool:
@@ -83,18 +86,31 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db = Database(settings.data_dir / "toolshed.db")
     app.state.files = FileStore(db, settings.data_dir)
-    app.state.manager, app.state.engine_problem = None, None
+    app.state.retrieval = VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
+                                            dense_weight=settings.search_dense_weight)
+    app.state.ingestion = IngestionQueue(app.state.retrieval, app.state.files)
+    resumed = app.state.ingestion.start()
+    if resumed:
+        log.info("resuming the indexing of %d files", resumed)
+    # Load the embedding model now, in the background, so the first upload or search does not wait for it.
+    warm = asyncio.create_task(asyncio.to_thread(lambda: app.state.retrieval.embedder))
+    app.state.manager, app.state.engine_problem, sandboxes = None, None, None
     try:
-        await start_engines(app, settings, db, app.state.files)
+        sandboxes = await start_sandboxes(app, settings, db, app.state.files)
     except EngineUnavailable as exc:
         app.state.engine_problem = str(exc)
         log.error("sandbox engine unavailable: %s", exc)
+    app.state.tool_router = ToolRouter(app.state.retrieval, CitationStore(db), sandboxes,
+                                       max_output_chars=settings.tool_output_max_chars)
     if settings.open_access:
         log.warning("no TOOLSHED_API_KEYS set: every request is accepted, so the server listens on %s only",
                     settings.host)
     yield
     if app.state.manager is not None:
         await app.state.manager.close()
+    await app.state.ingestion.close()
+    warm.cancel()
+    app.state.retrieval.close()
     db.close()
 
 
@@ -107,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(container_files.router)
     v1.include_router(files.router)
     v1.include_router(tools.router)
+    v1.include_router(vector_stores.router)
     app.include_router(v1)
 
     @app.get("/health", tags=["health"])

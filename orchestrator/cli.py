@@ -1,4 +1,4 @@
-"""The `toolshed` command: run the server and manage the sandbox image."""
+"""The `toolshed` command: run the server, manage the sandbox image, and retrieval experiments."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from orchestrator import cli_retrieval
 from orchestrator.app import create_app, is_loopback
 from orchestrator.config import Settings
 from orchestrator.sandbox import EngineUnavailable
@@ -18,6 +19,7 @@ app = typer.Typer(help="Toolshed: self-hosted Code Interpreter and file_search f
                   no_args_is_help=True)
 image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+cli_retrieval.register(app)
 console = Console(stderr=True)
 
 

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_export_files: int = 100
     tool_output_max_chars: int = 8000
 
+    embedding_model: str = "all-MiniLM-L6-v2"
+    search_dense_weight: float = 0.5
+
     @property
     def open_access(self) -> bool:
         """True when no API key is configured, so every request is trusted."""

@@ -1,1 +1,5 @@
-"""Retrieval engine: parsing, chunking, embedding, FAISS + keyword search. (Built in issue 4.)"""
+"""Retrieval engine: parse files, chunk them, embed the chunks, index them (FAISS + BM25), search with citations.
+
+A plain library: the HTTP API (`orchestrator/api/vector_stores.py`) and the CLI (`toolshed index/search/eval`)
+both call `retrieval.vector_store.VectorStoreEngine`.
+"""

@@ -1,8 +1,9 @@
-"""A restarted server loses nothing: files, container files, thread bindings and annotations survive."""
+"""A restarted (or killed) server loses nothing: files, container files, threads, annotations, vector stores."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from openai import OpenAI
 from orchestrator.localserver import Server
 
 pytestmark = pytest.mark.docker
+DOCS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "docs"
 
 
 def test_restart_keeps_files_container_files_and_threads(docker_ready: None, tmp_path) -> None:  # noqa: ANN001
@@ -41,6 +43,35 @@ def test_restart_keeps_files_container_files_and_threads(docker_ready: None, tmp
         after = httpx.post(f"{server.base_url}/v1/tool_calls", json=call, timeout=60).json()
         assert after["container_id"] == before["container_id"] and after["output"] == "x\n"
         assert after["files"] == []  # nothing new: the registry survived the restart
+    finally:
+        server.stop()
+        server.remove_containers()
+
+
+def test_killed_mid_indexing_the_server_resumes_and_stores_stay_searchable(docker_ready: None,
+                                                                          tmp_path) -> None:  # noqa: ANN001
+    server = Server(tmp_path / "server")
+    server.start()
+    try:
+        client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+        store = client.vector_stores.create(name="resume")
+        with open(DOCS / "md" / "duck.md", "rb") as fh:
+            client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+        with open(DOCS / "pdf" / "arxiv-2203.02155-instructgpt-68p.pdf", "rb") as fh:
+            uploaded = client.files.create(file=fh, purpose="assistants")
+        attached = client.vector_stores.files.create(vector_store_id=store.id, file_id=uploaded.id)
+        assert attached.status == "in_progress"
+
+        server.stop(kill=True)  # kill -9 while the 68-page PDF is being embedded
+        server.start()
+
+        done = client.vector_stores.files.poll(uploaded.id, vector_store_id=store.id, poll_interval_ms=250)
+        assert done.status == "completed", done.last_error
+        hits = client.vector_stores.search(store.id, query="reinforcement learning from human feedback").data
+        assert hits[0].file_id == uploaded.id
+        assert client.vector_stores.search(store.id, query="what do ducks eat").data[0].filename == "duck.md"
+        counts = client.vector_stores.retrieve(store.id).file_counts
+        assert (counts.completed, counts.in_progress, counts.failed) == (2, 0, 0)
     finally:
         server.stop()
         server.remove_containers()

@@ -11,10 +11,12 @@ from fastapi import Depends, Request
 from orchestrator.api.errors import APIError
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles
+from orchestrator.ingestion import IngestionQueue
 from orchestrator.interpreter import Interpreter as InterpreterService
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.storage import FileStore
 from orchestrator.tools.router import ToolRouter
+from retrieval.vector_store import VectorStoreEngine
 
 
 def settings(request: Request) -> Settings:
@@ -34,8 +36,19 @@ def _engine_part(name: str) -> Callable[[Request], Any]:
 
 manager = _engine_part("manager")
 interpreter = _engine_part("interpreter")
-tool_router = _engine_part("tool_router")
 container_files = _engine_part("container_files")
+
+
+def tool_router(request: Request) -> ToolRouter:
+    return request.app.state.tool_router
+
+
+def retrieval(request: Request) -> VectorStoreEngine:
+    return request.app.state.retrieval
+
+
+def ingestion(request: Request) -> IngestionQueue:
+    return request.app.state.ingestion
 
 
 def files(request: Request) -> FileStore:
@@ -57,3 +70,5 @@ Manager = Annotated[SandboxManager, Depends(manager)]
 Interpreter = Annotated[InterpreterService, Depends(interpreter)]
 ContainerFilesDep = Annotated[ContainerFiles, Depends(container_files)]
 Files = Annotated[FileStore, Depends(files)]
+Retrieval = Annotated[VectorStoreEngine, Depends(retrieval)]
+Ingestion = Annotated[IngestionQueue, Depends(ingestion)]

@@ -13,6 +13,7 @@ from orchestrator.container_files import ContainerFileError, ContainerFileNotFou
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.storage import FileNotFound, FileTooLarge
 from orchestrator.tools.router import ToolCallError
+from retrieval import errors as retrieval_errors
 
 log = logging.getLogger("toolshed.api")
 
@@ -40,6 +41,10 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     ContainerFileError: (400, "invalid_request_error", "invalid_file"),
     InvalidRequest: (400, "invalid_request_error", None),
     ToolCallError: (400, "invalid_request_error", None),
+    retrieval_errors.StoreNotFound: (404, "invalid_request_error", "not_found"),
+    retrieval_errors.StoreFileNotFound: (404, "invalid_request_error", "not_found"),
+    retrieval_errors.BatchNotFound: (404, "invalid_request_error", "not_found"),
+    retrieval_errors.InvalidRequest: (400, "invalid_request_error", "invalid_value"),
     FileTooLarge: (413, "invalid_request_error", "file_too_large"),
     EngineUnavailable: (503, "server_error", "engine_unavailable"),
     SandboxStartFailed: (503, "server_error", "sandbox_start_failed"),

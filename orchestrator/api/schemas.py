@@ -32,11 +32,15 @@ def page_of(items: list[Any], has_more: bool) -> dict[str, Any]:
     }
 
 
-def paginate(items: list[Any], *, after: str | None, limit: int, order: str) -> tuple[list[Any], bool]:
-    """Cursor pagination over an in-memory list sorted ascending by creation."""
+def paginate(items: list[Any], *, after: str | None, limit: int, order: str,
+             before: str | None = None) -> tuple[list[Any], bool]:
+    """Cursor pagination over an in-memory list sorted ascending by creation (items have an `id`)."""
     ordered = items if order == "asc" else list(reversed(items))
+    ids = [item.id for item in ordered]
+    if before is not None:
+        ordered = ordered[:ids.index(before)] if before in ids else []
+        return ordered[-limit:], len(ordered) > limit
     if after is not None:
-        ids = [item.id for item in ordered]
         ordered = ordered[ids.index(after) + 1:] if after in ids else []
     return ordered[:limit], len(ordered) > limit
 
@@ -233,8 +237,13 @@ class CodeInterpreterResources(BaseModel):
     file_ids: list[str] = Field(default_factory=list)
 
 
+class FileSearchResources(BaseModel):
+    vector_store_ids: list[str] = Field(default_factory=list)
+
+
 class ToolResourcesWire(BaseModel):
     code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
 
 
 class ToolCallRequest(StrictBody):
@@ -254,9 +263,39 @@ class CodeInterpreterToolCall(BaseModel):
     code_interpreter: CodeInterpreterDetails
 
 
+class FileSearchResultContent(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class FileSearchResultWire(BaseModel):
+    file_id: str
+    file_name: str
+    score: float
+    content: list[FileSearchResultContent]
+    page: int | None  # Toolshed extension: where the passage is
+    marker: str  # Toolshed extension: the citation marker given to the model
+
+
+class FileSearchRankingOptions(BaseModel):
+    ranker: str = "auto"
+    score_threshold: float = 0.0
+
+
+class FileSearchDetails(BaseModel):
+    ranking_options: FileSearchRankingOptions = Field(default_factory=FileSearchRankingOptions)
+    results: list[FileSearchResultWire]
+
+
+class FileSearchToolCall(BaseModel):
+    id: str
+    type: Literal["file_search"] = "file_search"
+    file_search: FileSearchDetails
+
+
 class ToolCallsStepDetails(BaseModel):
     type: Literal["tool_calls"] = "tool_calls"
-    tool_calls: list[CodeInterpreterToolCall]
+    tool_calls: list[CodeInterpreterToolCall | FileSearchToolCall]
 
 
 class ToolCallResponse(BaseModel):
@@ -265,7 +304,7 @@ class ToolCallResponse(BaseModel):
     status: str
     step_details: ToolCallsStepDetails
     files: list[ArtifactWire]
-    container_id: str
+    container_id: str | None
 
 
 class AnnotateRequest(StrictBody):
@@ -285,9 +324,23 @@ class FilePathAnnotationWire(BaseModel):
     file_path: FilePath
 
 
+class FileCitation(BaseModel):
+    file_id: str
+    quote: str  # Toolshed extension: the cited passage
+    page: int | None  # Toolshed extension
+
+
+class FileCitationAnnotationWire(BaseModel):
+    type: Literal["file_citation"] = "file_citation"
+    text: str
+    start_index: int
+    end_index: int
+    file_citation: FileCitation
+
+
 class TextValue(BaseModel):
     value: str
-    annotations: list[FilePathAnnotationWire]
+    annotations: list[FilePathAnnotationWire | FileCitationAnnotationWire]
 
 
 class TextContentPart(BaseModel):

@@ -9,8 +9,14 @@ from orchestrator.api.schemas import (
     AnnotateRequest,
     CodeInterpreterDetails,
     CodeInterpreterToolCall,
+    FileCitation,
+    FileCitationAnnotationWire,
     FilePath,
     FilePathAnnotationWire,
+    FileSearchDetails,
+    FileSearchResultContent,
+    FileSearchResultWire,
+    FileSearchToolCall,
     TextContentPart,
     TextValue,
     ToolCallRequest,
@@ -20,6 +26,8 @@ from orchestrator.api.schemas import (
     artifact_wire,
     output_wire,
 )
+from orchestrator.tools.code_interpreter import CodeInterpreterResult
+from orchestrator.tools.file_search import FileSearchResult
 from orchestrator.tools.router import ToolCall, ToolResources, ToolRouter
 
 router = APIRouter(tags=["tools"])
@@ -33,30 +41,46 @@ async def list_tools() -> ToolList:
 @router.post("/tool_calls", response_model=ToolCallResponse)
 async def call_tool(body: ToolCallRequest, tools: Router) -> ToolCallResponse:
     call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments)
-    code_interpreter = body.tool_resources.code_interpreter if body.tool_resources else None
-    resources = ToolResources(code_interpreter.file_ids if code_interpreter else [])
-    result = await tools.call(body.thread_id, call, resources)
+    resources = body.tool_resources
+    code_interpreter = resources.code_interpreter if resources else None
+    file_search = resources.file_search if resources else None
+    result = await tools.call(body.thread_id, call, ToolResources(
+        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else []))
+    if isinstance(result, FileSearchResult):
+        return _file_search_response(call.id, result)
+    return _code_interpreter_response(call.id, result)
+
+
+def _code_interpreter_response(call_id: str, result: CodeInterpreterResult) -> ToolCallResponse:
     execution = result.run.execution
-    step = CodeInterpreterToolCall(
-        id=call.id,
-        code_interpreter=CodeInterpreterDetails(input=result.code,
-                                                outputs=[output_wire(item) for item in result.run.items]),
-    )
-    return ToolCallResponse(
-        tool_call_id=call.id,
-        output=result.output,
-        status=execution.status,
-        step_details=ToolCallsStepDetails(tool_calls=[step]),
-        files=[artifact_wire(a) for a in execution.artifacts],
-        container_id=result.container_id,
-    )
+    step = CodeInterpreterToolCall(id=call_id, code_interpreter=CodeInterpreterDetails(
+        input=result.code, outputs=[output_wire(item) for item in result.run.items]))
+    return ToolCallResponse(tool_call_id=call_id, output=result.output, status=execution.status,
+                            step_details=ToolCallsStepDetails(tool_calls=[step]),
+                            files=[artifact_wire(a) for a in execution.artifacts], container_id=result.container_id)
+
+
+def _file_search_response(call_id: str, result: FileSearchResult) -> ToolCallResponse:
+    results = [FileSearchResultWire(file_id=hit.file_id, file_name=hit.filename, score=round(hit.score, 6),
+                                    content=[FileSearchResultContent(text=hit.text)], page=hit.page, marker=src.label)
+               for hit, src in zip(result.hits, result.sources, strict=True)]
+    step = FileSearchToolCall(id=call_id, file_search=FileSearchDetails(results=results))
+    return ToolCallResponse(tool_call_id=call_id, output=result.output, status="completed",
+                            step_details=ToolCallsStepDetails(tool_calls=[step]), files=[], container_id=None)
 
 
 @router.post("/annotations", response_model=TextContentPart)
 async def annotate(body: AnnotateRequest, tools: Router) -> TextContentPart:
-    annotations = [
+    found = tools.annotate(body.thread_id, body.text)
+    annotations: list = [
         FilePathAnnotationWire(text=a.text, start_index=a.start_index, end_index=a.end_index,
                                file_path=FilePath(file_id=a.file_id))
-        for a in tools.annotate(body.thread_id, body.text)
+        for a in found.file_paths
+    ] + [
+        FileCitationAnnotationWire(text=a.text, start_index=a.start_index, end_index=a.end_index,
+                                   file_citation=FileCitation(file_id=a.source.file_id, quote=a.source.quote,
+                                                              page=a.source.page))
+        for a in found.citations
     ]
+    annotations.sort(key=lambda a: a.start_index)
     return TextContentPart(text=TextValue(value=body.text, annotations=annotations))

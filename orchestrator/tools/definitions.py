@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 CODE_INTERPRETER = "code_interpreter"
+FILE_SEARCH = "file_search"
 
 CODE_INTERPRETER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -27,5 +28,23 @@ CODE_INTERPRETER_TOOL: dict[str, Any] = {
 }
 
 
+FILE_SEARCH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": FILE_SEARCH,
+        "description": (
+            "Search the files attached to this conversation. Returns numbered passages, each with a marker like "
+            "【3†report.pdf】. Quote the marker right after any claim that relies on that passage."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "What to look for, in natural language."}},
+            "required": ["query"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
 def tool_definitions() -> list[dict[str, Any]]:
-    return [CODE_INTERPRETER_TOOL]
+    return [CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL]

@@ -1,0 +1,97 @@
+"""Background ingestion: files attached to vector stores are indexed one store-batch at a time, off the event loop.
+
+Embedding is CPU-bound and the host has few cores, so one worker runs at a time and the API stays responsive.
+Files still `in_progress` when the server starts (it was stopped or killed mid-way) are queued again, so nothing
+stays stuck; a file whose blob has vanished ends `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from orchestrator.storage import FileNotFound, FileStore
+from retrieval.errors import RetrievalError
+from retrieval.vector_store import VectorStoreEngine
+
+log = logging.getLogger("toolshed.ingestion")
+_FILES_PER_RUN = 64
+
+
+class IngestionQueue:
+    def __init__(self, engine: VectorStoreEngine, files: FileStore) -> None:
+        self._engine = engine
+        self._files = files
+        self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def start(self) -> int:
+        """Start the worker and re-queue interrupted files; returns how many were re-queued."""
+        pending = self._engine.catalog.pending()
+        for record in pending:
+            self._queue[(record.store_id, record.file_id)] = None
+        self._task = asyncio.create_task(self._run())
+        self._nudge()
+        return len(pending)
+
+    def enqueue(self, store_id: str, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            self._queue[(store_id, file_id)] = None
+        self._nudge()
+
+    def _nudge(self) -> None:
+        if self._queue:
+            self.idle.clear()
+            self._wake.set()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                store_id, batch = self._take()
+                try:
+                    await asyncio.to_thread(self._ingest, store_id, batch)
+                except RetrievalError as exc:  # the store or file was deleted meanwhile
+                    log.info("ingestion into %s stopped: %s", store_id, exc)
+                except Exception:  # noqa: BLE001 - one bad run must not stop the worker
+                    log.exception("ingestion into %s failed", store_id)
+                    self._fail(store_id, batch)
+            self.idle.set()
+
+    def _fail(self, store_id: str, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            try:
+                self._engine.fail_interrupted(store_id, file_id, "Indexing failed on the server.")
+            except RetrievalError:
+                pass
+
+    def _take(self) -> tuple[str, list[str]]:
+        """The next store's queued files (up to a run's worth), so their chunks are embedded in shared batches."""
+        store_id = next(iter(self._queue))[0]
+        batch = [file_id for (s, file_id) in list(self._queue) if s == store_id][:_FILES_PER_RUN]
+        for file_id in batch:
+            del self._queue[(store_id, file_id)]
+        return store_id, batch
+
+    def _ingest(self, store_id: str, file_ids: list[str]) -> None:
+        paths = []
+        for file_id in file_ids:
+            try:
+                self._files.get(file_id)
+                paths.append((file_id, self._files.blob_path(file_id)))
+            except FileNotFound:
+                self._engine.fail_interrupted(store_id, file_id, "The file was deleted before it was indexed.")
+        self._engine.ingest(store_id, paths)

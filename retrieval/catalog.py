@@ -1,0 +1,262 @@
+"""The retrieval database: vector stores, their files and batches, chunks, cached embeddings, and FTS5 tables.
+
+One SQLite file (WAL) per engine. Chunk rows and their vectors are the source of truth; the FAISS checkpoint is
+a cache of them (see vector_store.py), so a crash at any point loses at most work that was never committed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
+from retrieval.models import Batch, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stores (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    description TEXT,
+    created_at INTEGER NOT NULL,
+    last_active_at INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    expires_after_days INTEGER,
+    checkpoint TEXT,
+    checkpoint_max_chunk INTEGER NOT NULL DEFAULT 0,
+    checkpoint_deletion INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS store_files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    store_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    usage_bytes INTEGER NOT NULL DEFAULT 0,
+    attributes TEXT NOT NULL,
+    chunking TEXT NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    batch_id TEXT,
+    UNIQUE (store_id, file_id)
+);
+CREATE INDEX IF NOT EXISTS store_files_batch ON store_files (batch_id);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    store_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    page INTEGER,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_file ON chunks (store_id, file_id);
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, hash)
+);
+-- Chunks removed since a store's FAISS checkpoint was written, so loading it can drop them again.
+CREATE TABLE IF NOT EXISTS deletions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    store_id TEXT NOT NULL,
+    chunk_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+"""
+_FILE_COLUMNS = ("store_id, file_id, filename, status, created_at, usage_bytes, attributes, chunking, error_code, "
+                 "error_message, batch_id")
+_STORE_COLUMNS = "id, name, created_at, last_active_at, metadata, expires_after_days, description, key"
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: everything inside commits together or not at all."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---- stores --------------------------------------------------------------------------------------------
+
+    def create_store(self, name: str, metadata: dict[str, str], expires_after_days: int | None,
+                     description: str | None) -> str:
+        store_id = f"vs_{secrets.token_hex(16)}"
+        now = int(time.time())
+        with self.write() as conn:
+            conn.execute("INSERT INTO stores (id, name, description, created_at, last_active_at, metadata, "
+                         "expires_after_days) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (store_id, name, description, now, now, json.dumps(metadata), expires_after_days))
+        return store_id
+
+    def store_key(self, store_id: str) -> int:
+        with self.read() as conn:
+            row = conn.execute("SELECT key FROM stores WHERE id = ?", (store_id,)).fetchone()
+        if row is None:
+            raise StoreNotFound(store_id)
+        return int(row[0])
+
+    def store(self, store_id: str) -> Store:
+        with self.read() as conn:
+            row = conn.execute(f"SELECT {_STORE_COLUMNS} FROM stores WHERE id = ?", (store_id,)).fetchone()
+            if row is None:
+                raise StoreNotFound(store_id)
+            return self._store_of(conn, row)
+
+    def stores(self, name: str | None = None) -> list[Store]:
+        """Every store, oldest first (optionally only those called `name`)."""
+        with self.read() as conn:
+            sql = f"SELECT {_STORE_COLUMNS} FROM stores" + (" WHERE name = ?" if name is not None else "")
+            rows = conn.execute(sql + " ORDER BY key", (name,) if name is not None else ()).fetchall()
+            return [self._store_of(conn, row) for row in rows]
+
+    def _store_of(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Store:
+        counts, usage = self._counts(conn, "store_id", row[0])
+        return Store(id=row[0], name=row[1], created_at=row[2], last_active_at=row[3], usage_bytes=usage,
+                     file_counts=counts, metadata=json.loads(row[4]), expires_after_days=row[5],
+                     description=row[6])
+
+    @staticmethod
+    def _counts(conn: sqlite3.Connection, column: str, value: str) -> tuple[FileCounts, int]:
+        rows = conn.execute(f"SELECT status, COUNT(*), SUM(usage_bytes) FROM store_files WHERE {column} = ? "
+                            "GROUP BY status", (value,)).fetchall()
+        counts = {status: count for status, count, _ in rows}
+        return FileCounts(**{s: counts.get(s, 0) for s in ("in_progress", "completed", "failed", "cancelled")}), \
+            sum(usage or 0 for _, _, usage in rows)
+
+    def update_store(self, store_id: str, **fields: Any) -> None:
+        if "metadata" in fields:
+            fields["metadata"] = json.dumps(fields["metadata"])
+        assignments = ", ".join(f"{column} = ?" for column in fields)
+        with self.write() as conn:
+            if conn.execute(f"UPDATE stores SET {assignments} WHERE id = ?", (*fields.values(), store_id)).rowcount \
+                    == 0:
+                raise StoreNotFound(store_id)
+
+    def touch(self, store_id: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE stores SET last_active_at = ? WHERE id = ?", (int(time.time()), store_id))
+
+    # ---- files ---------------------------------------------------------------------------------------------
+
+    def attach(self, store_id: str, file_id: str, filename: str, attributes: dict[str, Any],
+               chunking: ChunkingStrategy, batch_id: str | None) -> StoreFile:
+        """Record a file as `in_progress` (again, if it had failed or been cancelled); an indexed file is kept."""
+        self.store_key(store_id)
+        with self.write() as conn:
+            row = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
+                               (store_id, file_id)).fetchone()
+            if row is None or row[0] in ("failed", "cancelled"):
+                conn.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+                conn.execute(
+                    "INSERT INTO store_files (store_id, file_id, filename, status, created_at, attributes, chunking, "
+                    "batch_id) VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?)",
+                    (store_id, file_id, filename, int(time.time()), json.dumps(attributes),
+                     json.dumps(chunking.__dict__), batch_id))
+            elif batch_id is not None:
+                conn.execute("UPDATE store_files SET batch_id = ? WHERE store_id = ? AND file_id = ?",
+                             (batch_id, store_id, file_id))
+        return self.file(store_id, file_id)
+
+    def file(self, store_id: str, file_id: str) -> StoreFile:
+        with self.read() as conn:
+            row = conn.execute(f"SELECT {_FILE_COLUMNS} FROM store_files WHERE store_id = ? AND file_id = ?",
+                               (store_id, file_id)).fetchone()
+        if row is None:
+            raise StoreFileNotFound(store_id, file_id)
+        return _file_of(row)
+
+    def files(self, store_id: str, *, status: str | None = None, batch_id: str | None = None) -> list[StoreFile]:
+        """A store's files, oldest first."""
+        sql, args = f"SELECT {_FILE_COLUMNS} FROM store_files WHERE store_id = ?", [store_id]
+        if status is not None:
+            sql, args = sql + " AND status = ?", [*args, status]
+        if batch_id is not None:
+            sql, args = sql + " AND batch_id = ?", [*args, batch_id]
+        with self.read() as conn:
+            return [_file_of(row) for row in conn.execute(sql + " ORDER BY seq", args).fetchall()]
+
+    def pending(self) -> list[StoreFile]:
+        """Files still `in_progress`, across all stores, in the order they were attached."""
+        with self.read() as conn:
+            rows = conn.execute(f"SELECT {_FILE_COLUMNS} FROM store_files WHERE status = 'in_progress' "
+                                "ORDER BY seq").fetchall()
+        return [_file_of(row) for row in rows]
+
+    def set_status(self, conn: sqlite3.Connection, store_id: str, file_id: str, status: str,
+                   error: FileError | None = None, usage_bytes: int = 0) -> None:
+        conn.execute("UPDATE store_files SET status = ?, error_code = ?, error_message = ?, usage_bytes = ? "
+                     "WHERE store_id = ? AND file_id = ?",
+                     (status, error.code if error else None, error.message if error else None, usage_bytes,
+                      store_id, file_id))
+
+    # ---- batches -------------------------------------------------------------------------------------------
+
+    def create_batch(self, store_id: str) -> str:
+        batch_id = f"vsfb_{secrets.token_hex(16)}"
+        with self.write() as conn:
+            conn.execute("INSERT INTO batches (id, store_id, created_at) VALUES (?, ?, ?)",
+                         (batch_id, store_id, int(time.time())))
+        return batch_id
+
+    def cancel_batch(self, store_id: str, batch_id: str) -> None:
+        self.batch(store_id, batch_id)
+        with self.write() as conn:
+            conn.execute("UPDATE batches SET cancelled = 1 WHERE id = ?", (batch_id,))
+            conn.execute("UPDATE store_files SET status = 'cancelled' WHERE batch_id = ? AND status = 'in_progress'",
+                         (batch_id,))
+
+    def batch(self, store_id: str, batch_id: str) -> Batch:
+        with self.read() as conn:
+            row = conn.execute("SELECT id, store_id, created_at, cancelled FROM batches WHERE id = ? AND "
+                               "store_id = ?", (batch_id, store_id)).fetchone()
+            if row is None:
+                raise BatchNotFound(store_id, batch_id)
+            counts, _ = self._counts(conn, "batch_id", batch_id)
+        return Batch(row[0], row[1], row[2], counts, bool(row[3]))
+
+
+def _file_of(row: tuple[Any, ...]) -> StoreFile:
+    error = FileError(row[8], row[9]) if row[8] else None
+    return StoreFile(store_id=row[0], file_id=row[1], filename=row[2], status=row[3], created_at=row[4],
+                     usage_bytes=row[5], attributes=json.loads(row[6]), chunking=ChunkingStrategy(**json.loads(row[7])),
+                     error=error, batch_id=row[10])

@@ -1,0 +1,45 @@
+"""The retrieval engine's exceptions.
+
+RetrievalError
+ ├── StoreNotFound          an unknown vector store id
+ ├── StoreFileNotFound      a file that is not in the store
+ ├── BatchNotFound          an unknown file batch of a store
+ ├── InvalidRequest         a bad argument (`param` names it)
+ └── FileProblem            a file that cannot be indexed; `code` is OpenAI's `unsupported_file` or `invalid_file`
+"""
+
+from __future__ import annotations
+
+
+class RetrievalError(Exception):
+    pass
+
+
+class StoreNotFound(RetrievalError):
+    def __init__(self, store_id: str) -> None:
+        super().__init__(f"No vector store found with id '{store_id}'.")
+
+
+class StoreFileNotFound(RetrievalError):
+    def __init__(self, store_id: str, file_id: str) -> None:
+        super().__init__(f"No file '{file_id}' in vector store '{store_id}'.")
+
+
+class BatchNotFound(RetrievalError):
+    def __init__(self, store_id: str, batch_id: str) -> None:
+        super().__init__(f"No file batch '{batch_id}' in vector store '{store_id}'.")
+
+
+class InvalidRequest(RetrievalError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class FileProblem(RetrievalError):
+    """Why a file could not be indexed, in the shape of a vector store file's `last_error`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -1,0 +1,149 @@
+"""Files to text: one `Page` per PDF page or slide, one page for everything else.
+
+Each format's library is imported here and nowhere else, and its exceptions become a FileProblem:
+`unsupported_file` for a type we cannot read or a file with no extractable text (a scanned PDF), `invalid_file`
+for a file that claims a type it does not have (a corrupt PDF, a docx that is not a zip).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+from retrieval.errors import FileProblem
+from retrieval.models import Page
+
+# pypdf reports every odd font and broken xref on its logger; the page text is what matters here.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+TEXT_SUFFIXES = frozenset(
+    ".txt .md .markdown .rst .csv .tsv .json .jsonl .xml .yaml .yml .toml .ini .cfg .log .tex .py .js .ts .tsx .jsx "
+    ".java .c .h .cpp .hpp .cc .cs .go .rs .rb .php .sh .bash .sql .css .scss .swift .kt .scala .r .m .pl .lua "
+    ".ipynb .vue .svelte".split()
+)
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+_SNIFF_BYTES = 8192
+
+
+def parse(path: Path, filename: str) -> list[Page]:
+    """The text of the file at `path`, page by page; `filename` decides the format (as OpenAI's does)."""
+    suffix = Path(filename).suffix.lower()
+    if suffix == ".pdf":
+        pages = _pdf(path)
+    elif suffix == ".docx":
+        pages = [Page(None, _docx(path))]
+    elif suffix == ".pptx":
+        pages = _pptx(path)
+    elif suffix in HTML_SUFFIXES:
+        pages = [Page(None, _html(_read_text(path)))]
+    elif suffix == ".json":
+        pages = [Page(None, _json(_read_text(path)))]
+    elif suffix in TEXT_SUFFIXES or _looks_like_text(path):
+        pages = [Page(None, _read_text(path))]
+    else:
+        raise FileProblem("unsupported_file", f"Files of type '{suffix or 'unknown'}' are not supported.")
+    pages = [page for page in pages if page.text.strip()]
+    if not pages:
+        raise FileProblem("unsupported_file", "The file has no extractable text (a scanned PDF needs OCR, "
+                                              "which is not supported).")
+    return pages
+
+
+def _pdf(path: Path) -> list[Page]:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise FileProblem("invalid_file", "The PDF is encrypted with a password.")
+        return [Page(number, _clean(page.extract_text() or "")) for number, page in enumerate(reader.pages, 1)]
+    except FileProblem:
+        raise
+    except (PdfReadError, FileNotDecryptedError, ValueError, KeyError, TypeError, AttributeError,
+            RecursionError) as exc:
+        raise FileProblem("invalid_file", f"The PDF could not be read: {exc}") from exc
+
+
+def _docx(path: Path) -> str:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise FileProblem("invalid_file", f"The docx could not be read: {exc}") from exc
+    parts = [paragraph.text for paragraph in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
+    return "\n".join(parts)
+
+
+def _pptx(path: Path) -> list[Page]:
+    import pptx
+    from pptx.exc import PackageNotFoundError
+
+    try:
+        presentation = pptx.Presentation(str(path))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise FileProblem("invalid_file", f"The pptx could not be read: {exc}") from exc
+    pages = []
+    for number, slide in enumerate(presentation.slides, 1):
+        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            texts.append(slide.notes_slide.notes_text_frame.text)
+        pages.append(Page(number, "\n".join(t for t in texts if t.strip())))
+    return pages
+
+
+def _html(markup: str) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(markup, "html.parser")
+    for hidden in soup(["script", "style", "noscript", "template", "svg", "head"]):
+        hidden.decompose()
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _json(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=1, ensure_ascii=False)
+    except json.JSONDecodeError as exc:
+        raise FileProblem("invalid_file", f"The JSON could not be parsed: {exc}") from exc
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(encoding, errors="replace")
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        raise FileProblem("invalid_file", "The file is binary, not text.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _looks_like_text(path: Path) -> bool:
+    """Unknown suffix: accept it only if it is valid UTF-8 without NUL bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start > len(head) - 4  # a multi-byte character cut by the sniff window
+    return True
+
+
+def _clean(text: str) -> str:
+    # pypdf keeps hyphenated line breaks and NULs from some fonts; both hurt tokenisation.
+    return text.replace("\x00", "").replace("-\n", "")

@@ -1,0 +1,384 @@
+"""The retrieval engine: vector stores of files, ingested (parse, chunk, embed, index) and searched.
+
+Writes are incremental: indexing a file inserts its chunks, its keyword rows and any new embeddings in one
+transaction; removing a file deletes them and records the chunk ids in `deletions`. The in-memory FAISS index
+of a store is loaded lazily from its last checkpoint plus the rows committed since, and a new checkpoint is
+written only when that backlog is a sizeable fraction of the store, so the cost of a write does not grow with
+the store. Embeddings are cached by (model, text hash): a file added to two stores is embedded once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval import filters as attribute_filters
+from retrieval.catalog import Catalog
+from retrieval.chunking import chunk_pages
+from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
+from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
+from retrieval.fusion import DEFAULT_DENSE_WEIGHT, fuse
+from retrieval.index import VectorIndex
+from retrieval.keyword import Analyzer, KeywordIndex
+from retrieval.models import Chunk, ChunkingStrategy, FileError, Hit, Page, SearchMode, Store, StoreFile
+from retrieval.parsing import parse
+
+log = logging.getLogger("toolshed.retrieval")
+Progress = Callable[[int], None]
+# Chunks embedded per round: big enough for efficient batches, small enough to commit often.
+_ROUND_CHUNKS = 512
+_CHECKPOINT_MIN_BACKLOG = 2000
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file's text, ready to index (parsed from a file, or given directly as by `toolshed eval`)."""
+
+    file_id: str
+    pages: list[Page]
+
+
+@dataclass
+class _Loaded:
+    index: VectorIndex
+    max_chunk: int  # every chunk id up to this one is in the index
+    deletion: int  # every deletion up to this seq has been applied
+
+
+class VectorStoreEngine:
+    def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
+                 dense_weight: float = DEFAULT_DENSE_WEIGHT) -> None:
+        self.catalog = Catalog(root / "retrieval.db")
+        self._checkpoints = root / "indexes"
+        self._checkpoints.mkdir(parents=True, exist_ok=True)
+        self._model = model
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self._keyword = KeywordIndex(Analyzer())
+        self.dense_weight = dense_weight
+        self._loaded: dict[str, _Loaded] = {}
+        # Orders "commit, then apply to the in-memory index" so checkpoints always match their watermarks.
+        self._lock = threading.RLock()
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use (a few seconds: it imports torch)."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder(self._model)
+            return self._embedder
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.name if self._embedder is not None else self._model
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # ---- stores --------------------------------------------------------------------------------------------
+
+    def create_store(self, name: str = "", *, metadata: dict[str, str] | None = None,
+                     expires_after_days: int | None = None, description: str | None = None) -> Store:
+        store_id = self.catalog.create_store(name, metadata or {}, expires_after_days, description)
+        with self.catalog.write() as conn:
+            self._keyword.create(conn, self.catalog.store_key(store_id))
+        return self.catalog.store(store_id)
+
+    def delete_store(self, store_id: str) -> None:
+        key = self.catalog.store_key(store_id)
+        with self._lock, self.catalog.write() as conn:
+            for table in ("chunks", "store_files", "deletions", "batches"):
+                conn.execute(f"DELETE FROM {table} WHERE store_id = ?", (store_id,))
+            conn.execute("DELETE FROM stores WHERE id = ?", (store_id,))
+            self._keyword.drop(conn, key)
+            self._loaded.pop(store_id, None)
+        for checkpoint in self._checkpoints.glob(f"{store_id}-*.faiss"):
+            checkpoint.unlink(missing_ok=True)
+
+    # ---- files ---------------------------------------------------------------------------------------------
+
+    def attach(self, store_id: str, file_id: str, filename: str, *, attributes: dict[str, Any] | None = None,
+               chunking: ChunkingStrategy | None = None, batch_id: str | None = None) -> StoreFile:
+        """Add a file to a store as `in_progress`; `ingest` then indexes it."""
+        return self.catalog.attach(store_id, file_id, filename, attributes or {}, chunking or ChunkingStrategy(),
+                                   batch_id)
+
+    def ingest(self, store_id: str, paths: Iterable[tuple[str, Path]], progress: Progress | None = None) -> None:
+        """Parse and index attached files given as (file_id, path). A file that cannot be read ends `failed`
+        with its reason; the others are indexed in rounds of batched embedding."""
+        documents = []
+        for file_id, path in paths:
+            try:
+                record = self.catalog.file(store_id, file_id)
+            except StoreFileNotFound:  # detached while queued
+                continue
+            try:
+                documents.append(Document(file_id, parse(path, record.filename)))
+            except FileProblem as problem:
+                self._fail(store_id, file_id, FileError(problem.code, problem.message))
+                if progress:
+                    progress(1)
+            except OSError as exc:
+                self._fail(store_id, file_id, FileError("invalid_file", f"The file could not be read: {exc}"))
+                if progress:
+                    progress(1)
+        self.index_documents(store_id, documents, progress)
+
+    def index_documents(self, store_id: str, documents: list[Document], progress: Progress | None = None) -> None:
+        """Chunk, embed and commit documents of attached files, a round of about 512 chunks at a time."""
+        embedder = self.embedder
+        pending: list[tuple[Document, list[Chunk]]] = []
+        for document in documents:
+            try:
+                record = self.catalog.file(store_id, document.file_id)
+            except StoreFileNotFound:
+                continue
+            if record.status != "in_progress":
+                continue
+            chunks = chunk_pages(document.pages, record.chunking, window=embedder.window,
+                                 token_spans=embedder.token_spans)
+            pending.append((document, chunks))
+            if sum(len(c) for _, c in pending) >= _ROUND_CHUNKS:
+                self._commit_round(store_id, pending, progress)
+                pending = []
+        if pending:
+            self._commit_round(store_id, pending, progress)
+        self._maybe_checkpoint(store_id)
+
+    def _commit_round(self, store_id: str, pending: list[tuple[Document, list[Chunk]]],
+                      progress: Progress | None) -> None:
+        texts = {content_hash(c.text): c.text for _, chunks in pending for c in chunks}
+        vectors = self._vectors(texts)
+        key = self.catalog.store_key(store_id)
+        dimension = self.embedder.dimension
+        with self._lock, self.catalog.write() as conn:
+            added: list[tuple[int, str]] = []
+            for document, chunks in pending:
+                status = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
+                                      (store_id, document.file_id)).fetchone()
+                if status is None or status[0] != "in_progress":  # cancelled or removed meanwhile
+                    continue
+                if not chunks:
+                    self.catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
+                        "unsupported_file", "The file has no extractable text."))
+                    continue
+                ids = [self._insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
+                       for ordinal, chunk in enumerate(chunks)]
+                self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
+                added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
+                usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
+                self.catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
+            conn.executemany("INSERT OR IGNORE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)",
+                             [(self.model_name, h, vectors[h].tobytes()) for h in texts])
+            loaded = self._loaded.get(store_id)
+            if loaded is not None and added:
+                loaded.index.add(np.array([i for i, _ in added]), np.stack([vectors[h] for _, h in added]))
+                loaded.max_chunk = max(i for i, _ in added)
+        if progress:
+            progress(len(pending))
+
+    @staticmethod
+    def _insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
+        cursor = conn.execute(
+            "INSERT INTO chunks (store_id, file_id, ordinal, page, start, end, tokens, hash, text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
+             chunk.text))
+        return int(cursor.lastrowid)
+
+    def _vectors(self, texts: dict[str, str]) -> dict[str, np.ndarray]:
+        """Vectors by content hash: cached ones from the database, the rest embedded now."""
+        cached = self._cached_vectors(list(texts))
+        missing = [h for h in texts if h not in cached]
+        if missing:
+            for h, vector in zip(missing, embed_texts(self.embedder, [texts[h] for h in missing]), strict=True):
+                cached[h] = vector
+        return cached
+
+    def _cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self.catalog.read() as conn:
+            for start in range(0, len(hashes), 500):
+                part = hashes[start:start + 500]
+                rows = conn.execute(f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN "
+                                    f"({','.join('?' * len(part))})", (self.model_name, *part)).fetchall()
+                found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
+        return found
+
+    def _fail(self, store_id: str, file_id: str, error: FileError) -> None:
+        with self.catalog.write() as conn:
+            self.catalog.set_status(conn, store_id, file_id, "failed", error)
+
+    def fail_interrupted(self, store_id: str, file_id: str, reason: str) -> None:
+        """Mark a file that cannot be ingested any more (its blob is gone) as failed with a server_error."""
+        self._fail(store_id, file_id, FileError("server_error", reason))
+
+    def cancel(self, store_id: str, file_ids: Iterable[str]) -> None:
+        with self.catalog.write() as conn:
+            conn.executemany("UPDATE store_files SET status = 'cancelled' WHERE store_id = ? AND file_id = ? AND "
+                             "status = 'in_progress'", [(store_id, f) for f in file_ids])
+
+    def remove_file(self, store_id: str, file_id: str) -> None:
+        """Detach a file: its chunks leave the keyword index and the vector index at once."""
+        self.catalog.file(store_id, file_id)
+        key = self.catalog.store_key(store_id)
+        with self._lock, self.catalog.write() as conn:
+            ids = [row[0] for row in conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id = ?",
+                                                  (store_id, file_id))]
+            conn.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+            conn.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+            self._keyword.remove(conn, key, ids)
+            conn.executemany("INSERT INTO deletions (store_id, chunk_id) VALUES (?, ?)", [(store_id, i) for i in ids])
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM deletions").fetchone()[0]
+            loaded = self._loaded.get(store_id)
+            if loaded is not None:
+                loaded.index.remove(np.array(ids, dtype=np.int64))
+                loaded.deletion = seq
+        self._maybe_checkpoint(store_id)
+
+    def update_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> StoreFile:
+        self.catalog.file(store_id, file_id)
+        with self.catalog.write() as conn:
+            conn.execute("UPDATE store_files SET attributes = ? WHERE store_id = ? AND file_id = ?",
+                         (json.dumps(attributes), store_id, file_id))
+        return self.catalog.file(store_id, file_id)
+
+    def chunks(self, store_id: str, file_id: str) -> list[Chunk]:
+        """The indexed chunks of a file, in order."""
+        self.catalog.file(store_id, file_id)
+        with self.catalog.read() as conn:
+            rows = conn.execute("SELECT text, page, start, end, tokens FROM chunks WHERE store_id = ? AND file_id = ? "
+                                "ORDER BY ordinal", (store_id, file_id)).fetchall()
+        return [Chunk(*row) for row in rows]
+
+    # ---- the vector index ----------------------------------------------------------------------------------
+
+    def _index(self, store_id: str) -> _Loaded:
+        with self._lock:
+            if store_id in self._loaded:
+                return self._loaded[store_id]
+            with self.catalog.read() as conn:
+                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
+                                   "WHERE id = ?", (store_id,)).fetchone()
+            checkpoint, max_chunk, deletion = row
+            dimension = self.embedder.dimension
+            index = VectorIndex.load(self._checkpoints / checkpoint, dimension) if checkpoint else None
+            if index is None:
+                index, max_chunk, deletion = VectorIndex(dimension), 0, 0
+            loaded = _Loaded(index, max_chunk, deletion)
+            self._catch_up(store_id, loaded)
+            self._loaded[store_id] = loaded
+            return loaded
+
+    def _catch_up(self, store_id: str, loaded: _Loaded) -> None:
+        """Apply what was committed after the checkpoint: deletions, then new chunks."""
+        with self.catalog.read() as conn:
+            gone = conn.execute("SELECT seq, chunk_id FROM deletions WHERE store_id = ? AND seq > ?",
+                                (store_id, loaded.deletion)).fetchall()
+            rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
+                                "e.hash = c.hash WHERE c.store_id = ? AND c.id > ? ORDER BY c.id",
+                                (self.model_name, store_id, loaded.max_chunk)).fetchall()
+        if gone:
+            loaded.index.remove(np.array([chunk_id for _, chunk_id in gone], dtype=np.int64))
+            loaded.deletion = max(seq for seq, _ in gone)
+        if rows:
+            ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
+            vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
+            loaded.index.add(ids, vectors.reshape(len(rows), -1))
+            loaded.max_chunk = int(ids[-1])
+
+    def _maybe_checkpoint(self, store_id: str, force: bool = False) -> None:
+        """Write the in-memory index to disk when enough has changed since the last checkpoint."""
+        with self._lock:
+            loaded = self._loaded.get(store_id) or (self._index(store_id) if force else None)
+            if loaded is None:
+                return
+            with self.catalog.read() as conn:
+                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
+                                   "WHERE id = ?", (store_id,)).fetchone()
+                backlog = conn.execute("SELECT (SELECT COUNT(*) FROM chunks WHERE store_id = ? AND id > ?) + "
+                                       "(SELECT COUNT(*) FROM deletions WHERE store_id = ? AND seq > ?)",
+                                       (store_id, row[1], store_id, row[2])).fetchone()[0]
+            if not backlog or (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4)):
+                return
+            name = f"{store_id}-{loaded.max_chunk}-{loaded.deletion}.faiss"
+            loaded.index.save(self._checkpoints / name)
+            with self.catalog.write() as conn:
+                conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, checkpoint_deletion = ? "
+                             "WHERE id = ?", (name, loaded.max_chunk, loaded.deletion, store_id))
+                conn.execute("DELETE FROM deletions WHERE store_id = ? AND seq <= ?", (store_id, loaded.deletion))
+            if row[0] and row[0] != name:
+                (self._checkpoints / row[0]).unlink(missing_ok=True)
+
+    def checkpoint(self, store_id: str) -> None:
+        """Write the store's index to disk now if anything changed since the last checkpoint."""
+        self._maybe_checkpoint(store_id, force=True)
+
+    # ---- search --------------------------------------------------------------------------------------------
+
+    def search(self, store_ids: list[str], query: str, *, k: int = 10, mode: SearchMode = "hybrid",
+               filters: dict[str, Any] | None = None, score_threshold: float = 0.0,
+               candidates: int | None = None, query_vector: np.ndarray | None = None) -> list[Hit]:
+        """The `k` best chunks for `query` across the stores, best first (`query_vector`: already embedded)."""
+        if not 1 <= k <= 1000:
+            raise InvalidRequest("k must be between 1 and 1000.", "max_num_results")
+        if mode not in ("dense", "keyword", "hybrid"):
+            raise InvalidRequest(f"Unknown search mode '{mode}'.", "mode")
+        if filters is not None:
+            attribute_filters.validate(filters)
+        depth = candidates or max(50, 4 * k)
+        dense: list[tuple[int, float]] = []
+        keyword: list[tuple[int, float]] = []
+        if mode != "keyword" and query_vector is None:
+            query_vector = embed_texts(self.embedder, [query])[0]
+        elif mode == "keyword":
+            query_vector = None
+        for store_id in store_ids:
+            key = self.catalog.store_key(store_id)
+            allowed = self._allowed_chunks(store_id, filters) if filters is not None else None
+            if query_vector is not None:
+                loaded = self._index(store_id)
+                with self._lock:
+                    dense += loaded.index.search(query_vector, depth, None if allowed is None else
+                                                 np.fromiter(allowed, dtype=np.int64))
+            if mode != "dense":
+                with self.catalog.read() as conn:
+                    keyword += self._keyword.search(conn, key, query, depth, allowed)
+        for store_id in store_ids:
+            self.catalog.touch(store_id)
+        if mode == "hybrid":
+            ranked = fuse(dense, keyword, self.dense_weight)
+        else:
+            ranked = sorted(dense if mode == "dense" else keyword, key=lambda hit: (-hit[1], hit[0]))
+        ranked = [(cid, score) for cid, score in ranked if score >= score_threshold][:k]
+        return self._hits(ranked)
+
+    def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
+        files = [f.file_id for f in self.catalog.files(store_id, status="completed")
+                 if attribute_filters.matches(spec, f.attributes)]
+        allowed: set[int] = set()
+        with self.catalog.read() as conn:
+            for start in range(0, len(files), 500):
+                part = files[start:start + 500]
+                allowed.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM chunks WHERE store_id = ? AND file_id IN ({','.join('?' * len(part))})",
+                    (store_id, *part)))
+        return allowed
+
+    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        if not ranked:
+            return []
+        with self.catalog.read() as conn:
+            rows = {row[0]: row for row in conn.execute(
+                "SELECT c.id, c.file_id, f.filename, c.text, c.page, f.attributes FROM chunks c JOIN store_files f "
+                f"ON f.store_id = c.store_id AND f.file_id = c.file_id WHERE c.id IN ({','.join('?' * len(ranked))})",
+                [cid for cid, _ in ranked])}
+        return [Hit(cid, rows[cid][1], rows[cid][2], score, rows[cid][3], rows[cid][4], json.loads(rows[cid][5]))
+                for cid, score in ranked if cid in rows]

@@ -1,0 +1,162 @@
+"""The Vector Stores API and file_search routing, driven by the official openai SDK against a real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from orchestrator.localserver import Server
+
+pytestmark = pytest.mark.docker
+
+DOCS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "docs"
+PDF = DOCS / "pdf" / "arxiv-1706.03762-attention-is-all-you-need.pdf"
+DOCX = DOCS / "office" / "word_sample.docx"
+MD = DOCS / "md" / "duck.md"
+
+
+@pytest.fixture(scope="module")
+def papers(client: OpenAI) -> str:
+    """A store with a real PDF, a docx and a markdown file, each uploaded with upload_and_poll."""
+    store = client.vector_stores.create(name="papers", metadata={"suite": "sdk"})
+    for path, attributes in ((PDF, {"kind": "paper", "year": 2017}), (DOCX, {"kind": "office", "year": 2020}),
+                             (MD, {"kind": "notes", "year": 2024})):
+        with open(path, "rb") as fh:
+            done = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+        assert done.status == "completed", done.last_error
+        client.vector_stores.files.update(done.id, vector_store_id=store.id, attributes=attributes)
+    return store.id
+
+
+def test_upload_and_search_cites_the_right_file(client: OpenAI, papers: str) -> None:
+    store = client.vector_stores.retrieve(papers)
+    assert (store.status, store.file_counts.completed, store.file_counts.total) == ("completed", 3, 3)
+    assert store.usage_bytes > 0 and store.metadata == {"suite": "sdk"}
+    page = client.vector_stores.search(papers, query="How is scaled dot-product attention computed?",
+                                       max_num_results=3)
+    assert page.data[0].filename == PDF.name and "softmax" in page.data[0].content[0].text.lower()
+    assert page.data[0].score >= page.data[-1].score
+    ducks = client.vector_stores.search(papers, query="what do ducks like to eat", max_num_results=1)
+    assert ducks.data[0].filename == MD.name and ducks.data[0].attributes["kind"] == "notes"
+
+
+def test_attribute_filters_and_ranking_options(client: OpenAI, papers: str) -> None:
+    recent = client.vector_stores.search(papers, query="attention", max_num_results=20,
+                                         filters={"type": "gte", "key": "year", "value": 2020})
+    assert recent.data and {r.filename for r in recent.data} <= {DOCX.name, MD.name}
+    either = client.vector_stores.search(papers, query="document", max_num_results=20, filters={
+        "type": "or", "filters": [{"type": "eq", "key": "kind", "value": "paper"},
+                                  {"type": "in", "key": "kind", "value": ["office"]}]})
+    assert {r.filename for r in either.data} == {PDF.name, DOCX.name}
+    strict = client.vector_stores.search(papers, query="attention", ranking_options={"score_threshold": 0.99})
+    assert all(r.score >= 0.99 for r in strict.data)
+    dense = client.vector_stores.search(papers, query="attention", ranking_options={"ranker": "none"})
+    assert all(-1 <= r.score <= 1 for r in dense.data)
+
+
+def test_file_listing_content_and_deletion(client: OpenAI, papers: str) -> None:
+    listed = client.vector_stores.files.list(vector_store_id=papers, filter="completed", order="asc")
+    assert len(listed.data) == 3 and all(f.object == "vector_store.file" for f in listed.data)
+    pdf_id = next(f.id for f in listed.data if f.attributes["kind"] == "paper")
+    chunks = list(client.vector_stores.files.content(pdf_id, vector_store_id=papers))
+    assert len(chunks) > 10 and "Attention Is All You Need" in "".join(c.text for c in chunks)
+
+    store = client.vector_stores.create(name="deletion")
+    with open(MD, "rb") as fh:
+        md = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert client.vector_stores.search(store.id, query="duck").data
+    client.vector_stores.files.delete(md.id, vector_store_id=store.id)
+    assert client.vector_stores.search(store.id, query="duck").data == []
+    client.vector_stores.delete(store.id)
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+
+
+def test_bad_files_fail_with_a_clear_last_error(client: OpenAI, tmp_path: Path) -> None:
+    store = client.vector_stores.create(name="bad files")
+    corrupt = tmp_path / "corrupt.pdf"
+    corrupt.write_bytes(PDF.read_bytes()[:5000])
+    with open(corrupt, "rb") as fh:
+        failed = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert failed.status == "failed" and failed.last_error.code == "invalid_file"
+    with open(DOCS / "pdf" / "scanned-no-text-layer-4p.pdf", "rb") as fh:
+        scanned = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert scanned.status == "failed" and scanned.last_error.code == "unsupported_file"
+    assert client.vector_stores.retrieve(store.id).file_counts.failed == 2
+
+
+def test_file_batches_upload_and_poll(client: OpenAI) -> None:
+    store = client.vector_stores.create(name="batch")
+    paths = sorted((DOCS / "md").glob("*.md"))
+    handles = [open(path, "rb") for path in paths]
+    try:
+        batch = client.vector_stores.file_batches.upload_and_poll(store.id, files=handles)
+    finally:
+        for handle in handles:
+            handle.close()
+    assert batch.status == "completed" and batch.file_counts.completed == len(paths)
+    listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    assert len(listed.data) == len(paths)
+    assert client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).object == \
+        "vector_store.files_batch"
+
+
+def test_bad_requests_are_clear_errors(server: Server, client: OpenAI, papers: str) -> None:
+    base = f"{server.base_url}/v1/vector_stores"
+    too_many = httpx.post(f"{base}/{papers}/search", json={"query": "x", "max_num_results": 51})
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "max_num_results"
+    bad_filter = httpx.post(f"{base}/{papers}/search", json={"query": "x", "filters": {"type": "near"}})
+    assert bad_filter.status_code == 400
+    overlap = httpx.post(base, json={"chunking_strategy": {"type": "static", "static": {
+        "max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150}}})
+    assert overlap.status_code == 400 and "overlap" in overlap.json()["error"]["message"]
+    assert httpx.get(f"{base}/vs_nope").status_code == 404
+    assert httpx.post(base, json={"file_ids": ["file-nope"]}).status_code == 404
+
+
+def tool_call(server: Server, thread: str, name: str, arguments: dict, resources: dict) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/v1/tool_calls", timeout=60, json={
+        "thread_id": thread, "tool_resources": resources,
+        "tool_call": {"id": "call_fs", "type": "function", "function": {"name": name,
+                                                                         "arguments": json.dumps(arguments)}}})
+
+
+def test_file_search_tool_call_and_citations(server: Server, papers: str) -> None:
+    tools = {t["function"]["name"] for t in httpx.get(f"{server.base_url}/v1/tools").json()["data"]}
+    assert tools == {"code_interpreter", "file_search"}
+    resources = {"file_search": {"vector_store_ids": [papers]}}
+    response = tool_call(server, "thread_cite", "file_search", {"query": "scaled dot-product attention"}, resources)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [step] = body["step_details"]["tool_calls"]
+    results = step["file_search"]["results"]
+    assert step["type"] == "file_search" and results[0]["file_name"] == PDF.name and results[0]["page"] == 4
+    first, second = results[0]["marker"], results[1]["marker"]
+    assert first == f"【0†{PDF.name}】" and first in body["output"] and second in body["output"]
+
+    answer = f"Attention scales the dot products by 1/sqrt(d_k) {first}. Unrelated 【99†nothing.pdf】."
+    part = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_cite", "text": answer}).json()
+    [citation] = part["text"]["annotations"]
+    assert citation["type"] == "file_citation" and citation["file_citation"]["file_id"] == results[0]["file_id"]
+    assert answer[citation["start_index"]:citation["end_index"]] == citation["text"] == first
+    assert citation["file_citation"]["page"] == 4 and citation["file_citation"]["quote"]
+
+    again = tool_call(server, "thread_cite", "file_search", {"query": "ducks"}, resources).json()
+    assert again["step_details"]["tool_calls"][0]["file_search"]["results"][0]["marker"].startswith(
+        f"【{len(results)}†")  # markers keep counting within a thread
+    other = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_other", "text": answer})
+    assert other.json()["text"]["annotations"] == []
+
+
+def test_file_search_errors(server: Server) -> None:
+    missing = tool_call(server, "t", "file_search", {"query": "x"}, {})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_vector_stores"
+    unknown = tool_call(server, "t", "file_search", {"query": "x"}, {"file_search": {"vector_store_ids": ["vs_no"]}})
+    assert unknown.status_code == 404
+    bad = tool_call(server, "t", "file_search", {"q": "x"}, {"file_search": {"vector_store_ids": ["vs_no"]}})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_arguments"
