@@ -21,7 +21,7 @@ from rich.table import Table
 
 from orchestrator.config import Settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 MODES = ("dense", "keyword", "hybrid")
 
 

@@ -78,6 +78,7 @@ def ensure_indexed(engine: VectorStoreEngine, dataset: Dataset, store_name: str,
     engine.index_documents(store_id, [Document(d, [Page(None, dataset.corpus[d])]) for d in missing], progress)
     engine.checkpoint(store_id)
     seconds = time.perf_counter() - started
+    engine.warm(store_id)
     figures = {"documents_indexed": len(missing), "seconds": round(seconds, 1)}
     if missing:
         figures["documents_per_second"] = round(len(missing) / seconds, 1)

@@ -61,7 +61,7 @@ class VectorStoreEngine:
         self._model = model
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
-        self._keyword = KeywordIndex(Analyzer())
+        self._keyword = KeywordIndex(Analyzer(), self.catalog.read)
         self.dense_weight = dense_weight
         self._loaded: dict[str, _Loaded] = {}
         # Orders "commit, then apply to the in-memory index" so checkpoints always match their watermarks.
@@ -321,6 +321,11 @@ class VectorStoreEngine:
         """Write the store's index to disk now if anything changed since the last checkpoint."""
         self._maybe_checkpoint(store_id, force=True)
 
+    def warm(self, store_id: str) -> None:
+        """Load the store's vector index and build its keyword snapshot now, rather than on first queries."""
+        self._index(store_id)
+        self._keyword.warm(self.catalog.store_key(store_id))
+
     # ---- search --------------------------------------------------------------------------------------------
 
     def search(self, store_ids: list[str], query: str, *, k: int = 10, mode: SearchMode = "hybrid",
@@ -349,8 +354,7 @@ class VectorStoreEngine:
                     dense += loaded.index.search(query_vector, depth, None if allowed is None else
                                                  np.fromiter(allowed, dtype=np.int64))
             if mode != "dense":
-                with self.catalog.read() as conn:
-                    keyword += self._keyword.search(conn, key, query, depth, allowed)
+                keyword += self._keyword.search(key, query, depth, allowed)
         for store_id in store_ids:
             self.catalog.touch(store_id)
         if mode == "hybrid":

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "docs"
+from tests.datasets import DOCS
 
 
 def toolshed(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
+from tests.datasets import DOCS
 
 pytestmark = pytest.mark.docker
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "docs"
 
 
 def test_restart_keeps_files_container_files_and_threads(docker_ready: None, tmp_path) -> None:  # noqa: ANN001
@@ -21,8 +20,9 @@ def test_restart_keeps_files_container_files_and_threads(docker_ready: None, tmp
     try:
         client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
         uploaded = client.files.create(file=("in.txt", b"persist me"), purpose="assistants")
+        code = "open('/mnt/data/out.txt', 'w').write('x')"
         call = {"thread_id": "thread_restart", "tool_call": {"id": "call_1", "type": "function", "function": {
-            "name": "code_interpreter", "arguments": json.dumps({"code": "open('/mnt/data/out.txt', 'w').write('x')"})}},
+            "name": "code_interpreter", "arguments": json.dumps({"code": code})}},
             "tool_resources": {"code_interpreter": {"file_ids": [uploaded.id]}}}
         before = httpx.post(f"{server.base_url}/v1/tool_calls", json=call, timeout=60).json()
         [artifact] = before["files"]

@@ -19,9 +19,8 @@ from retrieval.fusion import fuse
 from retrieval.models import ChunkingStrategy
 from retrieval.parsing import parse
 from retrieval.vector_store import VectorStoreEngine
+from tests.datasets import DATASETS, DOCS
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-DOCS = DATASETS / "docs"
 PDF = DOCS / "pdf" / "arxiv-1706.03762-attention-is-all-you-need.pdf"
 
 
@@ -126,10 +125,10 @@ def test_long_chunks_are_embedded_whole_not_truncated(embedder: SentenceTransfor
 
 def test_dense_keyword_and_hybrid_find_the_right_passage(engine: VectorStoreEngine) -> None:
     store = engine.create_store("papers")
-    for file_id, path in (("pdf", PDF), ("md", DOCS / "md" / "duck.md"), ("docx", DOCS / "office" / "word_sample.docx")):
+    files = (("pdf", PDF), ("md", DOCS / "md" / "duck.md"), ("docx", DOCS / "office" / "word_sample.docx"))
+    for file_id, path in files:
         engine.attach(store.id, file_id, path.name, attributes={"kind": path.suffix.lstrip("."), "n": len(file_id)})
-    engine.ingest(store.id, [("pdf", PDF), ("md", DOCS / "md" / "duck.md"),
-                             ("docx", DOCS / "office" / "word_sample.docx")])
+    engine.ingest(store.id, list(files))
     assert {f.status for f in engine.catalog.files(store.id)} == {"completed"}
     for mode in ("dense", "keyword", "hybrid"):
         [top] = engine.search([store.id], "scaled dot-product attention formula with softmax", k=1, mode=mode)

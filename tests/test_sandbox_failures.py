@@ -27,7 +27,8 @@ def test_timeout_returns_partial_output_in_time_and_the_next_call_works(client: 
 
 
 def test_uninterruptible_timeout_restarts_the_kernel_and_says_state_was_lost(client: OpenAI, container: str) -> None:
-    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('spinning', flush=True)\nwhile True: pass"
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('spinning', flush=True)\n"
+            "while True: pass")
     started = time.monotonic()
     execution = run(client, container, code, timeout=2)
     assert time.monotonic() - started < 2 + 2
