@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
 from retrieval.models import Batch, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
+from retrieval.sqlite import SQLite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stores (
@@ -86,35 +84,11 @@ _FILE_COLUMNS = ("store_id, file_id, filename, status, created_at, usage_bytes, 
 _STORE_COLUMNS = "id, name, created_at, last_active_at, metadata, expires_after_days, description, key"
 
 
-class Catalog:
+class Catalog(SQLite):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
-        self._conn.executescript(_SCHEMA)
-        self._lock = threading.RLock()
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: everything inside commits together or not at all."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path)
+        with self.read() as conn:
+            conn.executescript(_SCHEMA)
 
     # ---- stores --------------------------------------------------------------------------------------------
 

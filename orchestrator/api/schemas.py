@@ -263,7 +263,7 @@ class CodeInterpreterToolCall(BaseModel):
     code_interpreter: CodeInterpreterDetails
 
 
-class FileSearchResultContent(BaseModel):
+class TextContent(BaseModel):
     type: Literal["text"] = "text"
     text: str
 
@@ -272,7 +272,7 @@ class FileSearchResultWire(BaseModel):
     file_id: str
     file_name: str
     score: float
-    content: list[FileSearchResultContent]
+    content: list[TextContent]
     page: int | None  # Toolshed extension: where the passage is
     marker: str  # Toolshed extension: the citation marker given to the model
 

@@ -14,9 +14,9 @@ from orchestrator.api.schemas import (
     FilePath,
     FilePathAnnotationWire,
     FileSearchDetails,
-    FileSearchResultContent,
     FileSearchResultWire,
     FileSearchToolCall,
+    TextContent,
     TextContentPart,
     TextValue,
     ToolCallRequest,
@@ -62,7 +62,7 @@ def _code_interpreter_response(call_id: str, result: CodeInterpreterResult) -> T
 
 def _file_search_response(call_id: str, result: FileSearchResult) -> ToolCallResponse:
     results = [FileSearchResultWire(file_id=hit.file_id, file_name=hit.filename, score=round(hit.score, 6),
-                                    content=[FileSearchResultContent(text=hit.text)], page=hit.page, marker=src.label)
+                                    content=[TextContent(text=hit.text)], page=hit.page, marker=src.label)
                for hit, src in zip(result.hits, result.sources, strict=True)]
     step = FileSearchToolCall(id=call_id, file_search=FileSearchDetails(results=results))
     return ToolCallResponse(tool_call_id=call_id, output=result.output, status="completed",

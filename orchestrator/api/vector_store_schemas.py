@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from orchestrator.api.schemas import StrictBody
+from orchestrator.api.schemas import StrictBody, TextContent
 from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, Store, StoreFile
 
 Attributes = dict[str, str | float | bool]
@@ -188,11 +188,6 @@ class FileBatchObject(BaseModel):
     def of(cls, batch: Batch) -> FileBatchObject:
         return cls(id=batch.id, created_at=batch.created_at, vector_store_id=batch.store_id, status=batch.status,
                    file_counts=FileCountsWire.of(batch.file_counts))
-
-
-class TextContent(BaseModel):
-    type: Literal["text"] = "text"
-    text: str
 
 
 class SearchResult(BaseModel):

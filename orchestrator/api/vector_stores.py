@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.deps import Files, Ingestion, Retrieval
-from orchestrator.api.schemas import Deleted, ListPage, page_of, paginate
+from orchestrator.api.schemas import Deleted, ListPage, TextContent, page_of, paginate
 from orchestrator.api.vector_store_schemas import (
     BatchFile,
     FileBatchCreate,
@@ -17,7 +17,6 @@ from orchestrator.api.vector_store_schemas import (
     SearchRequest,
     SearchResult,
     SearchResultsPage,
-    TextContent,
     VectorStoreCreate,
     VectorStoreFileCreate,
     VectorStoreFileObject,
