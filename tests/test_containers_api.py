@@ -192,3 +192,26 @@ def test_unknown_file_id_is_404_and_creates_nothing(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.containers.create(name="missing-file", file_ids=["file-doesnotexist"])
     assert [c.id for c in client.containers.list(limit=100)] == before
+
+
+def test_a_client_that_disconnects_interrupts_its_cell(server: Server, client: OpenAI, container: str) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.base_url}/v1/containers/{container}/execute",
+                   json={"code": "import time\nfor _ in range(300): time.sleep(0.1)"}, timeout=1.5)
+    started = time.monotonic()
+    execution = run(client, container, "print('next')")
+    # Without the interrupt, this call would wait ~30 s behind the abandoned cell.
+    assert logs(execution) == "next\n" and time.monotonic() - started < 8
+
+
+def test_a_tool_call_whose_client_disconnects_is_interrupted(server: Server) -> None:
+    def call(code: str, timeout: float) -> httpx.Response:
+        return httpx.post(f"{server.base_url}/v1/tool_calls", timeout=timeout, json={
+            "thread_id": "thread_disconnect", "tool_call": {"id": "c", "type": "function", "function": {
+                "name": "code_interpreter", "arguments": json.dumps({"code": code})}}})
+
+    call("1", 60)  # create the thread's sandbox
+    with pytest.raises(httpx.ReadTimeout):
+        call("import time\nfor _ in range(300): time.sleep(0.1)", 1.5)
+    started = time.monotonic()
+    assert call("print('next')", 60).json()["output"] == "next\n" and time.monotonic() - started < 8

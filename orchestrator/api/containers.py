@@ -7,10 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager
+from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import (
     ContainerCreate,
@@ -86,14 +87,15 @@ async def restart_container(container_id: str, manager: Manager) -> ContainerObj
 
 
 @router.post("/{container_id}/execute", response_model=ExecutionObject)
-async def execute(container_id: str, body: ExecuteRequest, interpreter: Interpreter):  # noqa: ANN201
+async def execute(container_id: str, body: ExecuteRequest, interpreter: Interpreter,  # noqa: ANN201
+                  request: Request):
     await interpreter.manager.get(container_id)
     interpreter.manager.check_timeout(body.timeout)
     run = _ExecutionRun(interpreter, container_id, body)
     if body.stream:
         return StreamingResponse(run.events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return await run.result()
+    return await run.result(request)
 
 
 class _ExecutionRun:
@@ -114,10 +116,10 @@ class _ExecutionRun:
         # The client went away: stop its cell so the next call on this container is not blocked behind it.
         await self._interpreter.manager.interrupt(self._container_id)
 
-    async def result(self) -> ExecutionObject:
+    async def result(self, request: Request) -> ExecutionObject:
         task = self._start()
         try:
-            return execution_object(await asyncio.shield(task))
+            return execution_object(await unless_disconnected(request, task, self._stop))
         except asyncio.CancelledError:
             await self._stop()
             raise

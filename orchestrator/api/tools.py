@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+
+from fastapi import APIRouter, Request
 
 from orchestrator.api.deps import ToolRouterDep as Router
+from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.schemas import (
     AnnotateRequest,
     CodeInterpreterDetails,
@@ -39,13 +42,14 @@ async def list_tools() -> ToolList:
 
 
 @router.post("/tool_calls", response_model=ToolCallResponse)
-async def call_tool(body: ToolCallRequest, tools: Router) -> ToolCallResponse:
+async def call_tool(body: ToolCallRequest, tools: Router, request: Request) -> ToolCallResponse:
     call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments)
     resources = body.tool_resources
     code_interpreter = resources.code_interpreter if resources else None
     file_search = resources.file_search if resources else None
-    result = await tools.call(body.thread_id, call, ToolResources(
-        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else []))
+    task = asyncio.create_task(tools.call(body.thread_id, call, ToolResources(
+        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else [])))
+    result = await unless_disconnected(request, task, lambda: tools.interrupt(body.thread_id))
     if isinstance(result, FileSearchResult):
         return _file_search_response(call.id, result)
     return _code_interpreter_response(call.id, result)
