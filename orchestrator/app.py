@@ -65,6 +65,7 @@ async def start_sandboxes(app: FastAPI, settings: Settings, db: Database, files:
                                      max_export_files=settings.max_export_files)
     manager = build_manager(settings, workspaces, container_files)
     recovered = await manager.recover()
+    manager.start_reaper(settings.reap_interval)
     log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
     interpreter = Interpreter(manager, files)
     threads = ThreadSandboxes(db, manager, container_files, files, memory_limit=settings.default_memory_limit)

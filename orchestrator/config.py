@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     interrupt_grace: float = 1.0
     kernel_start_timeout: float = 60.0
     max_output_bytes: int = 1 << 20
+    reap_interval: float = 30.0
     max_upload_bytes: int = 512 << 20
     max_export_bytes: int = 512 << 20
     max_export_files: int = 100

@@ -70,7 +70,7 @@ class ThreadSandboxes:
 
     async def _create(self, thread_id: str) -> str:
         spec = SandboxSpec(name=thread_id[:256], memory_limit=self._memory_limit,
-                           labels={"thread_id": thread_id[:256], "expires_after_minutes": "20"})
+                           labels={"thread_id": thread_id[:256]})
         sandbox = await self._manager.create(spec)
         self._db.execute("INSERT OR REPLACE INTO threads (thread_id, container_id, created_at) VALUES (?, ?, ?)",
                          (thread_id, sandbox.id, int(time.time())))

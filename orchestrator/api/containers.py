@@ -40,7 +40,7 @@ async def create_container(body: ContainerCreate, manager: Manager, config: Conf
                             "supported.", param="network_policy")
     minutes = body.expires_after.minutes if body.expires_after else 20
     spec = SandboxSpec(name=body.name, memory_limit=body.memory_limit or config.default_memory_limit,
-                       labels={"expires_after_minutes": str(minutes)})
+                       expires_after_minutes=minutes)
     for file_id in body.file_ids:  # 404 before anything is started
         files.get(file_id)
     sandbox = await manager.create(spec)

@@ -83,13 +83,12 @@ class ContainerObject(BaseModel):
 
     @classmethod
     def of(cls, sandbox: Sandbox) -> ContainerObject:
-        minutes = int(sandbox.labels.get("expires_after_minutes", "20"))
         return cls(
             id=sandbox.id,
             created_at=sandbox.created_at,
-            status="running",
+            status=sandbox.status,
             name=sandbox.name,
-            expires_after=ExpiresAfter(minutes=minutes),
+            expires_after=ExpiresAfter(minutes=sandbox.expires_after_minutes),
             last_active_at=sandbox.last_active_at,
             memory_limit=sandbox.memory_limit,
             network_policy=NetworkPolicy(type="disabled"),

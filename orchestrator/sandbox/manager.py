@@ -83,13 +83,61 @@ class SandboxManager:
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     async def recover(self) -> list[str]:
-        """Adopt the containers a previous run of this namespace left behind; returns their ids."""
-        for labels in await asyncio.to_thread(self._runtime.list_labels):
-            sandbox = _sandbox_from_labels(labels)
+        """Adopt what a previous run of this namespace left behind: its containers, and the workspaces of
+        sandboxes whose containers were reclaimed (they come back as expired). Returns their ids."""
+        now = int(time.time())
+        running = await asyncio.to_thread(self._runtime.list_labels)
+        metas = await asyncio.to_thread(self._workspaces.load_metas)
+        for labels, status in [(labels, "running") for labels in running] + [(meta, "expired") for meta in metas]:
+            # Idle time is counted from now: the previous run's activity is unknown.
+            sandbox = replace(_sandbox_from_labels(labels), status=status, last_active_at=now)
+            if sandbox.id in self._live:
+                continue
             # After a host reboot the disk is no longer mounted; files must not be written beside it.
             await asyncio.to_thread(self._workspaces.ensure_mounted, self._workspaces.get(sandbox.id))
-            self._live.setdefault(sandbox.id, _Live(sandbox))
+            live = self._live[sandbox.id] = _Live(sandbox)
+            if status == "expired":
+                live.unreported_reset = _expired_notice(sandbox)
         return sorted(self._live)
+
+    def start_reaper(self, interval: float) -> None:
+        """Reclaim idle sandboxes every `interval` seconds, until close()."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.reap_idle()
+                except Exception:  # noqa: BLE001 - the next round retries
+                    log.exception("reaping idle sandboxes failed")
+
+        task = asyncio.create_task(loop())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reap_idle(self) -> list[str]:
+        """Remove the containers of sandboxes idle past their expiry; their files stay for rehydration."""
+        now = time.time()
+        reaped = []
+        for live in list(self._live.values()):
+            sandbox = live.sandbox
+            if sandbox.status != "running" or live.lock.locked():
+                continue
+            if now - sandbox.last_active_at < sandbox.expires_after_minutes * 60:
+                continue
+            async with live.lock:
+                if live.sandbox.id not in self._live:
+                    continue
+                if live.session is not None:
+                    live.session.close()
+                    live.session = None
+                await asyncio.to_thread(self._runtime.remove, sandbox.id)
+                live.needs_restart = None
+                live.sandbox = replace(live.sandbox, status="expired")
+                live.unreported_reset = _expired_notice(sandbox)
+                reaped.append(sandbox.id)
+                log.info("sandbox %s expired after %d idle minutes", sandbox.id, sandbox.expires_after_minutes)
+        return reaped
 
     async def close(self) -> None:
         """Disconnect from every kernel. Containers keep running, to be recovered by the next start."""
@@ -122,15 +170,17 @@ class SandboxManager:
             last_active_at=now,
             labels=dict(spec.labels),
             created_ns=now_ns,
+            expires_after_minutes=spec.expires_after_minutes,
         )
         live = _Live(sandbox)
         try:
             await self._start_container(live)
+            await asyncio.to_thread(self._workspaces.save_meta, sandbox.id, {"id": sandbox.id, **_labels_for(sandbox)})
         except BaseException:
             await asyncio.to_thread(self._destroy, sandbox.id)
             raise
         self._live[sandbox.id] = live
-        return sandbox
+        return live.sandbox
 
     async def get(self, sandbox_id: str) -> Sandbox:
         return self._get_live(sandbox_id).sandbox
@@ -289,8 +339,9 @@ class SandboxManager:
             except (KernelNotReady, OSError, ValueError):
                 pass
         await self._restart_kernel(live, None)
-        live.unreported_reset = "The sandbox's kernel had stopped and was restarted: variables and imports " \
-                                "were lost (files in /mnt/data were kept)."
+        live.unreported_reset = live.unreported_reset or (
+            "The sandbox's kernel had stopped and was restarted: variables and imports were lost (files in "
+            "/mnt/data were kept).")
         return True
 
     def _schedule_restart(self, live: _Live, reason: str) -> None:
@@ -336,6 +387,7 @@ class SandboxManager:
             await live.session.wait_ready(self._policy.kernel_start_timeout)
         except KernelNotReady as exc:
             raise SandboxStartFailed(f"the sandbox kernel did not start: {exc}") from exc
+        live.sandbox = replace(live.sandbox, status="running", last_active_at=int(time.time()))
 
     async def _container_exists(self, sandbox_id: str) -> bool:
         try:
@@ -347,6 +399,11 @@ class SandboxManager:
     def _connect(self, live: _Live, container_info: dict[str, Any]) -> KernelSession:
         host_info = dict(container_info, ip=str(self._workspaces.get(live.sandbox.id).run_dir / "kernel"))
         return self._connector.connect(host_info)
+
+
+def _expired_notice(sandbox: Sandbox) -> str:
+    return (f"This sandbox was idle for {sandbox.expires_after_minutes} minutes and was reclaimed; a fresh kernel "
+            "was started. Variables and imports were lost; files in /mnt/data were kept.")
 
 
 def _describe_exit(code: int | None) -> str:
@@ -364,6 +421,7 @@ def _labels_for(sandbox: Sandbox) -> dict[str, str]:
         "created_at": str(sandbox.created_at),
         "created_ns": str(sandbox.created_ns),
         "memory_limit": sandbox.memory_limit,
+        "expires_after_minutes": str(sandbox.expires_after_minutes),
         **{f"meta.{k}": v for k, v in sandbox.labels.items()},
     }
 
@@ -378,4 +436,5 @@ def _sandbox_from_labels(labels: dict[str, str]) -> Sandbox:
         last_active_at=created,
         labels={k.removeprefix("meta."): v for k, v in labels.items() if k.startswith("meta.")},
         created_ns=int(labels.get("created_ns", created * 1_000_000_000)),
+        expires_after_minutes=int(labels.get("expires_after_minutes", "20")),
     )

@@ -15,6 +15,8 @@ class SandboxSpec:
     name: str = ""
     memory_limit: str = "1g"
     labels: dict[str, str] = field(default_factory=dict)
+    # Idle time after which the container and kernel are reclaimed (files stay; the next call rehydrates).
+    expires_after_minutes: int = 20
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Sandbox:
     labels: dict[str, str] = field(default_factory=dict)
     # Orders sandboxes created within the same second (created_at has one-second resolution).
     created_ns: int = 0
+    expires_after_minutes: int = 20
+    # "running": container and kernel up (or starting); "expired": reclaimed while idle, files kept.
+    status: str = "running"
 
 
 @dataclass(frozen=True)

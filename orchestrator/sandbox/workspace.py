@@ -55,6 +55,12 @@ class Workspace:
     def connection_file(self) -> Path:
         return self.run_dir / "kernel.json"
 
+    @property
+    def meta_file(self) -> Path:
+        # Host-only (beside the disk image, outside what the sandbox can see): who this sandbox is, so it can
+        # be recovered after its container was reclaimed.
+        return self.root / "sandbox.json"
+
 
 class WorkspaceStore:
     """Creates, finds and removes workspaces under `data_root` (files) and `run_root` (sockets)."""
@@ -137,6 +143,22 @@ class WorkspaceStore:
             subprocess.run(["umount", "-l", str(ws.mount_point)], check=False, capture_output=True)
         shutil.rmtree(ws.run_dir, ignore_errors=True)
         shutil.rmtree(ws.root, ignore_errors=True)
+
+    def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
+        ws = self.get(sandbox_id)
+        temporary = ws.meta_file.with_suffix(".partial")
+        temporary.write_text(json.dumps(meta))
+        os.replace(temporary, ws.meta_file)
+
+    def load_metas(self) -> list[dict[str, Any]]:
+        """The metadata of every workspace on disk (sandboxes whose containers may be gone)."""
+        metas = []
+        for sandbox_id in self.list_ids():
+            try:
+                metas.append(json.loads(self.get(sandbox_id).meta_file.read_text()))
+            except (OSError, ValueError):
+                continue
+        return metas
 
     def list_ids(self) -> list[str]:
         if not self._data_root.exists():
