@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from orchestrator import __version__
 from orchestrator.api import container_files, containers, deps, files, tools, vector_stores
@@ -18,6 +20,7 @@ from orchestrator.container_files import ContainerFiles, ContainerFileStore
 from orchestrator.db import Database
 from orchestrator.ingestion import IngestionQueue
 from orchestrator.interpreter import Interpreter
+from orchestrator.metrics import REGISTRY, EngineCollector
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.manager import ArtifactSink, SandboxPolicy
@@ -52,7 +55,8 @@ def build_manager(settings: Settings, workspaces: WorkspaceStore, artifacts: Art
         cpus=settings.sandbox_cpus, pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
         kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
         max_output_bytes=settings.max_output_bytes, default_timeout=settings.execution_timeout,
-        max_timeout=settings.max_execution_timeout,
+        max_timeout=settings.max_execution_timeout, pool_size=settings.pool_size,
+        pool_memory_limit=settings.default_memory_limit,
     )
     return SandboxManager(runtime, workspaces, policy, artifacts)
 
@@ -66,6 +70,7 @@ async def start_sandboxes(app: FastAPI, settings: Settings, db: Database, files:
     manager = build_manager(settings, workspaces, container_files)
     recovered = await manager.recover()
     manager.start_reaper(settings.reap_interval)
+    manager.pool.fill()
     log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
     interpreter = Interpreter(manager, files)
     threads = ThreadSandboxes(db, manager, container_files, files, memory_limit=settings.default_memory_limit)
@@ -126,6 +131,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(tools.router)
     v1.include_router(vector_stores.router)
     app.include_router(v1)
+
+    engine_metrics = CollectorRegistry()
+    engine_metrics.register(EngineCollector(app.state))
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text format: counters since start, plus engine gauges read now."""
+        body = generate_latest(REGISTRY) + generate_latest(engine_metrics)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["health"])
     async def health(request: Request) -> dict:

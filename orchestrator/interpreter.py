@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from orchestrator.metrics import record_execution
 from orchestrator.sandbox import Execution, ImageOutput, SandboxManager
 from orchestrator.sandbox.models import Output
 from orchestrator.storage import FileStore
@@ -68,6 +69,7 @@ class Interpreter:
                 await on_item(item)
 
         execution = await self.manager.execute(sandbox_id, code, timeout, on_output=on_output)
+        record_execution(execution)
         return Run(execution, merge_logs(items))
 
     async def _item(self, output: Output, number: int) -> Item:

@@ -215,3 +215,22 @@ def test_a_tool_call_whose_client_disconnects_is_interrupted(server: Server) -> 
         call("import time\nfor _ in range(300): time.sleep(0.1)", 1.5)
     started = time.monotonic()
     assert call("print('next')", 60).json()["output"] == "next\n" and time.monotonic() - started < 8
+
+
+def test_metrics_count_executions_and_report_sandboxes(server: Server, client: OpenAI, container: str) -> None:
+    def value(text: str, name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    before = httpx.get(f"{server.base_url}/metrics").text
+    run(client, container, "open('/mnt/data/m.txt', 'w').write('x')")
+    run(client, container, "1/0")
+    after = httpx.get(f"{server.base_url}/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    text = after.text
+    assert value(text, 'toolshed_executions_total{status="completed"}') == \
+        value(before, 'toolshed_executions_total{status="completed"}') + 1
+    assert value(text, 'toolshed_executions_total{status="failed"}') == \
+        value(before, 'toolshed_executions_total{status="failed"}') + 1
+    assert value(text, "toolshed_artifacts_exported_total") >= value(before, "toolshed_artifacts_exported_total") + 1
+    assert value(text, 'toolshed_sandboxes{status="running"}') >= 1
+    assert "toolshed_execution_seconds_bucket" in text and "toolshed_sandboxes_reaped_total" in text

@@ -24,6 +24,7 @@ from orchestrator.api.vector_store_schemas import (
     VectorStoreObject,
     VectorStoreUpdate,
 )
+from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
 
 router = APIRouter(prefix="/vector_stores", tags=["vector stores"])
 Order = Literal["asc", "desc"]
@@ -82,8 +83,10 @@ async def delete_vector_store(store_id: str, engine: Retrieval) -> Deleted:
 async def search_vector_store(store_id: str, body: SearchRequest, engine: Retrieval) -> SearchResultsPage:
     engine.catalog.store_key(store_id)
     threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
-    hits = await run_in_threadpool(engine.search, [store_id], body.text(), k=body.max_num_results, mode=body.mode(),
-                                   filters=body.filters, score_threshold=threshold)
+    with SEARCH_SECONDS.time():
+        hits = await run_in_threadpool(engine.search, [store_id], body.text(), k=body.max_num_results,
+                                       mode=body.mode(), filters=body.filters, score_threshold=threshold)
+    SEARCHES.labels(body.mode()).inc()
     queries = [body.query] if isinstance(body.query, str) else body.query
     return SearchResultsPage(search_query=queries, data=[SearchResult.of(hit) for hit in hits])
 

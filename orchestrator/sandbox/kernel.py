@@ -234,4 +234,5 @@ class KernelConnector:
         return KernelSession(connection_info, self._context)
 
     def close(self) -> None:
-        self._context.term()
+        # destroy, not term: term() blocks for as long as any session's sockets are still open.
+        self._context.destroy(linger=0)

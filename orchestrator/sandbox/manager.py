@@ -24,6 +24,7 @@ from orchestrator.sandbox.kernel import (
     new_connection_info,
 )
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
+from orchestrator.sandbox.pool import WarmPool
 from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
 from orchestrator.sandbox.workspace import WorkspaceStore
 
@@ -44,6 +45,9 @@ class SandboxPolicy:
     max_output_bytes: int = 1 << 20
     default_timeout: float = 120.0
     max_timeout: float = 3600.0
+    pool_size: int = 0
+    # Pooled sandboxes are started with this memory limit; other limits always start cold.
+    pool_memory_limit: str = "1g"
 
 
 class ArtifactSink(Protocol):
@@ -79,6 +83,8 @@ class SandboxManager:
         self._connector = KernelConnector()
         self._live: dict[str, _Live] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.reaped_total = 0
+        self.pool: WarmPool[_Live] = WarmPool(policy.pool_size, self._start_pooled, self._abandon)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -86,9 +92,17 @@ class SandboxManager:
         """Adopt what a previous run of this namespace left behind: its containers, and the workspaces of
         sandboxes whose containers were reclaimed (they come back as expired). Returns their ids."""
         now = int(time.time())
-        running = await asyncio.to_thread(self._runtime.list_labels)
-        metas = await asyncio.to_thread(self._workspaces.load_metas)
-        for labels, status in [(labels, "running") for labels in running] + [(meta, "expired") for meta in metas]:
+        metas = {meta["id"]: meta for meta in await asyncio.to_thread(self._workspaces.load_metas)}
+        running = []
+        for labels in await asyncio.to_thread(self._runtime.list_labels):
+            if labels["id"] in metas:
+                running.append(metas.pop(labels["id"]))  # handed out from the pool: its labels are stale
+            elif labels.get("meta.pooled") == "true":
+                await asyncio.to_thread(self._destroy, labels["id"])  # never handed out: nobody's files
+            else:
+                running.append(labels)
+        for labels, status in [(labels, "running") for labels in running] + \
+                [(meta, "expired") for meta in metas.values()]:
             # Idle time is counted from now: the previous run's activity is unknown.
             sandbox = replace(_sandbox_from_labels(labels), status=status, last_active_at=now)
             if sandbox.id in self._live:
@@ -136,11 +150,14 @@ class SandboxManager:
                 live.sandbox = replace(live.sandbox, status="expired")
                 live.unreported_reset = _expired_notice(sandbox)
                 reaped.append(sandbox.id)
+                self.reaped_total += 1
                 log.info("sandbox %s expired after %d idle minutes", sandbox.id, sandbox.expires_after_minutes)
         return reaped
 
     async def close(self) -> None:
-        """Disconnect from every kernel. Containers keep running, to be recovered by the next start."""
+        """Disconnect from every kernel. Containers keep running, to be recovered by the next start; idle pooled
+        ones are removed."""
+        await self.pool.close()
         for task in self._background:
             task.cancel()
         for live in self._live.values():
@@ -160,30 +177,52 @@ class SandboxManager:
                 f"memory_limit must be one of {', '.join(MEMORY_LIMITS)}; got '{spec.memory_limit}'.",
                 param="memory_limit",
             )
+        warm = self.pool.take() if spec.memory_limit == self._policy.pool_memory_limit else None
+        live = warm or _Live(_new_sandbox(spec.memory_limit))
         now_ns = time.time_ns()
-        now = now_ns // 1_000_000_000
-        sandbox = Sandbox(
-            id=f"cntr_{secrets.token_hex(16)}",
-            name=spec.name,
-            created_at=now,
-            memory_limit=spec.memory_limit,
-            last_active_at=now,
-            labels=dict(spec.labels),
-            created_ns=now_ns,
-            expires_after_minutes=spec.expires_after_minutes,
-        )
-        live = _Live(sandbox)
+        live.sandbox = replace(live.sandbox, name=spec.name, created_at=now_ns // 1_000_000_000,
+                               created_ns=now_ns, last_active_at=now_ns // 1_000_000_000, labels=dict(spec.labels),
+                               expires_after_minutes=spec.expires_after_minutes)
+        sandbox = live.sandbox
         try:
-            await self._start_container(live)
+            if warm is None:
+                await self._start_container(live)
             await asyncio.to_thread(self._workspaces.save_meta, sandbox.id, {"id": sandbox.id, **_labels_for(sandbox)})
         except BaseException:
-            await asyncio.to_thread(self._destroy, sandbox.id)
+            await self._abandon(live)
             raise
         self._live[sandbox.id] = live
         return live.sandbox
 
+    async def _start_pooled(self) -> _Live:
+        """A sandbox for the pool: kernel ready and the heavy imports done, so a first cell runs at once."""
+        live = _Live(_new_sandbox(self._policy.pool_memory_limit, labels={"pooled": "true"}))
+        try:
+            await self._start_container(live)
+            assert live.session is not None
+            await live.session.execute(_WARM_UP, self._policy.kernel_start_timeout,
+                                       interrupt_grace=self._policy.interrupt_grace, max_text_bytes=4096)
+        except BaseException:
+            await self._abandon(live)
+            raise
+        live.sandbox = replace(live.sandbox, labels={})
+        return live
+
+    async def _abandon(self, live: _Live) -> None:
+        """Tear down a sandbox nobody was given: its kernel connection, container and files."""
+        if live.session is not None:
+            live.session.close()
+            live.session = None
+        await asyncio.to_thread(self._destroy, live.sandbox.id)
+
     async def get(self, sandbox_id: str) -> Sandbox:
         return self._get_live(sandbox_id).sandbox
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for live in self._live.values():
+            counts[live.sandbox.status] = counts.get(live.sandbox.status, 0) + 1
+        return counts
 
     async def list(self) -> list[Sandbox]:
         return sorted((live.sandbox for live in self._live.values()), key=lambda s: (s.created_ns, s.id))
@@ -399,6 +438,20 @@ class SandboxManager:
     def _connect(self, live: _Live, container_info: dict[str, Any]) -> KernelSession:
         host_info = dict(container_info, ip=str(self._workspaces.get(live.sandbox.id).run_dir / "kernel"))
         return self._connector.connect(host_info)
+
+
+# Imported into the interpreter's module cache, binding no names in the user's namespace.
+_WARM_UP = ("import importlib as _toolshed_importlib\n"
+            "for _toolshed_module in ('numpy', 'pandas', 'matplotlib.pyplot'):\n"
+            "    _toolshed_importlib.import_module(_toolshed_module)\n"
+            "del _toolshed_importlib, _toolshed_module\n")
+
+
+def _new_sandbox(memory_limit: str, labels: dict[str, str] | None = None) -> Sandbox:
+    now_ns = time.time_ns()
+    return Sandbox(id=f"cntr_{secrets.token_hex(16)}", name="", created_at=now_ns // 1_000_000_000,
+                   memory_limit=memory_limit, last_active_at=now_ns // 1_000_000_000, labels=labels or {},
+                   created_ns=now_ns)
 
 
 def _expired_notice(sandbox: Sandbox) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
 from orchestrator.tools.citations import CitationStore, Source
 from retrieval.models import Hit
 from retrieval.vector_store import VectorStoreEngine
@@ -25,7 +26,9 @@ async def run_search(engine: VectorStoreEngine, citations: CitationStore, thread
                      query: str, *, max_results: int = MAX_RESULTS) -> FileSearchResult:
     for store_id in store_ids:
         engine.catalog.store_key(store_id)  # StoreNotFound before searching anything
-    hits = await asyncio.to_thread(engine.search, store_ids, query, k=max_results)
+    with SEARCH_SECONDS.time():
+        hits = await asyncio.to_thread(engine.search, store_ids, query, k=max_results)
+    SEARCHES.labels("hybrid").inc()
     sources = citations.remember(thread_id, [(h.file_id, h.filename, h.page, h.text[:_QUOTE_CHARS]) for h in hits])
     return FileSearchResult(query, hits, sources, model_output(hits, sources))
 

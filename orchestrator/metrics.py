@@ -1,0 +1,67 @@
+"""Prometheus metrics (GET /metrics). Counted where the work happens in the service layer; engine state (live
+sandboxes, reaped ones) is read at scrape time, so the engines stay free of any metrics library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from orchestrator.sandbox import Execution
+
+REGISTRY = CollectorRegistry()
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+EXECUTIONS = Counter("toolshed_executions", "Cells run, by final status.", ["status"], registry=REGISTRY)
+EXECUTION_SECONDS = Histogram("toolshed_execution_seconds", "Time to run one cell, as the engine measured it.",
+                              buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+EXECUTION_FAILURES = Counter("toolshed_execution_failures", "Cells ended by the engine: timeouts, out-of-memory "
+                             "kills, kernel deaths.", ["reason"], registry=REGISTRY)
+KERNEL_RESTARTS = Counter("toolshed_kernel_restarts", "Executions that needed a fresh kernel first.",
+                          registry=REGISTRY)
+ARTIFACTS = Counter("toolshed_artifacts_exported", "Files generated in sandboxes and exported.", registry=REGISTRY)
+ARTIFACTS_SKIPPED = Counter("toolshed_artifacts_not_exported", "Generated files too large or too many to export.",
+                            registry=REGISTRY)
+SEARCHES = Counter("toolshed_searches", "Vector store searches, by mode.", ["mode"], registry=REGISTRY)
+SEARCH_SECONDS = Histogram("toolshed_search_seconds", "Search latency, query embedding included.",
+                           buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+_REASONS = {"TimeoutError": "timeout", "OutOfMemoryError": "oom", "KernelDied": "kernel_died"}
+
+
+def record_execution(execution: Execution) -> None:
+    EXECUTIONS.labels(execution.status).inc()
+    EXECUTION_SECONDS.observe(execution.duration_ms / 1000)
+    if execution.error is not None and execution.error.name in _REASONS:
+        EXECUTION_FAILURES.labels(_REASONS[execution.error.name]).inc()
+    if execution.kernel_restarted:
+        KERNEL_RESTARTS.inc()
+    exported = sum(1 for a in execution.artifacts if a.file_id is not None)
+    ARTIFACTS.inc(exported)
+    ARTIFACTS_SKIPPED.inc(len(execution.artifacts) - exported)
+
+
+class EngineCollector:
+    """Gauges read from the sandbox manager at scrape time."""
+
+    def __init__(self, app_state: Any) -> None:
+        self._state = app_state
+
+    def collect(self) -> Iterator[Any]:
+        manager = self._state.manager
+        sandboxes = GaugeMetricFamily("toolshed_sandboxes", "Sandboxes known to the engine, by status.",
+                                      labels=["status"])
+        reaped = CounterMetricFamily("toolshed_sandboxes_reaped", "Idle sandboxes whose container was reclaimed.")
+        counts = manager.status_counts() if manager is not None else {}
+        for status in ("running", "expired"):
+            sandboxes.add_metric([status], counts.get(status, 0))
+        reaped.add_metric([], manager.reaped_total if manager is not None else 0)
+        pool_ready = GaugeMetricFamily("toolshed_pool_ready", "Warm sandboxes waiting to be handed out.")
+        pool_ready.add_metric([], manager.pool.ready if manager is not None else 0)
+        pool_takes = CounterMetricFamily("toolshed_pool_takes", "Sandbox creations, by whether the warm pool had one.",
+                                         labels=["result"])
+        pool_takes.add_metric(["hit"], manager.pool.hits if manager is not None else 0)
+        pool_takes.add_metric(["miss"], manager.pool.misses if manager is not None else 0)
+        yield from (sandboxes, reaped, pool_ready, pool_takes)

@@ -1,0 +1,67 @@
+"""A warm pool: sandboxes started ahead of need (kernel ready, scientific stack imported), handed out by create().
+
+Taking one costs a dictionary update instead of a container start; the pool refills in the background. An empty
+pool is never an error: create() falls back to a cold start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger("toolshed.sandbox")
+T = TypeVar("T")
+
+
+class WarmPool(Generic[T]):
+    def __init__(self, size: int, start: Callable[[], Awaitable[T]], discard: Callable[[T], Awaitable[None]]) -> None:
+        self.size = size
+        self._start = start
+        self._discard = discard
+        self._ready: list[T] = []
+        self._starting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    def take(self) -> T | None:
+        """A ready sandbox, or None (the caller starts one cold); either way the pool refills."""
+        item = self._ready.pop(0) if self._ready else None
+        if item is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        self.fill()
+        return item
+
+    def fill(self) -> None:
+        """Start as many sandboxes as the pool is short of, in the background."""
+        while self._starting + len(self._ready) < self.size:
+            self._starting += 1
+            task = asyncio.create_task(self._add_one())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _add_one(self) -> None:
+        try:
+            self._ready.append(await self._start())
+        except Exception:  # noqa: BLE001 - a failed warm start only means the next create() is cold
+            log.exception("could not start a pooled sandbox")
+        finally:
+            self._starting -= 1
+
+    async def close(self) -> None:
+        """Stop filling and remove the idle pooled sandboxes (they hold nobody's files)."""
+        self.size = 0
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        ready, self._ready = self._ready, []
+        for item in ready:
+            await self._discard(item)
