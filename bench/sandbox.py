@@ -60,6 +60,9 @@ def timed(fn, runs: int, warmup: int = 20) -> list[float]:  # noqa: ANN001
     return samples
 
 
+WARM_UPS = 5
+
+
 def pool_ready(server: Server) -> float:
     text = httpx.get(f"{server.base_url}/metrics").text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("toolshed_pool_ready"))
@@ -75,12 +78,13 @@ def first_result(http: httpx.Client, **create: str) -> tuple[str, float]:
 def bench_http(server: Server, runs: int, cold: int, warm: int) -> dict:
     http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
     warm_samples = []
-    for _ in range(warm):
+    for _ in range(warm + WARM_UPS):
         while pool_ready(server) < 1:  # untimed: wait for the refill, as an idle server would have
             time.sleep(0.05)
         cid, seconds = first_result(http)
         warm_samples.append(seconds)
         http.delete(f"/containers/{cid}")
+    warm_samples = warm_samples[WARM_UPS:]  # the first ones share the CPU with the server's own start-up
     cold_samples, ids = [], []
     for _ in range(cold):
         cid, seconds = first_result(http, memory_limit="4g")

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 log = logging.getLogger("toolshed.sandbox")
 T = TypeVar("T")
+REFILL_DELAY_S = 1.0
 
 
 class WarmPool(Generic[T]):
@@ -35,9 +36,11 @@ class WarmPool(Generic[T]):
         item = self._ready.pop(0) if self._ready else None
         if item is None:
             self.misses += 1
+            self.fill()
         else:
             self.hits += 1
-        self.fill()
+            # Starting a container takes both cores for a moment; let the caller's first cell run first.
+            asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.fill)
         return item
 
     def fill(self) -> None:
