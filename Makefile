@@ -29,7 +29,7 @@ serve: image
 
 test: venv docker
 	$(BIN)/toolshed image build --mode offline
-	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
 bench: image

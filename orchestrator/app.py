@@ -98,8 +98,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     resumed = app.state.ingestion.start()
     if resumed:
         log.info("resuming the indexing of %d files", resumed)
-    # Load the embedding model now, in the background, so the first upload or search does not wait for it.
-    warm = asyncio.create_task(asyncio.to_thread(lambda: app.state.retrieval.embedder))
+    # With vector stores to serve, load the embedding model now (in the background) so the first search does not
+    # wait seconds for it; a server used only for code execution never pays for torch.
+    warm = asyncio.create_task(asyncio.to_thread(lambda: app.state.retrieval.embedder)) \
+        if app.state.retrieval.catalog.has_stores() else None
     app.state.manager, app.state.engine_problem, sandboxes = None, None, None
     try:
         sandboxes = await start_sandboxes(app, settings, db, app.state.files)
@@ -115,7 +117,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if app.state.manager is not None:
         await app.state.manager.close()
     await app.state.ingestion.close()
-    warm.cancel()
+    if warm is not None:
+        warm.cancel()
     app.state.retrieval.close()
     db.close()
 

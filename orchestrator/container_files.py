@@ -246,6 +246,9 @@ class ContainerFiles:
                 file_id = stored.id
             except FileTooLarge:  # it grew while being copied
                 error = f"Not exported: it grew past the {self._max_export_bytes}-byte export limit."
+            except OSError as exc:  # the server's own disk is full (or failing): the cell's result still counts
+                error = (f"Not exported: the server could not store it ({exc.strerror}). It can still be "
+                         "downloaded as a container file.")
         record = self.store.put(container_id, path, stat, "assistant", file_id)
         return Artifact(record.sandbox_path, stat.size, record.id, file_id, error)
 

@@ -109,6 +109,10 @@ class Catalog(SQLite):
             raise StoreNotFound(store_id)
         return int(row[0])
 
+    def has_stores(self) -> bool:
+        with self.read() as conn:
+            return conn.execute("SELECT 1 FROM stores LIMIT 1").fetchone() is not None
+
     def store(self, store_id: str) -> Store:
         with self.read() as conn:
             row = conn.execute(f"SELECT {_STORE_COLUMNS} FROM stores WHERE id = ?", (store_id,)).fetchone()

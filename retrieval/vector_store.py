@@ -220,11 +220,6 @@ class VectorStoreEngine:
         """Mark a file that cannot be ingested any more (its blob is gone) as failed with a server_error."""
         self._fail(store_id, file_id, FileError("server_error", reason))
 
-    def cancel(self, store_id: str, file_ids: Iterable[str]) -> None:
-        with self.catalog.write() as conn:
-            conn.executemany("UPDATE store_files SET status = 'cancelled' WHERE store_id = ? AND file_id = ? AND "
-                             "status = 'in_progress'", [(store_id, f) for f in file_ids])
-
     def remove_file(self, store_id: str, file_id: str) -> None:
         """Detach a file: its chunks leave the keyword index and the vector index at once."""
         self.catalog.file(store_id, file_id)

@@ -1,6 +1,7 @@
 """Shared fixtures. The docker tier runs a real `toolshed serve` process and drives it with the openai SDK.
 
-Outside CI a missing Docker engine or sandbox image skips the docker tier; with CI=true it fails instead.
+A bare `pytest` without Docker skips the docker tier; with CI=true (set by .ci/run) or under `make test` a missing
+engine or image fails the run instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from openai import OpenAI
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.
+REQUIRE_DOCKER = any(os.environ.get(name, "").lower() in ("1", "true", "yes")
+                     for name in ("CI", "TOOLSHED_REQUIRE_DOCKER"))
 # Small limits for the shared test server, so "too large" is cheap to reach.
 EXPORT_LIMIT = 4 << 20
 UPLOAD_LIMIT = 8 << 20
@@ -36,7 +39,7 @@ def docker_ready() -> None:
     problem = _docker_problem()
     if problem is None:
         return
-    if IN_CI:
+    if REQUIRE_DOCKER:
         pytest.fail(f"CI must run the docker tier: {problem}")
     pytest.skip(problem)
 
@@ -74,3 +77,8 @@ def run(client: OpenAI, container_id: str, code: str, **extra: object) -> dict:
 
 def logs(execution: dict) -> str:
     return "".join(o["logs"] for o in execution["outputs"] if o["type"] == "logs")
+
+
+def metric_value(text: str, name: str) -> float:
+    """The sum of the samples of a Prometheus text exposition whose line starts with `name`."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))

@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, logs, run
+from tests.conftest import Server, logs, metric_value, run
 
 pytestmark = pytest.mark.docker
 
@@ -218,9 +218,7 @@ def test_a_tool_call_whose_client_disconnects_is_interrupted(server: Server) -> 
 
 
 def test_metrics_count_executions_and_report_sandboxes(server: Server, client: OpenAI, container: str) -> None:
-    def value(text: str, name: str) -> float:
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
+    value = metric_value
     before = httpx.get(f"{server.base_url}/metrics").text
     run(client, container, "open('/mnt/data/m.txt', 'w').write('x')")
     run(client, container, "1/0")

@@ -11,14 +11,13 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.conftest import logs, run
+from tests.conftest import logs, metric_value, run
 
 pytestmark = pytest.mark.docker
 
 
 def metric(server: Server, name: str) -> float:
-    text = httpx.get(f"{server.base_url}/metrics").text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+    return metric_value(httpx.get(f"{server.base_url}/metrics").text, name)
 
 
 def wait_for_pool(server: Server, ready: int, seconds: float = 60) -> None:

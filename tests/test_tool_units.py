@@ -82,3 +82,33 @@ def test_safefs_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         safefs.write_file(tmp_path, "keep.txt", failing(), uid=None)
     assert os.listdir(tmp_path) == ["keep.txt"] and (tmp_path / "keep.txt").read_text() == "old"
+
+
+def test_a_full_server_disk_is_reported_per_file_not_raised(tmp_path: Path) -> None:
+    """Artifacts are exported to a real 1 MiB tmpfs: the 2 MiB one cannot fit, the small one still does."""
+    import asyncio
+    import subprocess
+
+    from orchestrator.container_files import ContainerFiles, ContainerFileStore
+    from orchestrator.db import Database
+    from orchestrator.sandbox.workspace import WorkspaceStore
+    from orchestrator.storage import FileStore
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(blobs)], check=True)
+    try:
+        db = Database(tmp_path / "toolshed.db")
+        workspaces = WorkspaceStore(tmp_path / "sandboxes", tmp_path / "run", uid=os.getuid(), quota_bytes=16 << 20)
+        collector = ContainerFiles(ContainerFileStore(db), FileStore(db, blobs), workspaces,
+                                   max_export_bytes=64 << 20, max_export_files=100)
+        data = workspaces.create("cntr_full", {}).data_dir
+        (data / "big.bin").write_bytes(os.urandom(2 << 20))
+        (data / "small.txt").write_text("fits")
+        artifacts = {a.path: a for a in asyncio.run(collector.collect("cntr_full"))}
+        assert artifacts["/mnt/data/big.bin"].file_id is None
+        assert "could not store it" in artifacts["/mnt/data/big.bin"].error
+        assert artifacts["/mnt/data/small.txt"].file_id is not None
+        workspaces.remove("cntr_full")
+    finally:
+        subprocess.run(["umount", "-l", str(blobs)], check=False)

@@ -118,6 +118,9 @@ def test_bad_requests_are_clear_errors(server: Server, client: OpenAI, papers: s
         "max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150}}})
     assert overlap.status_code == 400 and "overlap" in overlap.json()["error"]["message"]
     assert httpx.get(f"{base}/vs_nope").status_code == 404
+    for batch in ({"file_ids": ["file-a"], "files": [{"file_id": "file-a"}]}, {}):
+        both = httpx.post(f"{base}/{papers}/file_batches", json=batch)
+        assert both.status_code == 400 and both.json()["error"]["type"] == "invalid_request_error"
     assert httpx.post(base, json={"file_ids": ["file-nope"]}).status_code == 404
 
 

@@ -78,6 +78,14 @@ class FileBatchCreate(StrictBody):
     attributes: Attributes | None = Field(None, max_length=16)
     chunking_strategy: ChunkingRequest | None = None
 
+    @model_validator(mode="after")
+    def _one_way_of_naming_files(self) -> FileBatchCreate:
+        if self.file_ids is not None and self.files is not None:
+            raise ValueError("give either file_ids or files, not both")
+        if not (self.file_ids or self.files):
+            raise ValueError("give file_ids or files")
+        return self
+
     def entries(self) -> list[BatchFile]:
         if self.files is not None:
             return self.files
