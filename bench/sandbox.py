@@ -1,14 +1,18 @@
-"""Sandbox benchmark: prints JSON. Everything is measured in one run, against a baseline from the same run.
+"""Sandbox benchmark: prints JSON, keeps the raw samples. Everything is measured in one run, against a baseline from
+the same run. Protocol: untimed warm-ups first, then >= 100 timed runs per figure, reported as p50/p90/p99 with a
+failure count (a failure is any non-200 answer or an execution that did not complete).
 
-- new container to first result with a warm pool (a pooled sandbox waiting), over HTTP (p50/p90/p99);
-- cold start: the same with the pool bypassed (a 4g memory limit is never pooled);
-- warm round trip: a trivial execute over HTTP (p50/p99, >= 200 runs, after untimed warm-ups);
-- baseline: the same round trip straight to a bare kernel container of the same image with jupyter_client;
-- idle memory: a sandbox's cgroup memory after it has run one cell and sat idle;
+- new thread to first result (POST /v1/tool_calls with an unseen thread_id) with a warm pool, and with an empty
+  pool (a second server with TOOLSHED_POOL_SIZE=0);
+- trivial execution round trip over HTTP against the bare-kernel baseline: the same image's kernel driven directly
+  with jupyter_client; the two are interleaved run by run so machine noise hits both alike;
+- 50 threads at once, each running 20 trivial executions back to back, over HTTP;
+- idle memory per sandbox: cold-started, pooled (scientific stack preloaded), and across the 50 threads;
+- rehydration after expiry: 100 containers expire (files kept), then each runs a cell that reads its file back;
 - artifact registration: the after-cell scan of /mnt/data when nothing changed (with 0 and 500 files present),
   and export throughput for a large new file against a plain file copy of the same bytes in the same run.
 
-Run: .venv/bin/python bench/sandbox.py [--runs 300] [--cold 10]   (needs Docker and the sandbox image)
+Run: .venv/bin/python bench/sandbox.py [--runs 100] [--out bench/results/sandbox.json]   (needs Docker + image)
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path, and bench/retrieval.py would shadow the package.
@@ -41,111 +46,239 @@ from orchestrator.sandbox.kernel import new_connection_info
 from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.storage import FileStore
 
-
-def percentiles(samples_s: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in samples_s)
-    pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
-    return {"n": len(ms), "p50_ms": round(pick(0.5), 2), "p90_ms": round(pick(0.9), 2),
-            "p99_ms": round(pick(0.99), 2), "mean_ms": round(statistics.fmean(ms), 2)}
-
-
-def timed(fn, runs: int, warmup: int = 20) -> list[float]:  # noqa: ANN001
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 WARM_UPS = 5
+RESULTS = Path(__file__).resolve().parent / "results" / "sandbox.json"
 
 
-def pool_ready(server: Server) -> float:
+class Samples:
+    """Timed runs of one figure: seconds per successful run, plus how many failed."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.failures = 0
+
+    def time(self, fn: Callable[[], bool]) -> None:
+        start = time.perf_counter()
+        try:
+            ok = fn()
+        except (httpx.HTTPError, AssertionError, KeyError, TimeoutError):
+            ok = False
+        if ok:
+            self.seconds.append(time.perf_counter() - start)
+        else:
+            self.failures += 1
+
+    def summary(self) -> dict:
+        ms = sorted(s * 1000 for s in self.seconds)
+        if not ms:
+            return {"n": 0, "failures": self.failures}
+        pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+        return {"n": len(ms), "failures": self.failures, "p50_ms": round(pick(0.5), 2), "p90_ms": round(pick(0.9), 2),
+                "p99_ms": round(pick(0.99), 2), "mean_ms": round(statistics.fmean(ms), 2)}
+
+    @classmethod
+    def repeat(cls, fn: Callable[[], bool], runs: int, warmup: int) -> Samples:
+        samples = cls()
+        for _ in range(warmup):
+            fn()
+        for _ in range(runs):
+            samples.time(fn)
+        return samples
+
+    def raw(self) -> list[float]:
+        return [round(s * 1000, 3) for s in self.seconds]
+
+
+def metric(server: Server, name: str) -> float:
     text = httpx.get(f"{server.base_url}/metrics").text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("toolshed_pool_ready"))
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
-def first_result(http: httpx.Client, **create: str) -> tuple[str, float]:
-    start = time.perf_counter()
-    cid = http.post("/containers", json={"name": "bench", **create}).json()["id"]
-    assert http.post(f"/containers/{cid}/execute", json={"code": "1"}).json()["status"] == "completed"
-    return cid, time.perf_counter() - start
+def tool_call(http: httpx.Client, thread_id: str, code: str) -> dict:
+    response = http.post("/tool_calls", json={"thread_id": thread_id, "tool_call": {
+        "id": "call_bench", "type": "function", "function": {"name": "code_interpreter",
+                                                             "arguments": json.dumps({"code": code})}}})
+    response.raise_for_status()
+    return response.json()
 
 
-def bench_http(server: Server, runs: int, cold: int, warm: int) -> dict:
+def new_thread_first_result(server: Server, runs: int, wait_for_pool: bool) -> tuple[Samples, list[str]]:
+    """A never-seen thread's first code call, timed from request to answer. Returns the containers it made."""
     http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
-    warm_samples = []
-    for _ in range(warm + WARM_UPS):
-        while pool_ready(server) < 1:  # untimed: wait for the refill, as an idle server would have
-            time.sleep(0.05)
-        cid, seconds = first_result(http)
-        warm_samples.append(seconds)
-        http.delete(f"/containers/{cid}")
-    warm_samples = warm_samples[WARM_UPS:]  # the first ones share the CPU with the server's own start-up
-    cold_samples, ids = [], []
-    for _ in range(cold):
-        cid, seconds = first_result(http, memory_limit="4g")
-        cold_samples.append(seconds)
-        ids.append(cid)
+    samples, made = Samples(), []
+    for i in range(runs + WARM_UPS):
+        while wait_for_pool and metric(server, "toolshed_pool_ready") < 1:
+            time.sleep(0.05)  # untimed: the refill an idle server would have had time for
+        answers: list[dict] = []
 
-    def trivial() -> None:
-        assert http.post(f"/containers/{ids[0]}/execute", json={"code": "1 + 1"}).json()["status"] == "completed"
+        def first() -> bool:
+            answers.append(tool_call(http, f"bench-{secrets.token_hex(6)}", "print(1)"))
+            return answers[-1]["output"] == "1\n"
 
-    warm_rt = timed(trivial, runs)
-    time.sleep(3)
-    idle = idle_memory_mib(f"toolshed-{ids[-1]}")
-    for cid in ids:
-        http.delete(f"/containers/{cid}")
-    return {"warm_pool_to_first_result": percentiles(warm_samples),
-            "cold_start_to_first_result": percentiles(cold_samples), "warm_execute_http": percentiles(warm_rt),
-            "idle_sandbox_memory_mib": idle}
+        if i < WARM_UPS:
+            first()
+        else:
+            samples.time(first)
+        made += [a["container_id"] for a in answers if a.get("container_id")]
+    return samples, made
 
 
-def idle_memory_mib(container: str) -> float:
-    """cgroup memory of the container less page cache, as `docker stats` reports it."""
-    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", container],
-                         capture_output=True, text=True, check=True).stdout
-    usage = json.loads(out)["MemUsage"].split("/")[0].strip()
-    value, unit = float(usage[:-3]), usage[-3:]
-    return round(value * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit], 1)
+def idle_memory_mib(container_ids: list[str]) -> list[float]:
+    """cgroup memory of each container less page cache, as `docker stats` reports it."""
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}",
+                          *(f"toolshed-{cid}" for cid in container_ids)], capture_output=True, text=True,
+                         check=True).stdout
+    sizes = []
+    for line in out.splitlines():
+        usage = json.loads(line)["MemUsage"].split("/")[0].strip()
+        value, unit = float(usage[:-3]), usage[-3:]
+        sizes.append(round(value * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit], 1))
+    return sizes
 
 
-def bench_bare_kernel(runs: int) -> dict:
+def memory_summary(sizes: list[float]) -> dict:
+    return {"n": len(sizes), "p50_mib": statistics.median(sizes), "max_mib": max(sizes)}
+
+
+class BareKernel:
     """The floor: a container of the same image, its kernel driven directly with jupyter_client, no HTTP."""
-    run_dir = Path(tempfile.mkdtemp(prefix="tsb", dir="/tmp"))
-    info = new_connection_info("/run/toolshed/kernel")
-    (run_dir / "kernel.json").write_text(json.dumps(info))
-    os.chown(run_dir, 1000, 1000)
-    os.chown(run_dir / "kernel.json", 1000, 1000)
-    name = f"toolshed-bench-{secrets.token_hex(4)}"
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--init", "-u", "1000:1000",
-                    "-v", f"{run_dir}:/run/toolshed", "--read-only", "--tmpfs", "/tmp", default_tag()],
-                   check=True, capture_output=True)
-    client = BlockingKernelClient()
-    client.load_connection_info(dict(info, ip=str(run_dir / "kernel")))
-    client.start_channels()
-    try:
+
+    def __init__(self) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix="tsb", dir="/tmp"))
+        self.name = f"toolshed-bench-{secrets.token_hex(4)}"
+        self.client = BlockingKernelClient()
+
+    def __enter__(self) -> BareKernel:
+        info = new_connection_info("/run/toolshed/kernel")
+        (self.run_dir / "kernel.json").write_text(json.dumps(info))
+        os.chown(self.run_dir, 1000, 1000)
+        os.chown(self.run_dir / "kernel.json", 1000, 1000)
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", self.name, "--network", "none", "--init",
+                        "-u", "1000:1000", "-v", f"{self.run_dir}:/run/toolshed", "--read-only", "--tmpfs", "/tmp",
+                        default_tag()], check=True, capture_output=True)
+        self.client.load_connection_info(dict(info, ip=str(self.run_dir / "kernel")))
+        self.client.start_channels()
         # Ready means kernel_info answered *and* iopub delivered (a SUB socket misses what precedes its join).
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                client.kernel_info(reply=True, timeout=1)
-                client.get_iopub_msg(timeout=1)
-                break
+                self.client.kernel_info(reply=True, timeout=1)
+                self.client.get_iopub_msg(timeout=1)
+                return self
             except (TimeoutError, queue.Empty):
                 continue
+        raise TimeoutError("the bare kernel did not start")
 
-        def trivial() -> None:
-            reply = client.execute_interactive("1 + 1", timeout=30, output_hook=lambda msg: None)
-            assert reply["content"]["status"] == "ok"
+    def trivial(self) -> bool:
+        reply = self.client.execute_interactive("1 + 1", timeout=30, output_hook=lambda msg: None)
+        return reply["content"]["status"] == "ok"
 
-        return {"warm_execute_bare_jupyter_client": percentiles(timed(trivial, runs))}
-    finally:
-        client.stop_channels()
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    def __exit__(self, *exc: object) -> None:
+        self.client.stop_channels()
+        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def round_trips(server: Server, runs: int) -> dict[str, Samples]:
+    """The same trivial cell over HTTP and on the bare kernel, alternating, after untimed warm-ups of both."""
+    http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
+    cid = http.post("/containers", json={"name": "bench-rt"}).json()["id"]
+
+    def over_http() -> bool:
+        return http.post(f"/containers/{cid}/execute", json={"code": "1 + 1"}).json()["status"] == "completed"
+
+    result = {"http": Samples(), "bare": Samples()}
+    with BareKernel() as bare:
+        for _ in range(20):
+            over_http(), bare.trivial()
+        for _ in range(runs):
+            result["http"].time(over_http)
+            result["bare"].time(bare.trivial)
+    http.delete(f"/containers/{cid}")
+    return result
+
+
+async def concurrent_threads(server: Server, threads: int, executions: int) -> tuple[Samples, Samples, list[str]]:
+    """`threads` new threads at once: their first calls (sandbox start under load), then `executions` trivial cells
+    each, back to back, all threads in parallel."""
+    first, steady = Samples(), Samples()
+    limits = httpx.Limits(max_connections=threads * 2, max_keepalive_connections=threads * 2)
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/v1", timeout=120, limits=limits) as http:
+        async def call(samples: Samples, thread_id: str, containers: list[str]) -> None:
+            start = time.perf_counter()
+            try:
+                response = await http.post("/tool_calls", json={"thread_id": thread_id, "tool_call": {
+                    "id": "call_bench", "type": "function", "function": {
+                        "name": "code_interpreter", "arguments": json.dumps({"code": "print(1 + 1)"})}}})
+                answer = response.json()
+                ok = response.status_code == 200 and answer["output"] == "2\n"
+                containers.append(answer.get("container_id"))
+            except (httpx.HTTPError, KeyError, ValueError):
+                ok = False
+            if ok:
+                samples.seconds.append(time.perf_counter() - start)
+            else:
+                samples.failures += 1
+
+        async def thread(thread_id: str, containers: list[str]) -> None:
+            for _ in range(executions):
+                await call(steady, thread_id, containers)
+
+        ids = [f"bench-many-{i}-{secrets.token_hex(4)}" for i in range(threads)]
+        containers: list[str] = []
+        await asyncio.gather(*(call(first, tid, containers) for tid in ids))
+        await asyncio.gather(*(thread(tid, []) for tid in ids))
+    return first, steady, sorted({c for c in containers if c})
+
+
+def rehydration(server: Server, runs: int) -> tuple[Samples, list[float]]:
+    """`runs` containers (1-minute expiry) each write a file; once all are reclaimed, each runs a cell reading its
+    file back: the time of that cell is the rehydration. Returns it and the idle memory of the containers."""
+    http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
+    digests = {}
+    for i in range(runs):
+        cid = http.post("/containers", json={"name": f"rehydrate-{i}",
+                                             "expires_after": {"anchor": "last_active_at", "minutes": 1}}).json()["id"]
+        payload = secrets.token_hex(32)
+        code = f"open('/mnt/data/keep.txt', 'w').write({payload!r})"
+        assert http.post(f"/containers/{cid}/execute", json={"code": code}).json()["status"] == "completed"
+        digests[cid] = payload
+    memory = idle_memory_mib(list(digests))
+    while metric(server, 'toolshed_sandboxes{status="expired"}') < runs:
+        time.sleep(1)
+    samples = Samples()
+    for cid, payload in digests.items():
+        def back() -> bool:
+            answer = http.post(f"/containers/{cid}/execute",
+                               json={"code": "print(open('/mnt/data/keep.txt').read())"}).json()
+            return answer["status"] == "completed" and payload in answer["outputs"][-1]["logs"]
+
+        samples.time(back)
+    for cid in digests:
+        http.delete(f"/containers/{cid}")
+    return samples, memory
+
+
+def pooled_idle_memory(server: Server, count: int) -> list[float]:
+    """Sandboxes taken from the pool (numpy, pandas and matplotlib preloaded), after one cell and a pause."""
+    http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
+    ids = []
+    for _ in range(count):
+        while metric(server, "toolshed_pool_ready") < 1:
+            time.sleep(0.05)
+        ids.append(http.post("/containers", json={"name": "bench-idle"}).json()["id"])
+        http.post(f"/containers/{ids[-1]}/execute", json={"code": "1"})
+    time.sleep(3)
+    sizes = idle_memory_mib(ids)
+    for cid in ids:
+        http.delete(f"/containers/{cid}")
+    return sizes
+
+
+def delete_all(server: Server, container_ids: list[str]) -> None:
+    http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
+    for cid in container_ids:
+        http.delete(f"/containers/{cid}")
 
 
 def bench_artifacts(runs: int, large_mb: int) -> dict:
@@ -161,13 +294,14 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
     data_dir = workspaces.create(sandbox_id, {}).data_dir
     loop = asyncio.new_event_loop()
     collect = lambda: loop.run_until_complete(collector.collect(sandbox_id))  # noqa: E731
+    scan = lambda: collect() is not None  # noqa: E731
     try:
         result: dict = {}
-        result["scan_no_new_files_0_present"] = percentiles(timed(collect, runs, warmup=5))
+        result["scan_no_new_files_0_present"] = Samples.repeat(scan, runs, warmup=5).summary()
         for i in range(500):
             (data_dir / f"f{i:03}.csv").write_text("a,b\n1,2\n")
         collect()  # registers (and exports) the 500 files once
-        result["scan_no_new_files_500_present"] = percentiles(timed(collect, runs, warmup=5))
+        result["scan_no_new_files_500_present"] = Samples.repeat(scan, runs, warmup=5).summary()
 
         payload = os.urandom(1 << 20) * large_mb
         (data_dir / "large.bin").write_bytes(payload)
@@ -190,24 +324,55 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--cold", type=int, default=10)
-    parser.add_argument("--warm", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per figure (>= 100 for the protocol)")
+    parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--executions", type=int, default=20, help="per thread, in the concurrency figure")
     parser.add_argument("--large-mb", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the raw samples are written")
     args = parser.parse_args()
-    server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
-    server.start()
+    figures: dict[str, Samples] = {}
+    memory: dict[str, list[float]] = {}
+
+    warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
+    warm.start()
     try:
-        result = bench_http(server, args.runs, args.cold, args.warm)
+        figures["new_thread_first_result_warm_pool"], made = new_thread_first_result(warm, args.runs, True)
+        delete_all(warm, made)
+        trips = round_trips(warm, max(args.runs, 300))
+        figures["trivial_execute_http"], figures["trivial_execute_bare_jupyter_client"] = trips["http"], trips["bare"]
+        memory["pooled_sandbox_idle"] = pooled_idle_memory(warm, 5)
+        first, steady, made = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
+        figures[f"concurrent_{args.threads}_threads_first_call"] = first
+        figures[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = steady
+        time.sleep(3)
+        memory[f"concurrent_{args.threads}_threads_idle"] = idle_memory_mib(made)
+        delete_all(warm, made)
     finally:
-        server.stop()
-        server.remove_containers()
-    result |= bench_bare_kernel(args.runs)
-    result["artifacts"] = bench_artifacts(args.runs, args.large_mb)
-    result["http_overhead_ratio_p50"] = round(
-        result["warm_execute_http"]["p50_ms"] / result["warm_execute_bare_jupyter_client"]["p50_ms"], 2)
-    result["machine"] = {"cpus": os.cpu_count(), "image": default_tag()}
-    print(json.dumps(result, indent=2))
+        warm.stop()
+        warm.remove_containers()
+
+    cold = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="0",
+                  TOOLSHED_REAP_INTERVAL="2", TOOLSHED_MAX_SANDBOXES=str(args.runs + 20))
+    cold.start()
+    try:
+        figures["new_thread_first_result_empty_pool"], made = new_thread_first_result(cold, args.runs, False)
+        delete_all(cold, made)
+        figures["rehydration_after_expiry"], memory["cold_sandbox_idle"] = rehydration(cold, args.runs)
+    finally:
+        cold.stop()
+        cold.remove_containers()
+
+    summary: dict = {name: samples.summary() for name, samples in figures.items()}
+    summary["http_overhead_ratio_p50"] = round(
+        summary["trivial_execute_http"]["p50_ms"] / summary["trivial_execute_bare_jupyter_client"]["p50_ms"], 2)
+    summary["idle_memory"] = {name: memory_summary(sizes) for name, sizes in memory.items()}
+    summary["artifacts"] = bench_artifacts(args.runs, args.large_mb)
+    summary["machine"] = {"cpus": os.cpu_count(), "image": default_tag(),
+                          "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "raw_ms": {n: s.raw() for n, s in figures.items()},
+                                    "idle_memory_mib": memory}, indent=1))
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

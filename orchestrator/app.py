@@ -20,7 +20,7 @@ from orchestrator.container_files import ContainerFiles, ContainerFileStore
 from orchestrator.db import Database
 from orchestrator.ingestion import IngestionQueue
 from orchestrator.interpreter import Interpreter
-from orchestrator.metrics import REGISTRY, EngineCollector
+from orchestrator.metrics import REGISTRY, EngineCollector, LifecycleMetrics
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.manager import ArtifactSink, SandboxPolicy
@@ -56,9 +56,10 @@ def build_manager(settings: Settings, workspaces: WorkspaceStore, artifacts: Art
         kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
         max_output_bytes=settings.max_output_bytes, default_timeout=settings.execution_timeout,
         max_timeout=settings.max_execution_timeout, pool_size=settings.pool_size,
-        pool_memory_limit=settings.default_memory_limit,
+        pool_memory_limit=settings.default_memory_limit, max_sandboxes=settings.max_sandboxes,
+        capacity_wait=settings.capacity_wait, max_lifetime=settings.sandbox_max_lifetime,
     )
-    return SandboxManager(runtime, workspaces, policy, artifacts)
+    return SandboxManager(runtime, workspaces, policy, artifacts, LifecycleMetrics())
 
 
 async def start_sandboxes(app: FastAPI, settings: Settings, db: Database, files: FileStore) -> Sandboxes:
@@ -70,6 +71,7 @@ async def start_sandboxes(app: FastAPI, settings: Settings, db: Database, files:
     manager = build_manager(settings, workspaces, container_files)
     recovered = await manager.recover()
     manager.start_reaper(settings.reap_interval)
+    manager.start_watcher()
     manager.pool.fill()
     log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
     interpreter = Interpreter(manager, files)

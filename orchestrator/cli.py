@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Optional
 
 import typer
 import uvicorn
 from rich.console import Console
 
-from orchestrator import cli_retrieval
+from orchestrator import cli_retrieval, logs
 from orchestrator.app import create_app, is_loopback
 from orchestrator.config import Settings
 from orchestrator.sandbox import EngineUnavailable
@@ -36,7 +35,7 @@ def serve(
         console.print(f"[red]Refusing to listen on {settings.host} with no API keys: set TOOLSHED_API_KEYS, "
                       "or bind to 127.0.0.1.[/red]")
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     if build:
         try:
             tag = settings.image or default_tag()
@@ -44,7 +43,8 @@ def serve(
                 console.print(f"built sandbox image {tag}")
         except EngineUnavailable as exc:
             console.print(f"[yellow]{exc}; serving without the sandbox engine[/yellow]")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # log_config=None: uvicorn's own loggers go through the handler configured above.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
 @image_app.command("build")

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_max_sandboxes() -> int:
+    # Four per GiB of RAM: an idle sandbox takes 35-100 MiB, a busy one a few hundred.
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(4, memory * 4 >> 30)
 
 
 def _default_run_dir() -> Path:
@@ -43,10 +50,18 @@ class Settings(BaseSettings):
     reap_interval: float = 30.0
     # Sandboxes kept started for new containers and threads; each idles at ~100 MiB with numpy/pandas loaded.
     pool_size: int = Field(default_factory=lambda: 2 if (os.cpu_count() or 1) <= 2 else 4)
+    # Live sandbox containers (pooled ones included). At the cap, a new container reclaims the sandbox idle
+    # longest (its files stay); if every one is running a cell, the request waits up to capacity_wait seconds.
+    max_sandboxes: int = Field(default_factory=_default_max_sandboxes)
+    capacity_wait: float = 30.0
+    sandbox_max_lifetime: float = 24 * 3600.0
     max_upload_bytes: int = 512 << 20
     max_export_bytes: int = 512 << 20
     max_export_files: int = 100
     tool_output_max_chars: int = 8000
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "info"
 
     embedding_model: str = "all-MiniLM-L6-v2"
     search_dense_weight: float = 0.5

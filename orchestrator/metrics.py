@@ -28,6 +28,17 @@ SEARCHES = Counter("toolshed_searches", "Vector store searches, by mode.", ["mod
 SEARCH_SECONDS = Histogram("toolshed_search_seconds", "Search latency, query embedding included.",
                            buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 
+ACQUIRE_SECONDS = Histogram("toolshed_sandbox_acquire_seconds", "Time until a sandbox's kernel answered, by "
+                            "source: pool (warm hand-out), cold (fresh container), rehydrate (after a reclaim).",
+                            ["source"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+CAPACITY_WAIT_SECONDS = Histogram("toolshed_capacity_wait_seconds", "Time a container start waited for a slot under "
+                                  "TOOLSHED_MAX_SANDBOXES.", buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+RECLAIMED = Counter("toolshed_sandboxes_reaped", "Containers reclaimed, files kept: idle past expiry, past the "
+                    "maximum lifetime, evicted under the cap, or stopped (engine restart).", ["reason"],
+                    registry=REGISTRY)
+for _reason in ("idle", "lifetime", "capacity", "stopped"):
+    RECLAIMED.labels(_reason)  # exported as 0 from the start, so rate() works before the first reclaim
+
 _REASONS = {"TimeoutError": "timeout", "OutOfMemoryError": "oom", "KernelDied": "kernel_died"}
 
 
@@ -43,6 +54,19 @@ def record_execution(execution: Execution) -> None:
     ARTIFACTS_SKIPPED.inc(len(execution.artifacts) - exported)
 
 
+class LifecycleMetrics:
+    """The sandbox manager's LifecycleHooks, recorded as Prometheus metrics."""
+
+    def acquired(self, source: str, seconds: float) -> None:
+        ACQUIRE_SECONDS.labels(source).observe(seconds)
+
+    def waited_for_capacity(self, seconds: float) -> None:
+        CAPACITY_WAIT_SECONDS.observe(seconds)
+
+    def reclaimed(self, reason: str) -> None:
+        RECLAIMED.labels(reason).inc()
+
+
 class EngineCollector:
     """Gauges read from the sandbox manager at scrape time."""
 
@@ -53,15 +77,17 @@ class EngineCollector:
         manager = self._state.manager
         sandboxes = GaugeMetricFamily("toolshed_sandboxes", "Sandboxes known to the engine, by status.",
                                       labels=["status"])
-        reaped = CounterMetricFamily("toolshed_sandboxes_reaped", "Idle sandboxes whose container was reclaimed.")
         counts = manager.status_counts() if manager is not None else {}
         for status in ("running", "expired"):
             sandboxes.add_metric([status], counts.get(status, 0))
-        reaped.add_metric([], manager.reaped_total if manager is not None else 0)
+        slots = GaugeMetricFamily("toolshed_sandbox_slots", "Live containers counted against the cap, and the cap.",
+                                  labels=["kind"])
+        slots.add_metric(["used"], manager.slots.used if manager is not None else 0)
+        slots.add_metric(["limit"], manager.slots.limit if manager is not None else 0)
         pool_ready = GaugeMetricFamily("toolshed_pool_ready", "Warm sandboxes waiting to be handed out.")
         pool_ready.add_metric([], manager.pool.ready if manager is not None else 0)
         pool_takes = CounterMetricFamily("toolshed_pool_takes", "Sandbox creations, by whether the warm pool had one.",
                                          labels=["result"])
         pool_takes.add_metric(["hit"], manager.pool.hits if manager is not None else 0)
         pool_takes.add_metric(["miss"], manager.pool.misses if manager is not None else 0)
-        yield from (sandboxes, reaped, pool_ready, pool_takes)
+        yield from (sandboxes, slots, pool_ready, pool_takes)

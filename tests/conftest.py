@@ -34,6 +34,11 @@ def _docker_problem() -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the Docker engine run last, so they cannot disturb the others."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_engine") is not None)
+
+
 @pytest.fixture(scope="session")
 def docker_ready() -> None:
     problem = _docker_problem()

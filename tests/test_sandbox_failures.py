@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import docker
@@ -56,10 +57,12 @@ def test_out_of_memory_is_named_as_such_and_the_sandbox_recovers(client: OpenAI,
     assert logs(run(client, container, "print(open('/mnt/data/keep.txt').read())")) == "safe\n"
 
 
-def test_container_killed_from_outside_is_reported_then_recovered(client: OpenAI, container: str) -> None:
+def test_container_killed_mid_cell_is_reported_then_recovered(client: OpenAI, container: str) -> None:
     run(client, container, "value = 1")
-    docker.from_env().containers.get(f"toolshed-{container}").kill()
-    execution = run(client, container, "print(value)")
+    killer = threading.Timer(1.0, lambda: docker.from_env().containers.get(f"toolshed-{container}").kill())
+    killer.start()
+    execution = run(client, container, "import time; time.sleep(30)")
+    killer.join()
     assert execution["status"] == "failed"
     assert execution["error"]["name"] == "KernelDied"
     assert "SIGKILL" in execution["error"]["value"]
@@ -67,8 +70,21 @@ def test_container_killed_from_outside_is_reported_then_recovered(client: OpenAI
     assert (follow["status"], logs(follow)) == ("completed", "False\n")
 
 
-def test_container_removed_from_outside_is_recreated(client: OpenAI, container: str) -> None:
-    docker.from_env().containers.get(f"toolshed-{container}").remove(force=True)
-    first = run(client, container, "print('hello')")
-    assert first["status"] == "failed" and first["error"]["name"] == "KernelDied"
+def wait_until_reclaimed(client: OpenAI, container: str) -> None:
+    deadline = time.monotonic() + 15
+    while client.containers.retrieve(container).status != "expired":
+        assert time.monotonic() < deadline, "the stopped container was not noticed"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["kill", "remove"])
+def test_container_stopped_from_outside_while_idle_is_noticed_and_the_next_cell_runs(
+        client: OpenAI, container: str, how: str) -> None:
+    run(client, container, "value = 1; open('/mnt/data/keep.txt', 'w').write('kept')")
+    victim = docker.from_env().containers.get(f"toolshed-{container}")
+    victim.kill() if how == "kill" else victim.remove(force=True)
+    wait_until_reclaimed(client, container)  # from the engine's event, before any request
+    execution = run(client, container, "print(open('/mnt/data/keep.txt').read()); print(value)")
+    assert execution["status"] == "failed" and execution["error"]["name"] == "NameError"
+    assert "container stopped while idle" in logs(execution) and "kept\n" in logs(execution)
     assert logs(run(client, container, "print('hello')")) == "hello\n"

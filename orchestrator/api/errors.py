@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.container_files import ContainerFileError, ContainerFileNotFound
-from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.errors import (
+    CapacityExhausted,
+    EngineUnavailable,
+    InvalidRequest,
+    SandboxNotFound,
+    SandboxStartFailed,
+)
 from orchestrator.storage import FileNotFound, FileTooLarge
 from orchestrator.tools.router import ToolCallError
 from retrieval import errors as retrieval_errors
@@ -48,6 +54,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     FileTooLarge: (413, "invalid_request_error", "file_too_large"),
     EngineUnavailable: (503, "server_error", "engine_unavailable"),
     SandboxStartFailed: (503, "server_error", "sandbox_start_failed"),
+    CapacityExhausted: (503, "server_error", "sandbox_capacity"),
 }
 
 
@@ -79,7 +86,11 @@ def install_error_handlers(app: FastAPI) -> None:
     for exc_type, (status, kind, code) in _TABLE.items():
         def handler(_: Request, exc: Exception, status: int = status, kind: str = kind,
                     code: str | None = code) -> JSONResponse:
-            return error_response(status, str(exc), kind, getattr(exc, "param", None), getattr(exc, "code", code))
+            response = error_response(status, str(exc), kind, getattr(exc, "param", None),
+                                      getattr(exc, "code", code))
+            if hasattr(exc, "retry_after_s"):  # the openai SDK's retries honour it
+                response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
         app.add_exception_handler(exc_type, handler)
 
     @app.exception_handler(Exception)

@@ -4,7 +4,8 @@
     ├── SandboxNotFound      unknown or deleted sandbox id
     ├── InvalidRequest       arguments the engine cannot honour (bad memory limit, bad timeout)
     ├── EngineUnavailable    Docker is not reachable, or the sandbox image is missing
-    └── SandboxStartFailed   a container or its kernel did not come up
+    ├── SandboxStartFailed   a container or its kernel did not come up
+    └── CapacityExhausted    every sandbox slot stayed busy for the whole bounded wait
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ class InvalidRequest(SandboxError):
 
 
 class EngineUnavailable(SandboxError):
-    pass
+    retry_after_s = 5
 
 
 class SandboxStartFailed(SandboxError):
     pass
+
+
+class CapacityExhausted(SandboxError):
+    retry_after_s = 5

@@ -1,7 +1,11 @@
-"""Sandbox lifecycle and execution: create, find, execute one cell at a time, heal, recover, delete.
+"""Sandbox lifecycle and execution: create, find, execute one cell at a time, heal, reclaim, recover, delete.
 
 Docker calls block, so they run in worker threads; kernel traffic is async. Each sandbox has one lock: cells
 on one sandbox never interleave, while different sandboxes run in parallel.
+
+A sandbox whose container is reclaimed (idle past its expiry, past the maximum lifetime, evicted to make room
+under the cap, or stopped by an engine restart) keeps its id and its /mnt/data; its next cell starts a fresh
+container and kernel and says that in-memory state was reset.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ import asyncio
 import logging
 import secrets
 import signal
+import threading
 import time
+from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from orchestrator.sandbox.capacity import Slots
 from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.kernel import (
     CellResult,
@@ -24,8 +32,8 @@ from orchestrator.sandbox.kernel import (
     new_connection_info,
 )
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
-from orchestrator.sandbox.pool import WarmPool
-from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
+from orchestrator.sandbox.pool import NoRoom, WarmPool
+from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime, StopStream
 from orchestrator.sandbox.workspace import WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
@@ -48,6 +56,23 @@ class SandboxPolicy:
     pool_size: int = 0
     # Pooled sandboxes are started with this memory limit; other limits always start cold.
     pool_memory_limit: str = "1g"
+    max_sandboxes: int = 64
+    capacity_wait: float = 30.0
+    # A container older than this is recycled at its next idle moment, so no kernel lives (and leaks) forever.
+    max_lifetime: float = 24 * 3600.0
+
+
+class LifecycleHooks(Protocol):
+    """Told about lifecycle events, for metrics; the engine itself depends on no metrics library."""
+
+    def acquired(self, source: str, seconds: float) -> None:
+        """A sandbox became usable: source "pool", "cold" or "rehydrate"; seconds until its kernel answered."""
+
+    def waited_for_capacity(self, seconds: float) -> None:
+        """A container start took a slot under the cap after waiting this long (0 when one was free)."""
+
+    def reclaimed(self, reason: str) -> None:
+        """A container was reclaimed: reason "idle", "lifetime", "capacity" or "stopped"."""
 
 
 class ArtifactSink(Protocol):
@@ -69,21 +94,27 @@ class _Live:
     # A restart the user has not been told about yet (e.g. the container died while idle).
     unreported_reset: str | None = None
     interrupt_requested: bool = False
+    # Monotonic times: the last cell's end (least recently used goes first under the cap) and the container start.
+    last_used: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
 
 
 class SandboxManager:
     """The engine's entry point: every sandbox operation goes through here."""
 
     def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
-                 artifacts: ArtifactSink | None = None) -> None:
+                 artifacts: ArtifactSink | None = None, hooks: LifecycleHooks | None = None) -> None:
         self._runtime = runtime
         self._workspaces = workspaces
         self._policy = policy
         self._artifacts = artifacts
+        self._hooks = hooks
         self._connector = KernelConnector()
         self._live: dict[str, _Live] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self.reaped_total = 0
+        self.slots = Slots(policy.max_sandboxes, policy.capacity_wait)
+        self._stop_watching = threading.Event()
+        self._stop_stream: StopStream | None = None
         self.pool: WarmPool[_Live] = WarmPool(policy.pool_size, self._start_pooled, self._abandon)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -98,7 +129,7 @@ class SandboxManager:
             if labels["id"] in metas:
                 running.append(metas.pop(labels["id"]))  # handed out from the pool: its labels are stale
             elif labels.get("meta.pooled") == "true":
-                await asyncio.to_thread(self._destroy, labels["id"])  # never handed out: nobody's files
+                await self._destroy(labels["id"])  # never handed out: nobody's files
             else:
                 running.append(labels)
         for labels, status in [(labels, "running") for labels in running] + \
@@ -107,6 +138,8 @@ class SandboxManager:
             sandbox = replace(_sandbox_from_labels(labels), status=status, last_active_at=now)
             if sandbox.id in self._live:
                 continue
+            if status == "running":
+                self.slots.adopt(sandbox.id)
             # After a host reboot the disk is no longer mounted; files must not be written beside it.
             await asyncio.to_thread(self._workspaces.ensure_mounted, self._workspaces.get(sandbox.id))
             live = self._live[sandbox.id] = _Live(sandbox)
@@ -115,13 +148,14 @@ class SandboxManager:
         return sorted(self._live)
 
     def start_reaper(self, interval: float) -> None:
-        """Reclaim idle sandboxes every `interval` seconds, until close()."""
+        """Reclaim idle and too-old sandboxes every `interval` seconds, until close()."""
 
         async def loop() -> None:
             while True:
                 await asyncio.sleep(interval)
                 try:
                     await self.reap_idle()
+                    await self.sweep_orphans()
                 except Exception:  # noqa: BLE001 - the next round retries
                     log.exception("reaping idle sandboxes failed")
 
@@ -129,34 +163,125 @@ class SandboxManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def start_watcher(self) -> None:
+        """Follow the engine's container events until close(): a sandbox whose container stops while idle is
+        reclaimed at once (so a dead kernel is never handed a cell), and when the event stream breaks (the Docker
+        engine restarted) every sandbox is checked once the engine answers again. Runs in a daemon thread because
+        the event stream blocks."""
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._watch, args=(loop,), name="toolshed-engine-events", daemon=True).start()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        def on_loop(check: Coroutine[Any, Any, None]) -> None:
+            asyncio.run_coroutine_threadsafe(check, loop).add_done_callback(_log_failure)
+
+        connected_before = False
+        while not self._stop_watching.is_set():
+            try:
+                self._stop_stream = stream = self._runtime.stopped_containers()
+            except Exception:  # noqa: BLE001 - the engine is down; retry until it is back
+                self._stop_watching.wait(1.0)
+                continue
+            if connected_before:
+                log.warning("the Docker engine's event stream was cut (engine restarted?); checking every sandbox")
+                on_loop(self._check_all())
+            connected_before = True
+            for sandbox_id in stream:
+                on_loop(self._check_stopped(sandbox_id))
+            self._stop_watching.wait(1.0)
+
+    async def _check_stopped(self, sandbox_id: str) -> None:
+        live = self._live.get(sandbox_id)
+        if live is not None:
+            await self._reclaim(live, "stopped", _STOPPED_NOTICE, unless_running=True)
+        for pooled in self.pool.remove_where(lambda item: item.sandbox.id == sandbox_id):
+            await self._abandon(pooled)
+
+    async def sweep_orphans(self) -> list[str]:
+        """Remove this namespace's containers that hold no slot: ones whose removal failed while the engine was
+        down. Every container the manager means to keep holds a slot from before its creation."""
+        orphans = [labels["id"] for labels in await asyncio.to_thread(self._runtime.list_labels)
+                   if not self.slots.holds(labels["id"])]
+        for sandbox_id in orphans:
+            if not self.slots.holds(sandbox_id):  # re-checked: a start may have taken it while we listed
+                await asyncio.to_thread(self._runtime.remove, sandbox_id)
+                log.info("removed an orphaned container", extra={"container_id": sandbox_id})
+        return orphans
+
+    async def _check_all(self) -> None:
+        await self.sweep_orphans()
+        for live in list(self._live.values()):
+            await self._reclaim(live, "stopped", _STOPPED_NOTICE, unless_running=True)
+        running = {item.sandbox.id: await self._is_running(item.sandbox.id) for item in self.pool.items()}
+        for pooled in self.pool.remove_where(lambda item: not running.get(item.sandbox.id, True)):
+            await self._abandon(pooled)
+        self.pool.fill()
+
     async def reap_idle(self) -> list[str]:
-        """Remove the containers of sandboxes idle past their expiry; their files stay for rehydration."""
-        now = time.time()
+        """Remove the containers of sandboxes idle past their expiry or older than the maximum lifetime; their
+        files stay for rehydration. A sandbox running a cell is left alone until it is idle."""
+        now, now_mono = time.time(), time.monotonic()
         reaped = []
         for live in list(self._live.values()):
             sandbox = live.sandbox
-            if sandbox.status != "running" or live.lock.locked():
+            if now - sandbox.last_active_at >= sandbox.expires_after_minutes * 60:
+                reclaimed = await self._reclaim(live, "idle", _expired_notice(sandbox))
+            elif now_mono - live.started >= self._policy.max_lifetime:
+                reclaimed = await self._reclaim(live, "lifetime", (
+                    f"This sandbox reached the maximum lifetime of {self._policy.max_lifetime / 3600:g} hours and "
+                    f"was recycled; {_RESET}"))
+            else:
                 continue
-            if now - sandbox.last_active_at < sandbox.expires_after_minutes * 60:
-                continue
-            async with live.lock:
-                if live.sandbox.id not in self._live:
-                    continue
-                if live.session is not None:
-                    live.session.close()
-                    live.session = None
-                await asyncio.to_thread(self._runtime.remove, sandbox.id)
-                live.needs_restart = None
-                live.sandbox = replace(live.sandbox, status="expired")
-                live.unreported_reset = _expired_notice(sandbox)
+            if reclaimed:
                 reaped.append(sandbox.id)
-                self.reaped_total += 1
-                log.info("sandbox %s expired after %d idle minutes", sandbox.id, sandbox.expires_after_minutes)
         return reaped
+
+    async def _reclaim(self, live: _Live, reason: str, notice: str, *, unless_running: bool = False) -> bool:
+        """Remove an idle sandbox's container, keeping its files; False if it is busy or already gone (or, with
+        `unless_running`, if its container is running: a stop seen in an event may have been our own restart).
+        A busy sandbox is left alone: its running cell notices a dead kernel by itself."""
+        # An unlocked asyncio.Lock is acquired without yielding, so "idle" cannot change in between.
+        if live.sandbox.status != "running" or live.lock.locked():
+            return False
+        async with live.lock:
+            if self._live.get(live.sandbox.id) is not live:
+                return False
+            if unless_running and await self._is_running(live.sandbox.id):
+                return False
+            if live.session is not None:
+                live.session.close()
+                live.session = None
+            await asyncio.to_thread(self._runtime.remove, live.sandbox.id)
+            self._slot_freed(live.sandbox.id)
+            live.needs_restart = None
+            live.sandbox = replace(live.sandbox, status="expired")
+            live.unreported_reset = notice
+        if self._hooks is not None:
+            self._hooks.reclaimed(reason)
+        log.info("sandbox reclaimed (%s)", reason, extra={"container_id": live.sandbox.id})
+        return True
+
+    async def _make_room(self) -> bool:
+        """Free one slot for a container start: a pooled sandbox first (nobody's), else the sandbox idle longest."""
+        pooled = self.pool.take_for_room()
+        if pooled is not None:
+            await self._abandon(pooled)
+            return True
+        idle = sorted((live for live in self._live.values()
+                       if live.sandbox.status == "running" and not live.lock.locked()), key=lambda live: live.last_used)
+        for live in idle:
+            notice = (f"This sandbox was reclaimed to make room for others (this server runs at most "
+                      f"{self.slots.limit} at once); {_RESET}")
+            if await self._reclaim(live, "capacity", notice):
+                return True
+        return False
 
     async def close(self) -> None:
         """Disconnect from every kernel. Containers keep running, to be recovered by the next start; idle pooled
         ones are removed."""
+        self._stop_watching.set()
+        if self._stop_stream is not None:
+            self._stop_stream.close()
         await self.pool.close()
         for task in self._background:
             task.cancel()
@@ -177,6 +302,7 @@ class SandboxManager:
                 f"memory_limit must be one of {', '.join(MEMORY_LIMITS)}; got '{spec.memory_limit}'.",
                 param="memory_limit",
             )
+        started = time.monotonic()
         warm = self.pool.take() if spec.memory_limit == self._policy.pool_memory_limit else None
         live = warm or _Live(_new_sandbox(spec.memory_limit))
         now_ns = time.time_ns()
@@ -191,12 +317,20 @@ class SandboxManager:
         except BaseException:
             await self._abandon(live)
             raise
+        live.last_used = time.monotonic()
         self._live[sandbox.id] = live
+        if self._hooks is not None:
+            self._hooks.acquired("pool" if warm else "cold", time.monotonic() - started)
+        log.info("sandbox created (%s start)", "warm" if warm else "cold",
+                 extra={"container_id": sandbox.id, "ms": round((time.monotonic() - started) * 1000, 1)})
         return live.sandbox
 
     async def _start_pooled(self) -> _Live:
         """A sandbox for the pool: kernel ready and the heavy imports done, so a first cell runs at once."""
         live = _Live(_new_sandbox(self._policy.pool_memory_limit, labels={"pooled": "true"}))
+        # The pool never takes the last free slot, nor one somebody is waiting for.
+        if not self.slots.try_take(live.sandbox.id, spare=1):
+            raise NoRoom
         try:
             await self._start_container(live)
             assert live.session is not None
@@ -213,7 +347,7 @@ class SandboxManager:
         if live.session is not None:
             live.session.close()
             live.session = None
-        await asyncio.to_thread(self._destroy, live.sandbox.id)
+        await self._destroy(live.sandbox.id)
 
     async def get(self, sandbox_id: str) -> Sandbox:
         return self._get_live(sandbox_id).sandbox
@@ -236,11 +370,19 @@ class SandboxManager:
         if live.session is not None:
             live.session.close()
             live.session = None
-        await asyncio.to_thread(self._destroy, sandbox_id)
+        await self._destroy(sandbox_id)
 
-    def _destroy(self, sandbox_id: str) -> None:
-        self._runtime.remove(sandbox_id)
-        self._workspaces.remove(sandbox_id)
+    async def _destroy(self, sandbox_id: str) -> None:
+        """Remove a sandbox's container and files, and give back its slot."""
+        try:
+            await asyncio.to_thread(self._runtime.remove, sandbox_id)
+            await asyncio.to_thread(self._workspaces.remove, sandbox_id)
+        finally:
+            self._slot_freed(sandbox_id)
+
+    def _slot_freed(self, sandbox_id: str) -> None:
+        self.slots.release(sandbox_id)
+        self.pool.fill()
 
     # ---- execution -------------------------------------------------------------------------------------------
 
@@ -277,13 +419,19 @@ class SandboxManager:
             # Files written before an error or a timeout count too.
             artifacts = await self._artifacts.collect(sandbox_id) if self._artifacts else ()
             live.sandbox = replace(live.sandbox, last_active_at=int(time.time()))
+            live.last_used = time.monotonic()
+        self.slots.changed()  # an idle sandbox can now be reclaimed for a caller waiting under the cap
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if result.outcome not in ("ok", "error"):  # ended by the engine, not by the user's code
+            log.warning("execution %s: %s", status, error.name if error else result.outcome,
+                        extra={"container_id": sandbox_id, "ms": duration_ms})
         return Execution(
             id=f"exec_{secrets.token_hex(12)}",
             sandbox_id=sandbox_id,
             status=status,
             outputs=((notice,) if notice else ()) + result.outputs,
             error=error,
-            duration_ms=int((time.monotonic() - started) * 1000),
+            duration_ms=duration_ms,
             kernel_restarted=restarted or live.needs_restart is not None,
             truncated_bytes=result.truncated_bytes,
             artifacts=artifacts,
@@ -369,6 +517,12 @@ class SandboxManager:
             return True
         if live.session is not None:
             return False
+        if live.sandbox.status == "expired":
+            started = time.monotonic()
+            await self._restart_kernel(live, None)
+            if self._hooks is not None:
+                self._hooks.acquired("rehydrate", time.monotonic() - started)
+            return True
         # First use after recovery: reconnect if the container survived, otherwise start a fresh kernel.
         if await self._is_running(live.sandbox.id):
             try:
@@ -406,7 +560,7 @@ class SandboxManager:
         live.needs_restart = reason
         await self._start_container(live, restart=True)
         live.needs_restart = None
-        log.info("kernel of %s restarted (%s)", live.sandbox.id, reason or "recovery")
+        log.info("kernel restarted (%s)", reason or "fresh container", extra={"container_id": live.sandbox.id})
 
     async def _start_container(self, live: _Live, restart: bool = False) -> None:
         sandbox = live.sandbox
@@ -415,12 +569,20 @@ class SandboxManager:
         if restart and await self._container_exists(sandbox.id):
             await asyncio.to_thread(self._runtime.restart, sandbox.id)
         else:
+            waited = await self.slots.take(sandbox.id, self._make_room)
+            if self._hooks is not None:
+                self._hooks.waited_for_capacity(waited)
             limits = Limits(MEMORY_LIMITS[sandbox.memory_limit], self._policy.cpus, self._policy.pids,
                             self._policy.tmp_size)
-            await asyncio.to_thread(
-                self._runtime.create, sandbox.id, limits=limits, run_dir=ws.run_dir, data_dir=ws.data_dir,
-                labels=_labels_for(sandbox),
-            )
+            try:
+                await asyncio.to_thread(
+                    self._runtime.create, sandbox.id, limits=limits, run_dir=ws.run_dir, data_dir=ws.data_dir,
+                    labels=_labels_for(sandbox),
+                )
+            except BaseException:
+                self.slots.release(sandbox.id)
+                raise
+        live.started = time.monotonic()
         live.session = self._connect(live, container_info)
         try:
             await live.session.wait_ready(self._policy.kernel_start_timeout)
@@ -454,9 +616,20 @@ def _new_sandbox(memory_limit: str, labels: dict[str, str] | None = None) -> San
                    created_ns=now_ns)
 
 
+_RESET = "a fresh kernel was started. Variables and imports were lost; files in /mnt/data were kept."
+
+
+_STOPPED_NOTICE = (f"This sandbox's container stopped while idle (for example, the Docker engine restarted); "
+                   f"{_RESET}")
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("checking a stopped sandbox failed: %s", future.exception())
+
+
 def _expired_notice(sandbox: Sandbox) -> str:
-    return (f"This sandbox was idle for {sandbox.expires_after_minutes} minutes and was reclaimed; a fresh kernel "
-            "was started. Variables and imports were lost; files in /mnt/data were kept.")
+    return f"This sandbox was idle for {sandbox.expires_after_minutes} minutes and was reclaimed; {_RESET}"
 
 
 def _describe_exit(code: int | None) -> str:

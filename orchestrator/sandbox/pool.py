@@ -16,6 +16,10 @@ T = TypeVar("T")
 REFILL_DELAY_S = 1.0
 
 
+class NoRoom(Exception):
+    """Raised by `start` when no sandbox may be started for the pool now; not an error, the pool retries later."""
+
+
 class WarmPool(Generic[T]):
     def __init__(self, size: int, start: Callable[[], Awaitable[T]], discard: Callable[[T], Awaitable[None]]) -> None:
         self.size = size
@@ -43,6 +47,19 @@ class WarmPool(Generic[T]):
             asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.fill)
         return item
 
+    def take_for_room(self) -> T | None:
+        """A ready sandbox to be removed so its slot goes to somebody else (not a hit; no refill)."""
+        return self._ready.pop() if self._ready else None
+
+    def items(self) -> list[T]:
+        return list(self._ready)
+
+    def remove_where(self, dead: Callable[[T], bool]) -> list[T]:
+        """Take the ready sandboxes `dead` selects out of the pool (the caller discards them)."""
+        gone = [item for item in self._ready if dead(item)]
+        self._ready = [item for item in self._ready if not dead(item)]
+        return gone
+
     def fill(self) -> None:
         """Start as many sandboxes as the pool is short of, in the background."""
         while self._starting + len(self._ready) < self.size:
@@ -54,6 +71,8 @@ class WarmPool(Generic[T]):
     async def _add_one(self) -> None:
         try:
             self._ready.append(await self._start())
+        except NoRoom:
+            pass
         except Exception:  # noqa: BLE001 - a failed warm start only means the next create() is cold
             log.exception("could not start a pooled sandbox")
         finally:

@@ -6,6 +6,7 @@ root filesystem, no capabilities, no privilege escalation, and pid, memory and C
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -51,13 +52,24 @@ class Runtime(Protocol):
     def remove(self, sandbox_id: str) -> None: ...
     def list_labels(self) -> list[dict[str, str]]: ...
     def ping(self) -> bool: ...
+    def stopped_containers(self) -> StopStream: ...
+
+
+class StopStream(Protocol):
+    """Blocking iterator of the sandbox ids whose containers stop; ends when the engine goes away or on close(),
+    which may be called from any thread."""
+
+    def __iter__(self) -> Iterator[str]: ...
+    def close(self) -> None: ...
 
 
 def _translate(exc: Exception, sandbox_id: str | None = None) -> Exception:
     """Maps docker-py's exceptions to the engine's tree, in one place."""
     if isinstance(exc, docker.errors.NotFound) and sandbox_id is not None:
         return SandboxNotFound(sandbox_id)
-    if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return EngineUnavailable(f"The Docker engine is not answering (it may be restarting); retry shortly. ({exc})")
+    if isinstance(exc, docker.errors.DockerException):
         return EngineUnavailable(f"Docker engine error: {exc}")
     return exc
 
@@ -164,7 +176,17 @@ class DockerRuntime:
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             if isinstance(exc, docker.errors.NotFound):
                 return
+            if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
+                return  # "removal already in progress": somebody else is removing it
             raise _translate(exc, sandbox_id) from exc
+
+    def stopped_containers(self) -> StopStream:
+        try:
+            events = self._client.events(decode=True, filters={
+                "type": "container", "event": "die", "label": f"{LABEL_PREFIX}namespace={self._namespace}"})
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc) from exc
+        return _DieEvents(events)
 
     def list_labels(self) -> list[dict[str, str]]:
         """Labels (prefix stripped) of every container of this namespace, running or not."""
@@ -178,3 +200,23 @@ class DockerRuntime:
             {k.removeprefix(LABEL_PREFIX): v for k, v in c.labels.items() if k.startswith(LABEL_PREFIX)}
             for c in containers
         ]
+
+
+class _DieEvents:
+    def __init__(self, events) -> None:  # noqa: ANN001 - docker-py's CancellableStream is untyped
+        self._events = events
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for event in self._events:
+                sandbox_id = event.get("Actor", {}).get("Attributes", {}).get(f"{LABEL_PREFIX}id")
+                if sandbox_id:
+                    yield sandbox_id
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+            return  # the engine went away: the stream simply ends
+
+    def close(self) -> None:
+        try:
+            self._events.close()
+        except (docker.errors.DockerException, OSError):
+            pass

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import logs
 from orchestrator.container_files import ContainerFileStore
 from orchestrator.interpreter import Interpreter
 from orchestrator.sandbox import EngineUnavailable
@@ -63,6 +64,10 @@ class ToolRouter:
         return tool_definitions()
 
     async def call(self, thread_id: str, call: ToolCall, resources: ToolResources) -> ToolResult:
+        with logs.bind(thread_id=thread_id, tool_call_id=call.id):
+            return await self._call(thread_id, call, resources)
+
+    async def _call(self, thread_id: str, call: ToolCall, resources: ToolResources) -> ToolResult:
         if call.name == CODE_INTERPRETER:
             code = _argument(call, "code")
             sandboxes = self._require_sandboxes()

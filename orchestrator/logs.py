@@ -1,0 +1,75 @@
+"""Structured logs: every record carries the ids it concerns (thread_id, container_id, ...) as fields.
+
+Fields come from two places: `extra=` on the call (the engine passes container_id) and the ids bound for the
+current request with `bind()` (the tool router binds thread_id), so a line logged deep in the engine still says
+which conversation it belongs to. TOOLSHED_LOG_FORMAT picks JSON lines (for collectors) or key=value text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+_bound: ContextVar[dict[str, Any]] = ContextVar("toolshed_log_fields", default={})
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
+
+
+@contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add fields to every record logged inside the block (and in tasks it starts)."""
+    token = _bound.set({**_bound.get(), **fields})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a record: bound ones, overridden by the call's own `extra`."""
+    extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {**getattr(record, "_bound", {}), **extra}
+
+
+class _BindFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record._bound = _bound.get()
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **fields_of(record),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        text = super().formatMessage(record)
+        pairs = " ".join(f"{k}={v}" for k, v in fields_of(record).items() if v is not None)
+        return f"{text} [{pairs}]" if pairs else text
+
+
+def configure(fmt: Literal["text", "json"], level: str = "INFO") -> None:
+    """Send every logger (uvicorn's included) through one handler in the chosen format."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_BindFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
