@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager
 from orchestrator.api.disconnect import unless_disconnected
@@ -22,6 +22,7 @@ from orchestrator.api.schemas import (
     ListPage,
     WireOutput,
     execution_object,
+    json_response,
     output_wire,
     page_of,
     paginate,
@@ -116,10 +117,10 @@ class _ExecutionRun:
         # The client went away: stop its cell so the next call on this container is not blocked behind it.
         await self._interpreter.manager.interrupt(self._container_id)
 
-    async def result(self, request: Request) -> ExecutionObject:
+    async def result(self, request: Request) -> Response:
         task = self._start()
         try:
-            return execution_object(await unless_disconnected(request, task, self._stop))
+            return json_response(execution_object(await unless_disconnected(request, task, self._stop)))
         except asyncio.CancelledError:
             await self._stop()
             raise

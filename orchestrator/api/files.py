@@ -8,7 +8,6 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api import deps
 from orchestrator.api.deps import Files
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
@@ -24,7 +23,7 @@ async def create_file(request: Request, store: Files, file: Annotated[UploadFile
                       purpose: Annotated[str, Form()]) -> FileObject:
     if purpose not in PURPOSES:
         raise APIError(400, f"Invalid purpose '{purpose}'. Expected one of {sorted(PURPOSES)}.", param="purpose")
-    limit = deps.settings(request).max_upload_bytes
+    limit = request.app.state.settings.max_upload_bytes
     if int(request.headers.get("content-length") or 0) > limit + (1 << 20):
         raise FileTooLarge(limit)
     stored = await run_in_threadpool(store.write, file.file, file.filename or "upload", purpose, limit)

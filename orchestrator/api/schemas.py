@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.container_files import ContainerFile
@@ -163,6 +164,13 @@ def output_wire(item: Item) -> WireOutput:
 def artifact_wire(artifact: Artifact) -> ArtifactWire:
     return ArtifactWire(file_id=artifact.file_id, container_file_id=artifact.container_file_id,
                         path=artifact.path, bytes=artifact.bytes, error=artifact.error)
+
+
+def json_response(model: BaseModel) -> Response:
+    """The model as JSON, serialised once. Returned from the hot routes (execute, tool calls), where FastAPI's
+    own response_model pass would validate the finished object again before serialising it; the route keeps
+    response_model for the OpenAPI schema."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def execution_object(run: Run) -> ExecutionObject:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from orchestrator.api.deps import ToolRouterDep as Router
 from orchestrator.api.disconnect import unless_disconnected
@@ -27,6 +27,7 @@ from orchestrator.api.schemas import (
     ToolCallsStepDetails,
     ToolList,
     artifact_wire,
+    json_response,
     output_wire,
 )
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
@@ -42,7 +43,7 @@ async def list_tools() -> ToolList:
 
 
 @router.post("/tool_calls", response_model=ToolCallResponse)
-async def call_tool(body: ToolCallRequest, tools: Router, request: Request) -> ToolCallResponse:
+async def call_tool(body: ToolCallRequest, tools: Router, request: Request) -> Response:
     call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments)
     resources = body.tool_resources
     code_interpreter = resources.code_interpreter if resources else None
@@ -51,8 +52,8 @@ async def call_tool(body: ToolCallRequest, tools: Router, request: Request) -> T
         code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else [])))
     result = await unless_disconnected(request, task, lambda: tools.interrupt(body.thread_id))
     if isinstance(result, FileSearchResult):
-        return _file_search_response(call.id, result)
-    return _code_interpreter_response(call.id, result)
+        return json_response(_file_search_response(call.id, result))
+    return json_response(_code_interpreter_response(call.id, result))
 
 
 def _code_interpreter_response(call_id: str, result: CodeInterpreterResult) -> ToolCallResponse:
