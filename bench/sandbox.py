@@ -102,10 +102,10 @@ def tool_call(http: httpx.Client, thread_id: str, code: str) -> dict:
     return response.json()
 
 
-def new_thread_first_result(server: Server, runs: int, wait_for_pool: bool) -> tuple[Samples, list[str]]:
-    """A never-seen thread's first code call, timed from request to answer. Returns the containers it made."""
+def new_thread_first_result(server: Server, runs: int, wait_for_pool: bool) -> Samples:
+    """A never-seen thread's first code call, timed from request to answer; its sandbox is deleted (untimed)."""
     http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
-    samples, made = Samples(), []
+    samples = Samples()
     for i in range(runs + WARM_UPS):
         while wait_for_pool and metric(server, "toolshed_pool_ready") < 1:
             time.sleep(0.05)  # untimed: the refill an idle server would have had time for
@@ -119,18 +119,22 @@ def new_thread_first_result(server: Server, runs: int, wait_for_pool: bool) -> t
             first()
         else:
             samples.time(first)
-        made += [a["container_id"] for a in answers if a.get("container_id")]
-    return samples, made
+        for answer in answers:
+            http.delete(f"/containers/{answer['container_id']}")
+    return samples
 
 
 def idle_memory_mib(container_ids: list[str]) -> list[float]:
     """cgroup memory of each container less page cache, as `docker stats` reports it."""
-    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}",
-                          *(f"toolshed-{cid}" for cid in container_ids)], capture_output=True, text=True,
-                         check=True).stdout
+    wanted = {f"toolshed-{cid}" for cid in container_ids}
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}"], capture_output=True,
+                         text=True, check=True).stdout
     sizes = []
     for line in out.splitlines():
-        usage = json.loads(line)["MemUsage"].split("/")[0].strip()
+        stats = json.loads(line)
+        if stats["Name"] not in wanted:
+            continue
+        usage = stats["MemUsage"].split("/")[0].strip()
         value, unit = float(usage[:-3]), usage[-3:]
         sizes.append(round(value * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit], 1))
     return sizes
@@ -336,8 +340,7 @@ def main() -> None:
     warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
     warm.start()
     try:
-        figures["new_thread_first_result_warm_pool"], made = new_thread_first_result(warm, args.runs, True)
-        delete_all(warm, made)
+        figures["new_thread_first_result_warm_pool"] = new_thread_first_result(warm, args.runs, True)
         trips = round_trips(warm, max(args.runs, 300))
         figures["trivial_execute_http"], figures["trivial_execute_bare_jupyter_client"] = trips["http"], trips["bare"]
         memory["pooled_sandbox_idle"] = pooled_idle_memory(warm, 5)
@@ -355,8 +358,7 @@ def main() -> None:
                   TOOLSHED_REAP_INTERVAL="2", TOOLSHED_MAX_SANDBOXES=str(args.runs + 20))
     cold.start()
     try:
-        figures["new_thread_first_result_empty_pool"], made = new_thread_first_result(cold, args.runs, False)
-        delete_all(cold, made)
+        figures["new_thread_first_result_empty_pool"] = new_thread_first_result(cold, args.runs, False)
         figures["rehydration_after_expiry"], memory["cold_sandbox_idle"] = rehydration(cold, args.runs)
     finally:
         cold.stop()

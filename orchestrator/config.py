@@ -52,9 +52,9 @@ class Settings(BaseSettings):
     pool_size: int = Field(default_factory=lambda: 2 if (os.cpu_count() or 1) <= 2 else 4)
     # Live sandbox containers (pooled ones included). At the cap, a new container reclaims the sandbox idle
     # longest (its files stay); if every one is running a cell, the request waits up to capacity_wait seconds.
-    max_sandboxes: int = Field(default_factory=_default_max_sandboxes)
-    capacity_wait: float = 30.0
-    sandbox_max_lifetime: float = 24 * 3600.0
+    max_sandboxes: int = Field(default_factory=_default_max_sandboxes, ge=1)
+    capacity_wait: float = Field(30.0, ge=0)
+    sandbox_max_lifetime: float = Field(24 * 3600.0, gt=0)
     max_upload_bytes: int = 512 << 20
     max_export_bytes: int = 512 << 20
     max_export_files: int = 100

@@ -3,6 +3,7 @@ and files that survive an eviction. A real server with a cap of 2 and no pool.""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -14,6 +15,8 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
+from orchestrator.sandbox.capacity import Slots
+from orchestrator.sandbox.errors import CapacityExhausted
 from tests.conftest import logs, metric_value, run
 
 CAP = 2
@@ -36,6 +39,7 @@ def live_containers(server: Server) -> int:
     return len(out.split())
 
 
+@pytest.mark.docker
 def test_at_the_cap_busy_sandboxes_make_callers_wait_then_idle_ones_are_evicted(capped: Server) -> None:
     client = OpenAI(base_url=f"{capped.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
     a = client.containers.create(name="a").id
@@ -84,3 +88,43 @@ def test_at_the_cap_busy_sandboxes_make_callers_wait_then_idle_ones_are_evicted(
     assert metric_value(text, "toolshed_capacity_wait_seconds_count") >= 3
     assert metric_value(text, 'toolshed_sandbox_slots{kind="used"}') == CAP
     assert metric_value(text, 'toolshed_sandbox_slots{kind="limit"}') == CAP
+
+
+# ---- the Slots logic on its own (no Docker) ------------------------------------------------------------------
+
+
+async def test_slots_wait_in_order_and_time_out_with_a_clear_error() -> None:
+    slots = Slots(limit=1, wait_s=0.3)
+    assert await slots.take("a", make_room=_nothing_to_free) == 0.0
+    order: list[str] = []
+
+    async def take(sandbox_id: str) -> None:
+        await slots.take(sandbox_id, make_room=_nothing_to_free)
+        order.append(sandbox_id)
+
+    first, second = asyncio.create_task(take("b")), asyncio.create_task(take("c"))
+    await asyncio.sleep(0.05)
+    slots.release("a")
+    await first
+    assert order == ["b"] and not second.done()  # c is still queued behind b's slot
+    with pytest.raises(CapacityExhausted, match="TOOLSHED_MAX_SANDBOXES"):
+        await second
+    assert slots.used == 1 and slots.holds("b")
+
+
+async def test_slots_make_room_frees_a_slot_and_the_pool_never_takes_the_last_one() -> None:
+    slots = Slots(limit=2, wait_s=1)
+    assert slots.try_take("pooled", spare=1)
+    assert not slots.try_take("pooled-2", spare=1)  # would leave no free slot
+    await slots.take("user", make_room=_nothing_to_free)
+
+    async def evict_pooled() -> bool:
+        slots.release("pooled")
+        return True
+
+    waited = await slots.take("another", make_room=evict_pooled)
+    assert waited < 1 and slots.holds("another") and not slots.holds("pooled")
+
+
+async def _nothing_to_free() -> bool:
+    return False

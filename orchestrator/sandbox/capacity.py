@@ -32,6 +32,9 @@ class Slots:
     def waiting(self) -> bool:
         return self._queue.locked()
 
+    def held(self) -> set[str]:
+        return set(self._held)
+
     def holds(self, sandbox_id: str) -> bool:
         return sandbox_id in self._held
 
@@ -51,7 +54,7 @@ class Slots:
     async def take(self, sandbox_id: str, make_room: Callable[[], Awaitable[bool]]) -> float:
         """Take a slot, waiting in line for one; returns the seconds waited. `make_room` frees a slot and returns
         True, or returns False when nothing can be freed yet (everything busy)."""
-        if sandbox_id in self._held:
+        if self.try_take(sandbox_id):
             return 0.0
         started = time.monotonic()
         try:

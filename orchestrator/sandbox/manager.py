@@ -115,6 +115,7 @@ class SandboxManager:
         self.slots = Slots(policy.max_sandboxes, policy.capacity_wait)
         self._stop_watching = threading.Event()
         self._stop_stream: StopStream | None = None
+        self._slot_suspects: set[str] = set()
         self.pool: WarmPool[_Live] = WarmPool(policy.pool_size, self._start_pooled, self._abandon)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -199,13 +200,21 @@ class SandboxManager:
 
     async def sweep_orphans(self) -> list[str]:
         """Remove this namespace's containers that hold no slot: ones whose removal failed while the engine was
-        down. Every container the manager means to keep holds a slot from before its creation."""
+        down. Every container the manager means to keep holds a slot from before its creation. The reverse is
+        reconciled too: a slot held for two sweeps in a row by no running sandbox and no pooled one is given back,
+        so the cap cannot shrink by accounting drift (starts in progress last seconds, sweeps are 30 s apart)."""
         orphans = [labels["id"] for labels in await asyncio.to_thread(self._runtime.list_labels)
                    if not self.slots.holds(labels["id"])]
         for sandbox_id in orphans:
             if not self.slots.holds(sandbox_id):  # re-checked: a start may have taken it while we listed
                 await asyncio.to_thread(self._runtime.remove, sandbox_id)
                 log.info("removed an orphaned container", extra={"container_id": sandbox_id})
+        accounted = {sandbox_id for sandbox_id, live in self._live.items() if live.sandbox.status == "running"}
+        suspects = self.slots.held() - accounted - {item.sandbox.id for item in self.pool.items()}
+        for sandbox_id in suspects & self._slot_suspects:
+            log.warning("gave back a sandbox slot nothing held", extra={"container_id": sandbox_id})
+            self._slot_freed(sandbox_id)
+        self._slot_suspects = suspects
         return orphans
 
     async def _check_all(self) -> None:
@@ -340,6 +349,7 @@ class SandboxManager:
             await self._abandon(live)
             raise
         live.sandbox = replace(live.sandbox, labels={})
+        self.slots.changed()  # a caller waiting under the cap may take this one's slot now
         return live
 
     async def _abandon(self, live: _Live) -> None:

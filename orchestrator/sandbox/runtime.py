@@ -191,13 +191,16 @@ class DockerRuntime:
     def list_labels(self) -> list[dict[str, str]]:
         """Labels (prefix stripped) of every container of this namespace, running or not."""
         try:
+            # sparse: the list endpoint's own answer (labels included), not one inspect per container, which
+            # fails when a container goes away in between.
             containers = self._client.containers.list(
-                all=True, filters={"label": f"{LABEL_PREFIX}namespace={self._namespace}"}
+                all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}namespace={self._namespace}"}
             )
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise _translate(exc) from exc
         return [
-            {k.removeprefix(LABEL_PREFIX): v for k, v in c.labels.items() if k.startswith(LABEL_PREFIX)}
+            {k.removeprefix(LABEL_PREFIX): v for k, v in (c.attrs.get("Labels") or {}).items()
+             if k.startswith(LABEL_PREFIX)}
             for c in containers
         ]
 
