@@ -94,10 +94,14 @@ def metric(server: Server, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
+def code_call(thread_id: str, code: str) -> dict:
+    """The body of a POST /v1/tool_calls running `code` on the thread's sandbox."""
+    return {"thread_id": thread_id, "tool_call": {"id": "call_bench", "type": "function", "function": {
+        "name": "code_interpreter", "arguments": json.dumps({"code": code})}}}
+
+
 def tool_call(http: httpx.Client, thread_id: str, code: str) -> dict:
-    response = http.post("/tool_calls", json={"thread_id": thread_id, "tool_call": {
-        "id": "call_bench", "type": "function", "function": {"name": "code_interpreter",
-                                                             "arguments": json.dumps({"code": code})}}})
+    response = http.post("/tool_calls", json=code_call(thread_id, code))
     response.raise_for_status()
     return response.json()
 
@@ -208,15 +212,15 @@ async def concurrent_threads(server: Server, threads: int, executions: int) -> t
     first, steady = Samples(), Samples()
     limits = httpx.Limits(max_connections=threads * 2, max_keepalive_connections=threads * 2)
     async with httpx.AsyncClient(base_url=f"{server.base_url}/v1", timeout=120, limits=limits) as http:
-        async def call(samples: Samples, thread_id: str, containers: list[str]) -> None:
+        containers: set[str] = set()
+
+        async def call(samples: Samples, thread_id: str) -> None:
             start = time.perf_counter()
             try:
-                response = await http.post("/tool_calls", json={"thread_id": thread_id, "tool_call": {
-                    "id": "call_bench", "type": "function", "function": {
-                        "name": "code_interpreter", "arguments": json.dumps({"code": "print(1 + 1)"})}}})
+                response = await http.post("/tool_calls", json=code_call(thread_id, "print(1 + 1)"))
                 answer = response.json()
                 ok = response.status_code == 200 and answer["output"] == "2\n"
-                containers.append(answer.get("container_id"))
+                containers.add(answer["container_id"])
             except (httpx.HTTPError, KeyError, ValueError):
                 ok = False
             if ok:
@@ -224,15 +228,14 @@ async def concurrent_threads(server: Server, threads: int, executions: int) -> t
             else:
                 samples.failures += 1
 
-        async def thread(thread_id: str, containers: list[str]) -> None:
+        async def thread(thread_id: str) -> None:
             for _ in range(executions):
-                await call(steady, thread_id, containers)
+                await call(steady, thread_id)
 
         ids = [f"bench-many-{i}-{secrets.token_hex(4)}" for i in range(threads)]
-        containers: list[str] = []
-        await asyncio.gather(*(call(first, tid, containers) for tid in ids))
-        await asyncio.gather(*(thread(tid, []) for tid in ids))
-    return first, steady, sorted({c for c in containers if c})
+        await asyncio.gather(*(call(first, tid) for tid in ids))
+        await asyncio.gather(*(thread(tid) for tid in ids))
+    return first, steady, sorted(containers)
 
 
 def rehydration(server: Server, runs: int) -> tuple[Samples, list[float]]:
@@ -258,8 +261,7 @@ def rehydration(server: Server, runs: int) -> tuple[Samples, list[float]]:
             return answer["status"] == "completed" and payload in answer["outputs"][-1]["logs"]
 
         samples.time(back)
-    for cid in digests:
-        http.delete(f"/containers/{cid}")
+    delete_all(server, list(digests))
     return samples, memory
 
 
@@ -274,8 +276,7 @@ def pooled_idle_memory(server: Server, count: int) -> list[float]:
         http.post(f"/containers/{ids[-1]}/execute", json={"code": "1"})
     time.sleep(3)
     sizes = idle_memory_mib(ids)
-    for cid in ids:
-        http.delete(f"/containers/{cid}")
+    delete_all(server, ids)
     return sizes
 
 

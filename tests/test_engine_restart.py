@@ -18,7 +18,7 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.conftest import logs, metric_value, run
+from tests.conftest import logs, metric_value, run, skip_unless_required
 
 pytestmark = [pytest.mark.docker, pytest.mark.restarts_engine]
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +49,8 @@ def code_call(server: Server, thread_id: str, code: str) -> dict:
             "name": "code_interpreter", "arguments": json.dumps({"code": code})}}}).json()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="restarting the Docker engine needs root")
 def test_the_server_recovers_by_itself_when_the_docker_engine_restarts(docker_ready: None, tmp_path: Path) -> None:
+    skip_unless_required("restarting the Docker engine needs root" if os.geteuid() != 0 else None)
     server = Server(tmp_path / "server", TOOLSHED_POOL_SIZE="1")
     server.start()
     try:
