@@ -38,8 +38,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import httpx
 from jupyter_client.blocking import BlockingKernelClient
 
-from orchestrator.container_files import ContainerFiles, ContainerFileStore
+from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.db import Database
+from orchestrator.exports import ExportLimits, Exports
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.kernel import new_connection_info
@@ -293,8 +294,8 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
     files = FileStore(db, root)
     workspaces = WorkspaceStore(root / "sandboxes", Path(f"/run/toolshed/bench-{secrets.token_hex(3)}"),
                                 uid=1000, quota_bytes=(2 * large_mb + 256) << 20)
-    collector = ContainerFiles(ContainerFileStore(db), files, workspaces, max_export_bytes=4 * large_mb << 20,
-                               max_export_files=1000)
+    exports = Exports(db, files, ExportLimits(1 << 40, 0, 4 * large_mb << 20))
+    collector = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(max_listed=1000))
     sandbox_id = f"cntr_bench{secrets.token_hex(4)}"
     data_dir = workspaces.create(sandbox_id, {}).data_dir
     loop = asyncio.new_event_loop()
@@ -311,7 +312,7 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
         payload = os.urandom(1 << 20) * large_mb
         (data_dir / "large.bin").write_bytes(payload)
         start = time.perf_counter()
-        [artifact] = collect()
+        [artifact] = collect().artifacts
         export_s = time.perf_counter() - start
         assert artifact.file_id is not None and artifact.bytes == len(payload)
         start = time.perf_counter()

@@ -14,10 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from orchestrator import __version__
 from orchestrator.api import container_files, containers, deps, files, tools, vector_stores
+from orchestrator.api.body_limit import BodyLimit
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.config import Settings
-from orchestrator.container_files import ContainerFiles, ContainerFileStore
+from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.db import Database
+from orchestrator.exports import ExportLimits, Exports
 from orchestrator.ingestion import IngestionQueue
 from orchestrator.interpreter import Interpreter
 from orchestrator.metrics import REGISTRY, EngineCollector, LifecycleMetrics
@@ -58,6 +60,7 @@ def build_manager(settings: Settings, workspaces: WorkspaceStore, artifacts: Art
         max_timeout=settings.max_execution_timeout, pool_size=settings.pool_size,
         pool_memory_limit=settings.default_memory_limit, max_sandboxes=settings.max_sandboxes,
         capacity_wait=settings.capacity_wait, max_lifetime=settings.sandbox_max_lifetime,
+        max_message_bytes=settings.max_kernel_message_bytes,
     )
     return SandboxManager(runtime, workspaces, policy, artifacts, LifecycleMetrics())
 
@@ -65,16 +68,17 @@ def build_manager(settings: Settings, workspaces: WorkspaceStore, artifacts: Art
 async def start_sandboxes(app: FastAPI, settings: Settings, db: Database, files: FileStore) -> Sandboxes:
     """Build the code-interpreter side: container files, the sandbox engine, threads."""
     workspaces = build_workspaces(settings)
-    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces,
-                                     max_export_bytes=settings.max_export_bytes,
-                                     max_export_files=settings.max_export_files)
+    exports = Exports(db, files, ExportLimits(parse_size(settings.sandbox_export_budget),
+                                              parse_size(settings.min_free_disk), settings.max_export_bytes))
+    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(
+        settings.scan_max_entries, settings.scan_max_depth, settings.max_export_files))
     manager = build_manager(settings, workspaces, container_files)
     recovered = await manager.recover()
     manager.start_reaper(settings.reap_interval)
     manager.start_watcher()
     manager.pool.fill()
     log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
-    interpreter = Interpreter(manager, files)
+    interpreter = Interpreter(manager, exports, max_images=settings.max_export_files)
     threads = ThreadSandboxes(db, manager, container_files, files, memory_limit=settings.default_memory_limit)
     app.state.manager, app.state.container_files, app.state.interpreter = manager, container_files, interpreter
     return Sandboxes(threads, interpreter, container_files.store)
@@ -129,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
     app.state.settings = settings or Settings()
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=app.state.settings.max_json_body_bytes)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.require_api_key)])
     v1.include_router(containers.router)
     v1.include_router(container_files.router)

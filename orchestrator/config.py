@@ -57,7 +57,19 @@ class Settings(BaseSettings):
     sandbox_max_lifetime: float = Field(24 * 3600.0, gt=0)
     max_upload_bytes: int = 512 << 20
     max_export_bytes: int = 512 << 20
+    # Per execution: changed files exported and listed, and displayed images kept; the rest are counted.
     max_export_files: int = 100
+    # Stored export bytes (files and images) per sandbox; exported files the user deletes give theirs back.
+    sandbox_export_budget: str = "2g"
+    # Nothing is exported while the data dir's disk has less free space than this.
+    min_free_disk: str = "1g"
+    # How much of /mnt/data the look after every cell visits: entries, and folder depth.
+    scan_max_entries: int = Field(10_000, ge=1)
+    scan_max_depth: int = Field(32, ge=1)
+    # A kernel message frame over this is refused (ZMQ drops the connection and it reconnects).
+    max_kernel_message_bytes: int = Field(16 << 20, ge=1 << 20)
+    # JSON request bodies (uploads are multipart and have max_upload_bytes).
+    max_json_body_bytes: int = Field(4 << 20, ge=1 << 10)
     tool_output_max_chars: int = 8000
 
     log_format: Literal["text", "json"] = "text"

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.db import Database
+from orchestrator.exports import Exports
 from orchestrator.sandbox import safefs
-from orchestrator.sandbox.models import Artifact
+from orchestrator.sandbox.models import Artifact, Collected
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
 from orchestrator.sandbox.workspace import WorkspaceStore
-from orchestrator.storage import FileStore, FileTooLarge, safe_filename
+from orchestrator.storage import FileStore, safe_filename
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS container_files (
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS container_files (
 );
 CREATE INDEX IF NOT EXISTS container_files_order ON container_files (container_id, seq);
 """
+_CHUNK = 1 << 20
 _COLUMNS = "id, container_id, path, bytes, created_at, source, file_id, mtime_ns, inode"
 
 
@@ -88,24 +90,32 @@ class ContainerFileStore:
     def put(self, container_id: str, path: str, stat: safefs.FileStat, source: str,
             file_id: str | None) -> ContainerFile:
         """Record the current version of `path`; a path seen before keeps its id and creation time."""
+        return self.put_many(container_id, [(path, stat, source, file_id)])[0]
+
+    def put_many(self, container_id: str,
+                 versions: list[tuple[str, safefs.FileStat, str, str | None]]) -> list[ContainerFile]:
+        """Record many (path, stat, source, file_id) versions in one transaction."""
+        records = []
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT id, created_at FROM container_files WHERE container_id = ? AND path = ?",
-                               (container_id, path)).fetchone()
-            if row is None:
-                cfile_id, created_at = f"cfile_{secrets.token_hex(16)}", int(time.time())
-                conn.execute(
-                    f"INSERT INTO container_files ({_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM container_files))",
-                    (cfile_id, container_id, path, stat.size, created_at, source, file_id, stat.mtime_ns,
-                     stat.inode),
-                )
-            else:
-                cfile_id, created_at = row
-                conn.execute(
-                    "UPDATE container_files SET bytes = ?, source = ?, file_id = ?, mtime_ns = ?, inode = ? "
-                    "WHERE id = ?", (stat.size, source, file_id, stat.mtime_ns, stat.inode, cfile_id))
-        return ContainerFile(cfile_id, container_id, path, stat.size, created_at, source, file_id, stat.mtime_ns,
-                             stat.inode)
+            for path, stat, source, file_id in versions:
+                row = conn.execute("SELECT id, created_at FROM container_files WHERE container_id = ? AND path = ?",
+                                   (container_id, path)).fetchone()
+                if row is None:
+                    cfile_id, created_at = f"cfile_{secrets.token_hex(16)}", int(time.time())
+                    conn.execute(
+                        f"INSERT INTO container_files ({_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                        "(SELECT COALESCE(MAX(seq), 0) + 1 FROM container_files))",
+                        (cfile_id, container_id, path, stat.size, created_at, source, file_id, stat.mtime_ns,
+                         stat.inode),
+                    )
+                else:
+                    cfile_id, created_at = row
+                    conn.execute(
+                        "UPDATE container_files SET bytes = ?, source = ?, file_id = ?, mtime_ns = ?, inode = ? "
+                        "WHERE id = ?", (stat.size, source, file_id, stat.mtime_ns, stat.inode, cfile_id))
+                records.append(ContainerFile(cfile_id, container_id, path, stat.size, created_at, source, file_id,
+                                             stat.mtime_ns, stat.inode))
+        return records
 
     def get(self, container_id: str, cfile_id: str) -> ContainerFile:
         row = self._db.one(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? AND id = ?",
@@ -128,16 +138,25 @@ class ContainerFileStore:
         self._db.execute("DELETE FROM container_files WHERE container_id = ?", (container_id,))
 
 
+@dataclass(frozen=True)
+class ScanLimits:
+    """How much of /mnt/data one look after a cell may visit and list."""
+
+    max_entries: int = 10_000
+    max_depth: int = 32
+    max_listed: int = 100  # changed files exported and listed per cell; the rest are only counted
+
+
 class ContainerFiles:
     """Container files over a sandbox's workspace: upload, copy in, read, delete, and artifact collection."""
 
-    def __init__(self, store: ContainerFileStore, files: FileStore, workspaces: WorkspaceStore, *,
-                 max_export_bytes: int, max_export_files: int) -> None:
+    def __init__(self, store: ContainerFileStore, files: FileStore, workspaces: WorkspaceStore, exports: Exports,
+                 limits: ScanLimits) -> None:
         self.store = store
         self._files = files
         self._workspaces = workspaces
-        self._max_export_bytes = max_export_bytes
-        self._max_export_files = max_export_files
+        self._exports = exports
+        self._limits = limits
         # An upload and a collection must not interleave, or a half-written upload looks like an artifact.
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -200,57 +219,46 @@ class ContainerFiles:
 
     # ---- artifacts -----------------------------------------------------------------------------------------
 
-    async def collect(self, sandbox_id: str) -> tuple[Artifact, ...]:
+    async def collect(self, sandbox_id: str) -> Collected:
         """Register and export everything created or changed under /mnt/data since the last look."""
         async with self._lock(sandbox_id):
             return await asyncio.to_thread(self._collect, sandbox_id)
 
-    def _collect(self, container_id: str) -> tuple[Artifact, ...]:
+    def _collect(self, container_id: str) -> Collected:
         data_dir = self._workspaces.get(container_id).data_dir
         if not data_dir.is_dir():  # workspace gone or not mounted: seeing nothing must not delete every row
-            return ()
-        current = safefs.scan(data_dir)
+            return Collected()
+        limits = self._limits
+        scan = safefs.scan(data_dir, max_entries=limits.max_entries, max_depth=limits.max_depth)
         known = {record.path: record for record in self.store.all(container_id)}
-        gone = [record.id for path, record in known.items() if path not in current]
-        if gone:
-            self.store.delete(gone)
-        changed = sorted(path for path, stat in current.items()
+        if scan.complete:  # a partial scan cannot tell a deleted file from one it did not reach
+            gone = [record.id for path, record in known.items() if path not in scan.files]
+            if gone:
+                self.store.delete(gone)
+        changed = sorted(path for path, stat in scan.files.items()
                          if path not in known or not known[path].same_version(stat))
-        artifacts = []
-        for index, path in enumerate(changed):
-            artifact = self._export(container_id, data_dir, path, over_count=index >= self._max_export_files)
-            if artifact is not None:
-                artifacts.append(artifact)
-        return tuple(artifacts)
+        listed, rest = changed[:limits.max_listed], changed[limits.max_listed:]
+        exports = [export for path in listed if (export := self._export(container_id, data_dir, path))]
+        records = self.store.put_many(container_id, [version for version, _ in exports])
+        # The rest are registered too (in the same kind of batch), so the next cell does not see them as new.
+        self.store.put_many(container_id, [(path, scan.files[path], "assistant", None) for path in rest])
+        artifacts = tuple(Artifact(record.sandbox_path, record.bytes, record.id, record.file_id, error)
+                          for record, (_, error) in zip(records, exports, strict=True))
+        return Collected(artifacts, omitted=len(rest), complete=scan.complete)
 
-    def _export(self, container_id: str, data_dir: Path, path: str, *, over_count: bool) -> Artifact | None:
+    def _export(self, container_id: str, data_dir: Path,
+                path: str) -> tuple[tuple[str, safefs.FileStat, str, str | None], str | None] | None:
+        """The version to register for `path` and why it was not exported, if it was not; None if it is gone."""
         try:
             fd, info = safefs.open_regular(data_dir, path)
         except safefs.UnsafePath:
             return None  # removed or replaced by a link since the scan
         stat = _stat_of(info)
-        error = None
-        file_id = None
-        if over_count:
-            os.close(fd)
-            error = (f"Not exported: more than {self._max_export_files} files changed in one execution. "
-                     "It can still be downloaded as a container file.")
-        elif stat.size > self._max_export_bytes:
-            os.close(fd)
-            error = (f"Not exported: {stat.size} bytes is over the {self._max_export_bytes}-byte export limit. "
-                     "It can still be downloaded as a container file.")
-        else:
-            try:
-                stored = self._files.write(safefs.read_chunks(fd), posixpath.basename(path), "assistants_output",
-                                           max_bytes=self._max_export_bytes)
-                file_id = stored.id
-            except FileTooLarge:  # it grew while being copied
-                error = f"Not exported: it grew past the {self._max_export_bytes}-byte export limit."
-            except OSError as exc:  # the server's own disk is full (or failing): the cell's result still counts
-                error = (f"Not exported: the server could not store it ({exc.strerror}). It can still be "
-                         "downloaded as a container file.")
-        record = self.store.put(container_id, path, stat, "assistant", file_id)
-        return Artifact(record.sandbox_path, stat.size, record.id, file_id, error)
+        with os.fdopen(fd, "rb", buffering=0) as source:
+            exported = self._exports.store(container_id, iter(lambda: source.read(_CHUNK), b""),
+                                           posixpath.basename(path), stat.size)
+        error = f"{exported.error} It can still be downloaded as a container file." if exported.error else None
+        return (path, stat, "assistant", exported.file_id), error
 
 
 def _stat_of(info: os.stat_result) -> safefs.FileStat:

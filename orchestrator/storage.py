@@ -83,6 +83,11 @@ class FileStore:
         for partial in self._blobs.glob("*.part"):
             partial.unlink(missing_ok=True)
 
+    @property
+    def root(self) -> Path:
+        """The folder the blobs are stored in."""
+        return self._blobs
+
     def blob_path(self, file_id: str) -> Path:
         return self._blobs / file_id
 

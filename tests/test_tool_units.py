@@ -61,7 +61,7 @@ def test_safefs_never_follows_links_or_reads_fifos(tmp_path: Path) -> None:
     os.symlink(outside, root / "link.txt")
     os.symlink(tmp_path, root / "dirlink")
     os.mkfifo(root / "pipe")
-    assert set(safefs.scan(root)) == {"sub/ok.txt"}
+    assert set(safefs.scan(root).files) == {"sub/ok.txt"}
     for bad in ("link.txt", "dirlink/outside.txt", "pipe", "sub", "../outside.txt", "/etc/passwd"):
         with pytest.raises(safefs.UnsafePath):
             safefs.open_regular(root, bad)
@@ -89,8 +89,9 @@ def test_a_full_server_disk_is_reported_per_file_not_raised(tmp_path: Path) -> N
     import asyncio
     import subprocess
 
-    from orchestrator.container_files import ContainerFiles, ContainerFileStore
+    from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
     from orchestrator.db import Database
+    from orchestrator.exports import ExportLimits, Exports
     from orchestrator.sandbox.workspace import WorkspaceStore
     from orchestrator.storage import FileStore
 
@@ -100,14 +101,15 @@ def test_a_full_server_disk_is_reported_per_file_not_raised(tmp_path: Path) -> N
     try:
         db = Database(tmp_path / "toolshed.db")
         workspaces = WorkspaceStore(tmp_path / "sandboxes", tmp_path / "run", uid=os.getuid(), quota_bytes=16 << 20)
-        collector = ContainerFiles(ContainerFileStore(db), FileStore(db, blobs), workspaces,
-                                   max_export_bytes=64 << 20, max_export_files=100)
+        files = FileStore(db, blobs)
+        collector = ContainerFiles(ContainerFileStore(db), files, workspaces,
+                                   Exports(db, files, ExportLimits(1 << 30, 0, 64 << 20)), ScanLimits())
         data = workspaces.create("cntr_full", {}).data_dir
         (data / "big.bin").write_bytes(os.urandom(2 << 20))
         (data / "small.txt").write_text("fits")
-        artifacts = {a.path: a for a in asyncio.run(collector.collect("cntr_full"))}
+        artifacts = {a.path: a for a in asyncio.run(collector.collect("cntr_full")).artifacts}
         assert artifacts["/mnt/data/big.bin"].file_id is None
-        assert "could not store it" in artifacts["/mnt/data/big.bin"].error
+        assert "disk is nearly full" in artifacts["/mnt/data/big.bin"].error
         assert artifacts["/mnt/data/small.txt"].file_id is not None
         workspaces.remove("cntr_full")
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.container_files import ContainerFile
 from orchestrator.interpreter import Image, Item, Run
@@ -47,7 +47,41 @@ def paginate(items: list[Any], *, after: str | None, limit: int, order: str,
 
 
 class StrictBody(BaseModel):
+    """A JSON request body: unknown fields are refused, and so is text that is not valid Unicode."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # JSON may escape a lone surrogate ("\ud800"), which Python decodes but nothing can encode again: the
+        # database, the kernel protocol and the response would each fail later with a 500.
+        if (where := lone_surrogate(data)) is not None:
+            raise ValueError(f"{where or 'the body'} is not valid Unicode: it contains a lone surrogate escape")
+        return data
+
+
+def lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The dotted path of the first string in `value` that cannot be encoded as UTF-8, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = lone_surrogate(key, where) if isinstance(key, str) else None
+        if found is None:
+            found = lone_surrogate(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 # ---- containers -------------------------------------------------------------------------------------------------
@@ -147,6 +181,8 @@ class ExecutionObject(BaseModel):
     status: str
     outputs: list[LogsOutput | ImageOutputWire]
     files: list[ArtifactWire]
+    # Changed files past the per-execution listing cap: registered as container files, not listed here.
+    files_omitted: int = 0
     error: ExecutionErrorWire | None
     duration_ms: int
     kernel_restarted: bool
@@ -182,6 +218,7 @@ def execution_object(run: Run) -> ExecutionObject:
         status=execution.status,
         outputs=[output_wire(item) for item in run.items],
         files=[artifact_wire(a) for a in execution.artifacts],
+        files_omitted=execution.artifacts_omitted,
         error=ExecutionErrorWire(name=error.name, value=error.value, traceback=list(error.traceback))
         if error else None,
         duration_ms=execution.duration_ms,
@@ -311,6 +348,7 @@ class ToolCallResponse(BaseModel):
     status: str
     step_details: ToolCallsStepDetails
     files: list[ArtifactWire]
+    files_omitted: int = 0
     container_id: str | None
 
 

@@ -62,7 +62,8 @@ def _code_interpreter_response(call_id: str, result: CodeInterpreterResult) -> T
         input=result.code, outputs=[output_wire(item) for item in result.run.items]))
     return ToolCallResponse(tool_call_id=call_id, output=result.output, status=execution.status,
                             step_details=ToolCallsStepDetails(tool_calls=[step]),
-                            files=[artifact_wire(a) for a in execution.artifacts], container_id=result.container_id)
+                            files=[artifact_wire(a) for a in execution.artifacts],
+                            files_omitted=execution.artifacts_omitted, container_id=result.container_id)
 
 
 def _file_search_response(call_id: str, result: FileSearchResult) -> ToolCallResponse:

@@ -6,27 +6,31 @@ probe so a kernel that dies mid-cell is noticed without waiting for the deadline
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import queue
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from orchestrator.sandbox.models import ExecutionError, ImageOutput, Output, TextOutput
+from orchestrator.sandbox.models import ExecutionError, Output
+from orchestrator.sandbox.outputs import Message, OutputCollector, OutputHook, read_message
 
-OutputHook = Callable[[Output], Awaitable[None]]
 AliveProbe = Callable[[], Awaitable[bool]]
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_IMAGE_TYPES = ("image/png", "image/jpeg")
 # How often a silent kernel is checked for death while a cell runs.
 _ALIVE_CHECK_INTERVAL = 0.5
+# What jupyter_client raises for a message it cannot verify or decode: a hostile kernel may send anything.
+_UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+# Between cells the session throws away up to this many frames per socket, then pauses, so a kernel that floods
+# its sockets costs the server bounded CPU; what it sends meanwhile is dropped by ZMQ once the queue is full.
+_DRAIN_BATCH = 64
+_DRAIN_PAUSE = 0.01
 
 
 class KernelNotReady(Exception):
@@ -43,71 +47,24 @@ class CellResult:
     truncated_bytes: int
 
 
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
-class _OutputCollector:
-    """Accumulates a cell's outputs, capping text so a runaway print cannot exhaust the server."""
-
-    def __init__(self, max_text_bytes: int, hook: OutputHook | None) -> None:
-        self.outputs: list[Output] = []
-        self.error: ExecutionError | None = None
-        self.truncated_bytes = 0
-        self._budget = max_text_bytes
-        self._hook = hook
-
-    async def add(self, output: Output) -> None:
-        if isinstance(output, TextOutput) and output.kind != "notice":
-            size = len(output.text.encode())
-            if size > self._budget:
-                kept = output.text.encode()[: self._budget].decode(errors="ignore")
-                self.truncated_bytes += size - len(kept.encode())
-                self._budget = 0
-                if not kept:
-                    return
-                output = TextOutput(output.kind, kept)
-            else:
-                self._budget -= size
-        self.outputs.append(output)
-        if self._hook is not None:
-            await self._hook(output)
-
-    async def finish(self) -> None:
-        if self.truncated_bytes:
-            marker = f"\n[output truncated: {self.truncated_bytes} more bytes were not kept]\n"
-            await self.add(TextOutput("notice", marker))
-
-
-def _outputs_from_message(msg: dict[str, Any]) -> tuple[list[Output], ExecutionError | None]:
-    kind = msg["header"]["msg_type"]
-    content = msg["content"]
-    if kind == "stream":
-        return [TextOutput("stderr" if content.get("name") == "stderr" else "stdout", content.get("text", ""))], None
-    if kind in ("execute_result", "display_data"):
-        data = content.get("data", {})
-        for mime in _IMAGE_TYPES:
-            if mime in data:
-                return [ImageOutput(mime, base64.b64decode(data[mime]))], None
-        if "text/plain" in data:
-            return [TextOutput("result", data["text/plain"] + "\n")], None
-        return [], None
-    if kind == "error":
-        traceback = tuple(strip_ansi(line) for line in content.get("traceback", []))
-        error = ExecutionError(content.get("ename", "Error"), content.get("evalue", ""), traceback)
-        return [TextOutput("error", "\n".join(traceback) + "\n")], error
-    return [], None
-
-
 class KernelSession:
-    """A client for one kernel, built from its connection info (ports, key, transport)."""
+    """A client for one kernel, built from its connection info (ports, key, transport).
+
+    Between cells nothing reads the kernel's sockets on the caller's behalf, so a kernel thread that keeps
+    printing after its cell returned would pile messages up in this process: a drain task discards them until
+    the next cell starts.
+    """
 
     def __init__(self, connection_info: dict[str, Any], context: zmq.asyncio.Context) -> None:
         self._client = AsyncKernelClient(context=context)
         self._client.load_connection_info(connection_info)
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        self._drain: asyncio.Task[None] | None = None
 
     def close(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
         self._client.stop_channels()
 
     async def wait_ready(self, timeout: float) -> None:
@@ -127,22 +84,28 @@ class KernelSession:
     async def _await_reply(self, msg_id: str, timeout: float) -> bool:
         end = time.monotonic() + max(timeout, 0.01)
         while (left := end - time.monotonic()) > 0:
-            try:
-                reply = await self._client.get_shell_msg(timeout=left)
-            except queue.Empty:
-                return False
-            if reply["parent_header"].get("msg_id") == msg_id:
+            reply = await self._receive(self._client.get_shell_msg, left)
+            if reply is not None and reply.parent_id == msg_id:
                 return True
         return False
 
     async def _drain_iopub(self, timeout: float) -> bool:
         got_any = False
-        while True:
-            try:
-                await self._client.get_iopub_msg(timeout=timeout if not got_any else 0.05)
-            except queue.Empty:
-                return got_any
+        while await self._receive(self._client.get_iopub_msg, timeout if not got_any else 0.05) is not None:
             got_any = True
+        return got_any
+
+    @staticmethod
+    async def _receive(get: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> Message | None:
+        """The next message of one channel; None when none came in time. An unreadable message comes back as
+        an empty one, so callers waiting for "anything" still see that something arrived."""
+        try:
+            msg = await get(timeout=timeout)
+        except queue.Empty:
+            return None
+        except _UNREADABLE:
+            return Message(None, "", {})
+        return read_message(msg) or Message(None, "", {})
 
     async def interrupt(self) -> None:
         """Ask the kernel to raise KeyboardInterrupt in the running cell (message-mode interrupt)."""
@@ -164,14 +127,19 @@ class KernelSession:
         At `timeout` the cell is interrupted; outputs keep arriving for `interrupt_grace` more seconds. The
         outcome is "timeout" if the interrupt brought the kernel back to idle, "stuck" if it did not.
         """
-        collector = _OutputCollector(max_text_bytes, on_output)
-        msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
-        outcome = await self._collect_until_idle(msg_id, time.monotonic() + timeout, collector, is_alive)
-        if outcome == "timeout":
-            await self.interrupt()
-            after = await self._collect_until_idle(msg_id, time.monotonic() + interrupt_grace, collector, is_alive)
-            outcome = {"ok": "timeout", "timeout": "stuck"}.get(after, after)
-        await collector.finish()
+        await self._stop_draining()
+        try:
+            collector = OutputCollector(max_text_bytes, on_output)
+            msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
+            outcome = await self._collect_until_idle(msg_id, time.monotonic() + timeout, collector, is_alive)
+            if outcome == "timeout":
+                await self.interrupt()
+                after = await self._collect_until_idle(msg_id, time.monotonic() + interrupt_grace, collector,
+                                                       is_alive)
+                outcome = {"ok": "timeout", "timeout": "stuck"}.get(after, after)
+            await collector.finish()
+        finally:
+            self._start_draining()
         if outcome == "ok" and collector.error is not None:
             outcome = "error"
         return CellResult(outcome, tuple(collector.outputs), collector.error, collector.truncated_bytes)
@@ -180,28 +148,60 @@ class KernelSession:
         self,
         msg_id: str,
         deadline: float,
-        collector: _OutputCollector,
+        collector: OutputCollector,
         is_alive: AliveProbe | None,
     ) -> Literal["ok", "timeout", "died"]:
-        next_alive_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
+        next_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
+        replied = False
         while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = await self._client.get_iopub_msg(timeout=min(left, _ALIVE_CHECK_INTERVAL))
-            except queue.Empty:
-                msg = None
-            if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
-                if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            message = await self._receive(self._client.get_iopub_msg, min(left, _ALIVE_CHECK_INTERVAL))
+            if message is not None and message.parent_id == msg_id:
+                if message.kind == "status" and message.content.get("execution_state") == "idle":
                     return "ok"
-                outputs, error = _outputs_from_message(msg)
-                for output in outputs:
-                    await collector.add(output)
-                collector.error = error or collector.error
-            if is_alive is not None and time.monotonic() >= next_alive_check:
-                next_alive_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
-                if not await is_alive():
+                await collector.add_message(message)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
+                # The shell reply precedes "idle" by microseconds; a whole interval after it with no "idle" means
+                # ZMQ dropped it (a full queue, or an oversized message that cost the connection).
+                if replied:
+                    return "ok"
+                replied = await self._replied(msg_id)
+                if is_alive is not None and not await is_alive():
                     return "died"
         return "timeout"
 
+    async def _replied(self, msg_id: str) -> bool:
+        """Whether the execute reply to `msg_id` is among the shell messages waiting now."""
+        found = False
+        while (reply := await self._receive(self._client.get_shell_msg, 0)) is not None:
+            found = found or (reply.parent_id == msg_id and reply.kind == "execute_reply")
+        return found
+
+    def _start_draining(self) -> None:
+        self._drain = asyncio.create_task(self._discard_until_next_cell())
+
+    async def _stop_draining(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
+            await asyncio.wait({self._drain})
+            self._drain = None
+
+    async def _discard_until_next_cell(self) -> None:
+        channels = (self._client.iopub_channel, self._client.shell_channel, self._client.control_channel)
+        poller = zmq.asyncio.Poller()
+        for channel in channels:
+            poller.register(channel.socket, zmq.POLLIN)
+        try:
+            while True:
+                for socket, _ in await poller.poll():
+                    for _ in range(_DRAIN_BATCH):
+                        try:
+                            await socket.recv(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                await asyncio.sleep(_DRAIN_PAUSE)
+        except zmq.ZMQError:
+            return  # the session was closed under us
 
 
 def new_connection_info(ip_prefix: str) -> dict[str, Any]:
@@ -225,10 +225,16 @@ def new_connection_info(ip_prefix: str) -> dict[str, Any]:
 
 
 class KernelConnector:
-    """Makes KernelSessions that share one ZMQ context (one IO thread for all sandboxes)."""
+    """Makes KernelSessions that share one ZMQ context (one IO thread for all sandboxes).
 
-    def __init__(self) -> None:
+    Every socket refuses a frame over `max_message_bytes` (ZMQ drops the connection, which reconnects) and
+    queues at most `queue_length` messages, so what one kernel can make this process hold stays bounded.
+    """
+
+    def __init__(self, *, max_message_bytes: int = 16 << 20, queue_length: int = 8) -> None:
         self._context = zmq.asyncio.Context()
+        self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._context.setsockopt(zmq.RCVHWM, queue_length)
 
     def connect(self, connection_info: dict[str, Any]) -> KernelSession:
         return KernelSession(connection_info, self._context)

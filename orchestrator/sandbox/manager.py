@@ -23,18 +23,12 @@ from typing import Any, Protocol
 
 from orchestrator.sandbox.capacity import Slots
 from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound, SandboxStartFailed
-from orchestrator.sandbox.kernel import (
-    CellResult,
-    KernelConnector,
-    KernelNotReady,
-    KernelSession,
-    OutputHook,
-    new_connection_info,
-)
-from orchestrator.sandbox.models import Artifact, Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
+from orchestrator.sandbox.kernel import CellResult, KernelConnector, KernelNotReady, KernelSession, new_connection_info
+from orchestrator.sandbox.models import Collected, Execution, ExecutionError, Sandbox, SandboxSpec, TextOutput
+from orchestrator.sandbox.outputs import OutputHook
 from orchestrator.sandbox.pool import NoRoom, WarmPool
 from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime, StopStream
-from orchestrator.sandbox.workspace import WorkspaceStore
+from orchestrator.sandbox.workspace import UnsafeRunDir, WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
 
@@ -60,6 +54,8 @@ class SandboxPolicy:
     capacity_wait: float = 30.0
     # A container older than this is recycled at its next idle moment, so no kernel lives (and leaks) forever.
     max_lifetime: float = 24 * 3600.0
+    # The largest kernel message frame the server accepts (see KernelConnector).
+    max_message_bytes: int = 16 << 20
 
 
 class LifecycleHooks(Protocol):
@@ -79,7 +75,7 @@ class ArtifactSink(Protocol):
     """Registers what a cell wrote under /mnt/data. Called after every cell, while the sandbox is still locked,
     so the next cell cannot change a file before it is registered."""
 
-    async def collect(self, sandbox_id: str) -> tuple[Artifact, ...]: ...
+    async def collect(self, sandbox_id: str) -> Collected: ...
 
 
 @dataclass
@@ -109,7 +105,7 @@ class SandboxManager:
         self._policy = policy
         self._artifacts = artifacts
         self._hooks = hooks
-        self._connector = KernelConnector()
+        self._connector = KernelConnector(max_message_bytes=policy.max_message_bytes)
         self._live: dict[str, _Live] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.slots = Slots(policy.max_sandboxes, policy.capacity_wait)
@@ -406,6 +402,11 @@ class SandboxManager:
         """Run one cell. Errors in the code, timeouts, OOM and kernel death are reported in the Execution."""
         live = self._get_live(sandbox_id)
         timeout = self.check_timeout(timeout)
+        try:
+            code.encode()
+        except UnicodeEncodeError as exc:  # the kernel protocol could not send it
+            raise InvalidRequest(f"code is not valid Unicode: it contains a lone surrogate at position {exc.start}.",
+                                 param="code") from exc
         async with live.lock:
             started = time.monotonic()
             restarted = await self._ensure_kernel(live)
@@ -427,7 +428,7 @@ class SandboxManager:
             )
             status, error = await self._judge(live, result, timeout)
             # Files written before an error or a timeout count too.
-            artifacts = await self._artifacts.collect(sandbox_id) if self._artifacts else ()
+            collected = await self._artifacts.collect(sandbox_id) if self._artifacts else Collected()
             live.sandbox = replace(live.sandbox, last_active_at=int(time.time()))
             live.last_used = time.monotonic()
         self.slots.changed()  # an idle sandbox can now be reclaimed for a caller waiting under the cap
@@ -444,7 +445,9 @@ class SandboxManager:
             duration_ms=duration_ms,
             kernel_restarted=restarted or live.needs_restart is not None,
             truncated_bytes=result.truncated_bytes,
-            artifacts=artifacts,
+            artifacts=collected.artifacts,
+            artifacts_omitted=collected.omitted,
+            artifacts_complete=collected.complete,
         )
 
     async def interrupt(self, sandbox_id: str) -> None:
@@ -536,11 +539,15 @@ class SandboxManager:
         # First use after recovery: reconnect if the container survived, otherwise start a fresh kernel.
         if await self._is_running(live.sandbox.id):
             try:
-                live.session = self._connect(live, self._workspaces.read_connection(live.sandbox.id))
+                info = self._workspaces.read_connection(live.sandbox.id)
+                # Sealed and checked before connecting: a socket swapped for a link is never followed.
+                await asyncio.to_thread(self._workspaces.seal, live.sandbox.id, info)
+                live.session = self._connect(live, info)
                 await live.session.wait_ready(min(5.0, self._policy.kernel_start_timeout))
                 return False
-            except (KernelNotReady, OSError, ValueError):
-                pass
+            except (KernelNotReady, OSError, ValueError, UnsafeRunDir) as exc:
+                log.warning("could not reconnect to the kernel (%s); starting a fresh one", exc,
+                            extra={"container_id": live.sandbox.id})
         await self._restart_kernel(live, None)
         live.unreported_reset = live.unreported_reset or (
             "The sandbox's kernel had stopped and was restarted: variables and imports were lost (files in "
@@ -586,7 +593,8 @@ class SandboxManager:
                             self._policy.tmp_size)
             try:
                 await asyncio.to_thread(
-                    self._runtime.create, sandbox.id, limits=limits, run_dir=ws.run_dir, data_dir=ws.data_dir,
+                    self._runtime.create, sandbox.id, limits=limits,
+                    run_dir=self._workspaces.run_dir_source(sandbox.id), data_dir=ws.data_dir,
                     labels=_labels_for(sandbox),
                 )
             except BaseException:
@@ -596,8 +604,12 @@ class SandboxManager:
         live.session = self._connect(live, container_info)
         try:
             await live.session.wait_ready(self._policy.kernel_start_timeout)
+            # Only the image's own start-up has run in the container so far; from now on its code is hostile.
+            await asyncio.to_thread(self._workspaces.seal, sandbox.id, container_info)
         except KernelNotReady as exc:
             raise SandboxStartFailed(f"the sandbox kernel did not start: {exc}") from exc
+        except UnsafeRunDir as exc:
+            raise SandboxStartFailed(f"the sandbox kernel's sockets are not as expected: {exc}") from exc
         live.sandbox = replace(live.sandbox, status="running", last_active_at=int(time.time()))
 
     async def _container_exists(self, sandbox_id: str) -> bool:

@@ -77,6 +77,17 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Collected:
+    """What the ArtifactSink registered after a cell."""
+
+    artifacts: tuple[Artifact, ...] = ()
+    # Changed files registered but not listed: past the per-cell listing cap.
+    omitted: int = 0
+    # False when /mnt/data holds more entries than one scan visits, so some files were not looked at.
+    complete: bool = True
+
+
+@dataclass(frozen=True)
 class Execution:
     """The result of running one cell. Failures of user code are reported here, never raised."""
 
@@ -89,3 +100,5 @@ class Execution:
     kernel_restarted: bool = False
     truncated_bytes: int = 0
     artifacts: tuple[Artifact, ...] = ()
+    artifacts_omitted: int = 0
+    artifacts_complete: bool = True

@@ -1,7 +1,8 @@
 """Where sandboxes live: hardened Docker containers. The only module that imports `docker`.
 
 Every container gets the same protections, whatever the caller asks for: no network, a non-root uid, a read-only
-root filesystem, no capabilities, no privilege escalation, and pid, memory and CPU limits.
+root filesystem, no capabilities, no privilege escalation, a private IPC namespace, masked host paths, and pid,
+memory and CPU limits.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ LABEL_PREFIX = "toolshed."
 CONTAINER_RUN_DIR = "/run/toolshed"
 CONTAINER_DATA_DIR = "/mnt/data"
 KERNEL_COMMAND = ["toolshed-kernel", f"{CONTAINER_RUN_DIR}/kernel.json"]
+# Docker's own defaults, plus what would let one sandbox see the others: each sandbox's disk is a loop device
+# whose sysfs entry names its backing file (the host path, with the sandbox id), and /proc/diskstats shows every
+# device's activity. Folders are hidden under an empty read-only tmpfs, files behind /dev/null.
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/diskstats", "/proc/partitions", "/sys/block", "/sys/class/block", "/sys/dev/block",
+    "/sys/devices/virtual/block",
+]
 
 
 @dataclass(frozen=True)
@@ -116,32 +127,38 @@ class DockerRuntime:
         """Create and start the container; its kernel starts with it (the entrypoint *is* the kernel)."""
         all_labels = {f"{LABEL_PREFIX}{k}": v for k, v in labels.items()}
         all_labels |= {f"{LABEL_PREFIX}id": sandbox_id, f"{LABEL_PREFIX}namespace": self._namespace}
+        host_config = self._client.api.create_host_config(
+            init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
+            network_mode="none",
+            ipc_mode="private",
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=limits.pids,
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,
+            nano_cpus=int(limits.cpus * 1e9),
+            ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
+            binds={
+                str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
+                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
+            },
+        )
+        # Not in docker-py's helper; the engine replaces its default list with this one.
+        host_config["MaskedPaths"] = MASKED_PATHS
         try:
-            self._client.containers.run(
+            created = self._client.api.create_container(
                 self._image,
                 KERNEL_COMMAND,
                 name=self.container_name(sandbox_id),
-                detach=True,
-                init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
                 user=f"{self._uid}:{self._uid}",
                 working_dir=CONTAINER_DATA_DIR,
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                pids_limit=limits.pids,
-                mem_limit=limits.memory_bytes,
-                memswap_limit=limits.memory_bytes,
-                nano_cpus=int(limits.cpus * 1e9),
-                ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
-                volumes={
-                    str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
-                    str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
-                },
                 environment={"MPLBACKEND": "module://matplotlib_inline.backend_inline"},
                 labels=all_labels,
+                host_config=host_config,
             )
+            self._client.api.start(created["Id"])
         except docker.errors.ImageNotFound as exc:
             raise EngineUnavailable(f"Sandbox image {self._image} is missing; run `toolshed image build`.") from exc
         except docker.errors.APIError as exc:

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -142,33 +143,67 @@ def remove_file(root: Path, relative: str) -> bool:
         os.close(parent)
 
 
-def scan(root: Path) -> dict[str, FileStat]:
-    """Every regular file beneath `root` by relative path. Links, FIFOs, sockets and devices are skipped, as
-    are names that are not UTF-8 (they cannot be named in JSON without ambiguity). Folders are entered by fd
-    with O_NOFOLLOW, so a folder swapped for a link mid-walk is skipped, not followed."""
+@dataclass(frozen=True)
+class Scan:
+    """The regular files a scan found, by relative path, and whether it saw every entry beneath the root."""
+
+    files: dict[str, FileStat]
+    complete: bool
+
+
+def scan(root: Path, *, max_entries: int = 10_000, max_depth: int = 32) -> Scan:
+    """Every regular file beneath `root`, walked depth-first with one open folder per level.
+
+    Links, FIFOs, sockets and devices are skipped, as are names that are not UTF-8 (they cannot be named in JSON
+    without ambiguity). Folders are entered by fd with O_NOFOLLOW, so a folder swapped for a link mid-walk is
+    skipped, not followed. The walk stops after `max_entries` entries and does not enter folders deeper than
+    `max_depth`, so a tree built to be wide or deep costs a bounded number of fds and system calls; the result
+    then says it is not complete.
+    """
     found: dict[str, FileStat] = {}
     try:
         root_fd = os.open(root, _DIR_FLAGS)
     except OSError:
-        return found
-    stack = [("", root_fd)]
-    while stack:
-        prefix, fd = stack.pop()
+        return Scan(found, True)
+    budget, complete = max_entries, True
+    # One (prefix, fd, entries) per level of the current path; entries is the folder's lazy listing.
+    stack: list[tuple[str, int, Any]] = []
+
+    def enter(prefix: str, fd: int) -> None:
         try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    relative = f"{prefix}/{entry.name}" if prefix else entry.name
-                    try:
-                        os.fsencode(entry.name).decode("utf-8")
-                        info = entry.stat(follow_symlinks=False)
-                        if stat.S_ISDIR(info.st_mode):
-                            stack.append((relative, os.open(entry.name, _DIR_FLAGS, dir_fd=fd)))
-                        elif stat.S_ISREG(info.st_mode):
-                            found[relative] = FileStat(info.st_size, info.st_mtime_ns, info.st_ino)
-                    except (OSError, UnicodeDecodeError):
-                        continue  # removed, swapped for a link, or unnamable: skip it
+            stack.append((prefix, fd, os.scandir(fd)))
         except OSError:
-            pass
-        finally:
             os.close(fd)
-    return found
+
+    enter("", root_fd)
+    try:
+        while stack:
+            prefix, fd, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                entries.close()
+                os.close(fd)
+                continue
+            if budget == 0:
+                complete = False
+                break
+            budget -= 1
+            relative = f"{prefix}/{entry.name}" if prefix else entry.name
+            try:
+                os.fsencode(entry.name).decode("utf-8")
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode):
+                    found[relative] = FileStat(info.st_size, info.st_mtime_ns, info.st_ino)
+                elif stat.S_ISDIR(info.st_mode):
+                    if len(stack) >= max_depth:
+                        complete = False
+                    else:
+                        enter(relative, os.open(entry.name, _DIR_FLAGS, dir_fd=fd))
+            except (OSError, UnicodeDecodeError):
+                continue  # removed, swapped for a link, or unnamable: skip it
+    finally:
+        for _, fd, entries in stack:
+            entries.close()
+            os.close(fd)
+    return Scan(found, complete)

@@ -1,9 +1,15 @@
 """A sandbox's host-side folders: its kernel run dir (connection file, ipc sockets) and its /mnt/data.
 
-/mnt/data is a folder on a per-sandbox ext4 image mounted through a loop device, so its size quota is enforced
-by the filesystem inside the sandbox (ENOSPC there), never by filling the host's disk. The files stay on the
-host, so they outlive kernel restarts and container replacement. Without root there is no loop mount: the
-folder is plain and the quota is not enforced (the server says so at start).
+Both are folders on a per-sandbox ext4 image mounted through a loop device, so the /mnt/data quota is enforced
+by the filesystem inside the sandbox (ENOSPC there), never by filling the host's disk, and the sandbox's mount
+table names only its own disk, no host path. The files stay on the host, so they outlive kernel restarts and
+container replacement. Without root there is no loop mount: the folders are plain and the quota is not enforced
+(the server says so at start).
+
+The run dir is the sandbox's to write only while its kernel starts: once the kernel has bound its sockets the
+folder is sealed (owned by root), so the sandbox can no longer replace a socket with a link or plant entries,
+and the server checks every socket before it connects. The connection info the server uses is its own copy,
+kept beside the disk image where the sandbox cannot reach it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +26,13 @@ from typing import Any
 
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.errors import SandboxStartFailed
+
+_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+_KERNEL_FILE = "kernel.json"
+
+
+class UnsafeRunDir(Exception):
+    """The kernel's sockets are not what the kernel made: missing, or not sockets of the sandbox's uid."""
 
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -36,6 +50,8 @@ class Workspace:
     """Host paths of one sandbox."""
 
     root: Path
+    # A short host path for the kernel's sockets (AF_UNIX paths are capped at 107 bytes): a link, made by the
+    # host, to `socket_dir` (a plain folder for workspaces made before sockets moved onto the disk image).
     run_dir: Path
 
     @property
@@ -52,8 +68,13 @@ class Workspace:
         return self.mount_point / "data"
 
     @property
+    def socket_dir(self) -> Path:
+        return self.mount_point / "run"
+
+    @property
     def connection_file(self) -> Path:
-        return self.run_dir / "kernel.json"
+        # Host-only: the connection info the server connects with; the kernel reads its own copy in the run dir.
+        return self.root / "connection.json"
 
     @property
     def meta_file(self) -> Path:
@@ -79,35 +100,76 @@ class WorkspaceStore:
         return Workspace(self._data_root / sandbox_id, self._run_root / sandbox_id)
 
     def create(self, sandbox_id: str, connection_info: dict[str, Any]) -> Workspace:
-        """Make the folders, mount the quota'd disk, and write the kernel's connection file."""
+        """Make the folders, mount the quota'd disk, and write the kernel's connection file into an emptied,
+        unsealed run dir (the kernel must bind its sockets there)."""
         ws = self.get(sandbox_id)
         ws.root.mkdir(parents=True, exist_ok=True)
-        ws.run_dir.mkdir(parents=True, exist_ok=True)
         ws.mount_point.mkdir(exist_ok=True)
         try:
             self.ensure_mounted(ws)
         except subprocess.CalledProcessError as exc:
             raise SandboxStartFailed(f"could not prepare the sandbox disk: {exc.stderr or exc}") from exc
         ws.data_dir.mkdir(exist_ok=True)
-        for stale in ws.run_dir.glob("kernel-*"):  # sockets of a previous kernel
-            stale.unlink(missing_ok=True)
-        # The kernel runs as the sandbox uid and rewrites its connection file; nobody else may read the key.
-        # The run dir is the sandbox's, so the file is written with safefs: a planted link is never followed.
-        safefs.write_file(ws.run_dir, ws.connection_file.name, [json.dumps(connection_info).encode()],
+        self._give_to_sandbox(ws.data_dir)
+        self._link_run_dir(ws)
+        _atomic_write(ws.connection_file, json.dumps(connection_info))
+        fd = os.open(ws.run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _empty(fd)
+            if self._owner is not None:
+                os.fchown(fd, self._owner, self._owner)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+        # The kernel runs as the sandbox uid and reads this; the run dir is the sandbox's, so the file is written
+        # with safefs: a planted link is never followed.
+        safefs.write_file(ws.run_dir.resolve(strict=True), _KERNEL_FILE, [json.dumps(connection_info).encode()],
                           uid=self._owner, mode=0o600)
-        for path in (ws.run_dir, ws.data_dir):
-            self._give_to_sandbox(path)
-        ws.run_dir.chmod(0o700)
         return ws
 
-    def read_connection(self, sandbox_id: str) -> dict[str, Any]:
-        """The connection file as the kernel left it (it may have rewritten it); ValueError if unreadable."""
-        ws = self.get(sandbox_id)
+    def _link_run_dir(self, ws: Workspace) -> None:
+        if ws.run_dir.is_dir() and not ws.run_dir.is_symlink():
+            return  # made by an earlier version, and bind-mounted into a container that may still run
+        ws.socket_dir.mkdir(exist_ok=True)
+        ws.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not ws.run_dir.is_symlink() or ws.run_dir.readlink() != ws.socket_dir:
+            ws.run_dir.unlink(missing_ok=True)
+            ws.run_dir.symlink_to(ws.socket_dir)
+
+    def run_dir_source(self, sandbox_id: str) -> Path:
+        """The real folder to bind-mount as the container's run dir."""
+        return self.get(sandbox_id).run_dir.resolve(strict=True)
+
+    def seal(self, sandbox_id: str, connection_info: dict[str, Any]) -> None:
+        """Take the run dir from the sandbox once its kernel has bound its sockets: owned by root from now on,
+        emptied of anything but the sockets and the connection file, each socket checked. UnsafeRunDir if a
+        socket is missing or is not a socket of the sandbox's uid."""
+        expected = {f"{os.path.basename(connection_info['ip'])}-{connection_info[f'{c}_port']}" for c in _CHANNELS}
         try:
-            fd, _ = safefs.open_regular(ws.run_dir, ws.connection_file.name)
-        except safefs.UnsafePath as exc:
-            raise ValueError(str(exc)) from exc
-        return json.loads(b"".join(safefs.read_chunks(fd, limit=1 << 16)))
+            fd = os.open(self.get(sandbox_id).run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UnsafeRunDir(f"the run dir is gone: {exc.strerror}") from exc
+        try:
+            if os.geteuid() == 0:
+                os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o755)
+            _empty(fd, keep=expected | {_KERNEL_FILE})
+            for name in expected:
+                try:
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError as exc:
+                    raise UnsafeRunDir(f"kernel socket {name} is missing") from exc
+                if not stat.S_ISSOCK(info.st_mode) or (self._owner is not None and info.st_uid != self._owner):
+                    raise UnsafeRunDir(f"{name} is not a socket made by the sandbox's kernel")
+        finally:
+            os.close(fd)
+
+    def read_connection(self, sandbox_id: str) -> dict[str, Any]:
+        """The server's own copy of the kernel's connection info; ValueError if it is missing or unreadable."""
+        try:
+            return json.loads(self.get(sandbox_id).connection_file.read_text())
+        except OSError as exc:
+            raise ValueError(f"no connection info: {exc.strerror}") from exc
 
     def ensure_mounted(self, ws: Workspace) -> None:
         """Mount the workspace's disk image if it is not mounted (first use, or after a host reboot)."""
@@ -139,16 +201,16 @@ class WorkspaceStore:
     def remove(self, sandbox_id: str) -> None:
         """Unmount and delete everything the sandbox had on the host."""
         ws = self.get(sandbox_id)
+        if ws.run_dir.is_symlink():
+            ws.run_dir.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(ws.run_dir, ignore_errors=True)
         if os.path.ismount(ws.mount_point):
             subprocess.run(["umount", "-l", str(ws.mount_point)], check=False, capture_output=True)
-        shutil.rmtree(ws.run_dir, ignore_errors=True)
         shutil.rmtree(ws.root, ignore_errors=True)
 
     def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
-        ws = self.get(sandbox_id)
-        temporary = ws.meta_file.with_suffix(".partial")
-        temporary.write_text(json.dumps(meta))
-        os.replace(temporary, ws.meta_file)
+        _atomic_write(self.get(sandbox_id).meta_file, json.dumps(meta))
 
     def load_metas(self) -> list[dict[str, Any]]:
         """The metadata of every workspace on disk (sandboxes whose containers may be gone)."""
@@ -164,3 +226,25 @@ class WorkspaceStore:
         if not self._data_root.exists():
             return []
         return sorted(p.name for p in self._data_root.iterdir() if p.is_dir())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".partial")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+def _empty(dir_fd: int, keep: frozenset[str] | set[str] = frozenset()) -> None:
+    """Remove every entry of a folder but `keep`, without following any link (folders go whole)."""
+    for name in os.listdir(dir_fd):
+        if name in keep:
+            continue
+        try:
+            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                shutil.rmtree(name, dir_fd=dir_fd)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue

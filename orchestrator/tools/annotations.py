@@ -20,15 +20,21 @@ class FilePathAnnotation:
     file_id: str
 
 
+def escape_path(path: str) -> str:
+    """The path with control characters percent-encoded: a file name is the sandbox's to choose, and a newline in
+    it must not start a line of its own in what the model reads."""
+    return "".join(char if char.isprintable() else quote(char) for char in path)
+
+
 def file_path_annotations(text: str, files: dict[str, str]) -> list[FilePathAnnotation]:
     """Every `sandbox:/mnt/data/<path>` in `text` naming one of `files` (relative path -> file id).
 
     The longest known path wins, so `a.csv` inside `sandbox:/mnt/data/a.csv.gz` is not taken for `a.csv`
-    when both exist; a path written URL-encoded (as in a markdown link) matches too. Indices are Python string
+    when both exist; a path written URL-encoded (as in a markdown link) or as escape_path gave it matches too. Indices are Python string
     indices, so `text[start_index:end_index] == annotation.text`.
     """
     spellings = sorted(((spelled, file_id) for path, file_id in files.items()
-                        for spelled in {path, quote(path)}), key=lambda pair: -len(pair[0]))
+                        for spelled in {path, quote(path), escape_path(path)}), key=lambda pair: -len(pair[0]))
     found = []
     start = text.find(PREFIX)
     while start != -1:

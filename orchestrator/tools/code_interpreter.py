@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.interpreter import Interpreter, Logs, Run
+from orchestrator.tools.annotations import escape_path
 from orchestrator.sandbox.models import Artifact
 
 
@@ -32,7 +33,13 @@ def model_output(run: Run, max_chars: int) -> str:
     error = run.execution.error
     if error is not None and not error.traceback:  # timeouts, OOM, kernel death: not in the logs yet
         body += f"{error.name}: {error.value}\n"
-    files = "".join(_describe(artifact) for artifact in run.execution.artifacts)
+    execution = run.execution
+    files = "".join(_describe(artifact) for artifact in execution.artifacts)
+    if execution.artifacts_omitted:
+        files += (f"... and {execution.artifacts_omitted} more files, not listed and not delivered (they can be "
+                  "downloaded as container files)\n")
+    if not execution.artifacts_complete:
+        files += "(/mnt/data holds too many entries to check after each execution: some files were not looked at)\n"
     if files:
         files = "Files written to /mnt/data (already delivered to the user):\n" + files
     if not body and not files:
@@ -41,7 +48,7 @@ def model_output(run: Run, max_chars: int) -> str:
 
 
 def _describe(artifact: Artifact) -> str:
-    line = f"sandbox:{artifact.path} ({artifact.bytes} bytes)"
+    line = f"sandbox:{escape_path(artifact.path)} ({artifact.bytes} bytes)"
     return f"{line} - {artifact.error}\n" if artifact.error else f"{line}\n"
 
 

@@ -122,7 +122,16 @@ def _argument(call: ToolCall, name: str) -> str:
         raise ToolCallError(f"The arguments of tool call '{call.id}' are not valid JSON ({exc.msg} at "
                             f"position {exc.pos}); expected an object like {{\"{name}\": \"...\"}}.",
                             param, "invalid_arguments") from exc
+    except RecursionError as exc:
+        raise ToolCallError(f"The arguments of tool call '{call.id}' nest too deeply to parse; expected an object "
+                            f"like {{\"{name}\": \"...\"}}.", param, "invalid_arguments") from exc
     if not isinstance(arguments, dict) or not isinstance(arguments.get(name), str):
         raise ToolCallError(f"The arguments of tool call '{call.id}' must be a JSON object with a string "
                             f"'{name}'.", param, "invalid_arguments")
-    return arguments[name]
+    value: str = arguments[name]
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise ToolCallError(f"The '{name}' argument of tool call '{call.id}' is not valid Unicode: it contains a "
+                            f"lone surrogate escape at position {exc.start}.", param, "invalid_arguments") from exc
+    return value
