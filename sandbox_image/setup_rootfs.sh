@@ -9,3 +9,5 @@ chown sandbox:sandbox /mnt/data
 # and copied to the tmpfs HOME by the kernel entrypoint.
 MPLCONFIGDIR=/opt/toolshed/matplotlib python3 -c "import matplotlib.font_manager"
 rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /usr/share/doc /usr/share/man
+# No setuid or setgid programs: inert under no-new-privileges anyway, but nothing in a sandbox needs them.
+find / -xdev -type f -perm /6000 -exec chmod ug-s {} +

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -17,21 +18,26 @@ from orchestrator.sandbox.models import ImageOutput, TextOutput
 pytestmark = pytest.mark.kernel
 
 
-@pytest_asyncio.fixture
-async def session(tmp_path: Path) -> AsyncIterator[KernelSession]:
+@asynccontextmanager
+async def local_kernel(tmp_path: Path, connector: KernelConnector) -> AsyncIterator[KernelSession]:
     # AF_UNIX paths are short, so the sockets go in a short directory rather than tmp_path.
     with tempfile.TemporaryDirectory(prefix="ks") as short:
         info = new_connection_info(f"{short}/k")
         kernel = AsyncKernelManager(transport="ipc", connection_file=str(tmp_path / "kernel.json"))
         kernel.load_connection_info(info)
         await kernel.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])
-        connector = KernelConnector()
         sess = connector.connect(kernel.get_connection_info())
         await sess.wait_ready(60)
         yield sess
         sess.close()
         await kernel.shutdown_kernel(now=True)
         connector.close()
+
+
+@pytest_asyncio.fixture
+async def session(tmp_path: Path) -> AsyncIterator[KernelSession]:
+    async with local_kernel(tmp_path, KernelConnector()) as sess:
+        yield sess
 
 
 async def _run(session: KernelSession, code: str, timeout: float = 30, **kw: object):  # noqa: ANN202
@@ -104,3 +110,26 @@ def test_connection_info_rotates_key_and_sockets() -> None:
     first, second = new_connection_info("/x/k"), new_connection_info("/x/k")
     assert first["transport"] == "ipc" and first["key"] != second["key"]
     assert first["shell_port"] != second["shell_port"]
+
+
+async def test_unsigned_and_malformed_messages_are_dropped_not_raised(session: KernelSession) -> None:
+    result = await _run(session, (
+        "k = get_ipython().kernel\n"
+        "k.iopub_socket.send_multipart([b'not', b'a', b'jupyter', b'message'])\n"
+        "k.session.send(k.iopub_socket, 'display_data', {'data': {'image/png': 123}}, parent=k.get_parent())\n"
+        "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': ['not', 'text']},"
+        " parent=k.get_parent())\n"
+        "print('survived')"))
+    assert result.outcome == "ok"
+    assert TextOutput("stdout", "survived\n") in result.outputs
+
+
+async def test_an_oversized_message_costs_the_cell_its_output_not_a_hang(tmp_path: Path) -> None:
+    """A frame over the cap drops the iopub connection (ZMQ reconnects), so the kernel's "idle" may be lost; the
+    execute reply on the shell channel then ends the cell instead of the timeout."""
+    async with local_kernel(tmp_path, KernelConnector(max_message_bytes=1 << 20)) as session:
+        started = time.monotonic()
+        result = await _run(session, "print('x' * (2 << 20))", timeout=20)
+        assert result.outcome == "ok"
+        assert time.monotonic() - started < 10
+        assert (await _run(session, "print('next')")).outputs == (TextOutput("stdout", "next\n"),)

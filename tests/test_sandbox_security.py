@@ -123,3 +123,21 @@ def test_huge_output_is_capped_and_the_server_stays_healthy(client: OpenAI, cont
     assert "[output truncated:" in text
     assert httpx.get(f"{server.base_url}/health").json()["status"] == "ok"
     assert logs(run(client, container, "print('next')")) == "next\n"
+
+
+def test_no_setuid_or_setgid_program_in_the_image(client: OpenAI, container: str) -> None:
+    found = probe(client, container, (
+        "import os, stat, json\n"
+        "hits = []\n"
+        "for top in ('/usr', '/bin', '/sbin', '/lib', '/opt', '/etc'):\n"
+        "    for root, dirs, files in os.walk(top):\n"
+        "        for name in files:\n"
+        "            try:\n"
+        "                mode = os.lstat(os.path.join(root, name)).st_mode\n"
+        "            except OSError:\n"
+        "                continue\n"
+        "            if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):\n"
+        "                hits.append(os.path.join(root, name))\n"
+        "print(json.dumps(hits))"
+    ))
+    assert found == []

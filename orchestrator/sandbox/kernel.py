@@ -18,7 +18,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from orchestrator.sandbox.models import ExecutionError, Output
+from orchestrator.sandbox.models import ExecutionError, Output, TextOutput
 from orchestrator.sandbox.outputs import Message, OutputCollector, OutputHook, read_message
 
 AliveProbe = Callable[[], Awaitable[bool]]
@@ -30,6 +30,8 @@ _UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 # Between cells the session throws away up to this many frames per socket, then pauses, so a kernel that floods
 # its sockets costs the server bounded CPU; what it sends meanwhile is dropped by ZMQ once the queue is full.
 _DRAIN_BATCH = 64
+_LOST_NOTICE = ("\n[the rest of this cell's output was lost: a single output was over the size limit, or came faster "
+                "than it could be read; the connection to the kernel was reset]\n")
 _DRAIN_PAUSE = 0.01
 
 
@@ -56,10 +58,17 @@ class KernelSession:
     """
 
     def __init__(self, connection_info: dict[str, Any], context: zmq.asyncio.Context) -> None:
-        self._client = AsyncKernelClient(context=context)
-        self._client.load_connection_info(connection_info)
-        self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        self._info, self._context = connection_info, context
+        self._client = self._new_client()
         self._drain: asyncio.Task[None] | None = None
+        # Set when a cell ended by its shell reply because "idle" never came: the iopub socket may be dead.
+        self._iopub_lost = False
+
+    def _new_client(self) -> AsyncKernelClient:
+        client = AsyncKernelClient(context=self._context)
+        client.load_connection_info(self._info)
+        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        return client
 
     def close(self) -> None:
         if self._drain is not None:
@@ -128,15 +137,20 @@ class KernelSession:
         outcome is "timeout" if the interrupt brought the kernel back to idle, "stuck" if it did not.
         """
         await self._stop_draining()
+        collector = OutputCollector(max_text_bytes, on_output)
         try:
-            collector = OutputCollector(max_text_bytes, on_output)
+            if self._iopub_lost and not await self._reconnect():
+                return CellResult("died", (), None, 0)
             msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
             outcome = await self._collect_until_idle(msg_id, time.monotonic() + timeout, collector, is_alive)
             if outcome == "timeout":
                 await self.interrupt()
                 after = await self._collect_until_idle(msg_id, time.monotonic() + interrupt_grace, collector,
                                                        is_alive)
-                outcome = {"ok": "timeout", "timeout": "stuck"}.get(after, after)
+                outcome = {"ok": "timeout", "timeout": "stuck", "lost": "timeout"}.get(after, after)
+            if outcome == "lost":
+                self._iopub_lost, outcome = True, "ok"
+                await collector.add(TextOutput("notice", _LOST_NOTICE))
             await collector.finish()
         finally:
             self._start_draining()
@@ -144,13 +158,25 @@ class KernelSession:
             outcome = "error"
         return CellResult(outcome, tuple(collector.outputs), collector.error, collector.truncated_bytes)
 
+    async def _reconnect(self) -> bool:
+        """New sockets to the same kernel: ZMQ does not reconnect a subscription it dropped for an oversized
+        frame. False if the kernel does not answer on them."""
+        self._client.stop_channels()
+        self._client = self._new_client()
+        try:
+            await self.wait_ready(5.0)
+        except KernelNotReady:
+            return False
+        self._iopub_lost = False
+        return True
+
     async def _collect_until_idle(
         self,
         msg_id: str,
         deadline: float,
         collector: OutputCollector,
         is_alive: AliveProbe | None,
-    ) -> Literal["ok", "timeout", "died"]:
+    ) -> Literal["ok", "timeout", "died", "lost"]:
         next_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
         replied = False
         while (left := deadline - time.monotonic()) > 0:
@@ -164,7 +190,7 @@ class KernelSession:
                 # The shell reply precedes "idle" by microseconds; a whole interval after it with no "idle" means
                 # ZMQ dropped it (a full queue, or an oversized message that cost the connection).
                 if replied:
-                    return "ok"
+                    return "lost"
                 replied = await self._replied(msg_id)
                 if is_alive is not None and not await is_alive():
                     return "died"
@@ -200,7 +226,7 @@ class KernelSession:
                         except zmq.Again:
                             break
                 await asyncio.sleep(_DRAIN_PAUSE)
-        except zmq.ZMQError:
+        except (zmq.ZMQError, ValueError):
             return  # the session was closed under us
 
 
