@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager
-from orchestrator.api.disconnect import unless_disconnected
+from orchestrator.api.disconnect import cancel, unless_disconnected
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import (
     ContainerCreate,
@@ -113,16 +113,12 @@ class _ExecutionRun:
         return asyncio.create_task(self._interpreter.run(self._container_id, self._body.code, self._body.timeout,
                                                          on_item=self._on_item))
 
-    async def _stop(self) -> None:
-        # The client went away: stop its cell so the next call on this container is not blocked behind it.
-        await self._interpreter.manager.interrupt(self._container_id)
-
     async def result(self, request: Request) -> Response:
         task = self._start()
         try:
-            return json_response(execution_object(await unless_disconnected(request, task, self._stop)))
+            return json_response(execution_object(await unless_disconnected(request, task)))
         except asyncio.CancelledError:
-            await self._stop()
+            await cancel(task)
             raise
 
     async def events(self) -> AsyncIterator[str]:
@@ -142,8 +138,8 @@ class _ExecutionRun:
                                                "code": "execution_failed"}})
             yield "data: [DONE]\n\n"
         finally:
-            if not task.done():
-                await self._stop()
+            if not task.done():  # the client went away: stop its cell, so the next call is not stuck behind it
+                await cancel(task)
 
 
 def _sse(event: str, payload: dict) -> str:

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.api.disconnect import ClientDisconnected
 from orchestrator.container_files import ContainerFileError, ContainerFileNotFound
 from orchestrator.sandbox.errors import (
     CapacityExhausted,
@@ -92,6 +93,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 response.headers["Retry-After"] = str(exc.retry_after_s)
             return response
         app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(_: Request, exc: ClientDisconnected) -> JSONResponse:
+        # Nobody reads this: nginx's "client closed request", so logs tell it from a server error.
+        return error_response(499, "The client closed the request; its work was cancelled.", "invalid_request_error")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

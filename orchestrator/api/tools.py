@@ -50,7 +50,7 @@ async def call_tool(body: ToolCallRequest, tools: Router, request: Request) -> R
     file_search = resources.file_search if resources else None
     task = asyncio.create_task(tools.call(body.thread_id, call, ToolResources(
         code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else [])))
-    result = await unless_disconnected(request, task, lambda: tools.interrupt(body.thread_id))
+    result = await unless_disconnected(request, task)
     if isinstance(result, FileSearchResult):
         return json_response(_file_search_response(call.id, result))
     return json_response(_code_interpreter_response(call.id, result))

@@ -417,21 +417,15 @@ class SandboxManager:
                 if on_output is not None:
                     await on_output(notice)
             live.interrupt_requested = False
-            assert live.session is not None
-            result = await live.session.execute(
-                code,
-                timeout,
-                interrupt_grace=self._policy.interrupt_grace,
-                max_text_bytes=self._policy.max_output_bytes,
-                on_output=on_output,
-                is_alive=lambda: self._is_running(sandbox_id),
-            )
+            result, abandoned = await self._run_cell(live, code, timeout, on_output)
             status, error = await self._judge(live, result, timeout)
             # Files written before an error or a timeout count too.
             collected = await self._artifacts.collect(sandbox_id) if self._artifacts else Collected()
             live.sandbox = replace(live.sandbox, last_active_at=int(time.time()))
             live.last_used = time.monotonic()
         self.slots.changed()  # an idle sandbox can now be reclaimed for a caller waiting under the cap
+        if abandoned:
+            raise asyncio.CancelledError
         duration_ms = int((time.monotonic() - started) * 1000)
         if result.outcome not in ("ok", "error"):  # ended by the engine, not by the user's code
             log.warning("execution %s: %s", status, error.name if error else result.outcome,
@@ -449,6 +443,29 @@ class SandboxManager:
             artifacts_omitted=collected.omitted,
             artifacts_complete=collected.complete,
         )
+
+    async def _run_cell(self, live: _Live, code: str, timeout: float,
+                        on_output: OutputHook | None) -> tuple[CellResult, bool]:
+        """Run one cell; (result, abandoned). A caller cancelled while its cell runs stops that cell and no other:
+        the cell is interrupted, and the sandbox is handed on only once the kernel has settled (or is marked for a
+        restart when it ignores the interrupt). A caller cancelled while still queued for the lock never gets
+        here, so its cell never runs."""
+        assert live.session is not None
+        session = live.session
+        cell = asyncio.ensure_future(session.execute(
+            code, timeout, interrupt_grace=self._policy.interrupt_grace, max_text_bytes=self._policy.max_output_bytes,
+            on_output=on_output, is_alive=lambda: self._is_running(live.sandbox.id)))
+        try:
+            return await asyncio.shield(cell), False
+        except asyncio.CancelledError:
+            live.interrupt_requested = True
+            await session.interrupt()
+            done, _ = await asyncio.wait({cell}, timeout=self._policy.interrupt_grace + 1.0)
+            if not done:
+                cell.cancel()
+                await asyncio.wait({cell})
+                return CellResult("stuck", (), None, 0), True
+            return cell.result(), True
 
     async def interrupt(self, sandbox_id: str) -> None:
         """Interrupt the running cell, if any; it ends with status "interrupted"."""

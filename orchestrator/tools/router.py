@@ -83,12 +83,6 @@ class ToolRouter:
         raise ToolCallError(f"Unknown tool '{call.name}'. Toolshed runs: {known}.", "tool_call.function.name",
                             "unknown_tool")
 
-    async def interrupt(self, thread_id: str) -> None:
-        """Stop the thread's running cell, if any (its client went away)."""
-        container_id = self._sandboxes.threads.container_of(thread_id) if self._sandboxes else None
-        if container_id is not None:
-            await self._sandboxes.interpreter.manager.interrupt(container_id)
-
     def _require_sandboxes(self) -> Sandboxes:
         if self._sandboxes is None:
             raise EngineUnavailable("The sandbox engine is not running, so code_interpreter is unavailable.")
