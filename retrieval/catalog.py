@@ -129,8 +129,9 @@ class Catalog(SQLite):
 
     def _store_of(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Store:
         counts, usage = self._counts(conn, "store_id", row[0])
-        return Store(id=row[0], name=row[1], created_at=row[2], last_active_at=row[3], usage_bytes=usage,
-                     file_counts=counts, metadata=json.loads(row[4]), expires_after_days=row[5],
+        # `or`: rows written before updates were validated may hold a null name or "null" metadata.
+        return Store(id=row[0], name=row[1] or "", created_at=row[2], last_active_at=row[3], usage_bytes=usage,
+                     file_counts=counts, metadata=json.loads(row[4] or "null") or {}, expires_after_days=row[5],
                      description=row[6])
 
     @staticmethod

@@ -111,18 +111,19 @@ class KeywordIndex:
 
     def drop(self, conn: sqlite3.Connection, store_key: int) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {self.table(store_key)}")
-        self._changed(store_key)
+        self.changed(store_key)
 
     def add(self, conn: sqlite3.Connection, store_key: int, rows: list[tuple[int, str]]) -> None:
         conn.executemany(f"INSERT INTO {self.table(store_key)} (rowid, body) VALUES (?, ?)",
                          [(chunk_id, " ".join(self._analyzer.terms(text))) for chunk_id, text in rows])
-        self._changed(store_key)
+        self.changed(store_key)
 
     def remove(self, conn: sqlite3.Connection, store_key: int, chunk_ids: list[int]) -> None:
         conn.executemany(f"DELETE FROM {self.table(store_key)} WHERE rowid = ?", [(i,) for i in chunk_ids])
-        self._changed(store_key)
+        self.changed(store_key)
 
-    def _changed(self, store_key: int) -> None:
+    def changed(self, store_key: int) -> None:
+        """Mark the store's snapshot stale (its rows changed, here or in another process)."""
         with self._lock:
             self._versions[store_key] = self._versions.get(store_key, 0) + 1
 

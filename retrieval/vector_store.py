@@ -64,6 +64,8 @@ class VectorStoreEngine:
         self._keyword = KeywordIndex(Analyzer(), self.catalog.read)
         self.dense_weight = dense_weight
         self._loaded: dict[str, _Loaded] = {}
+        # Each store's row signature when this process last brought its in-memory indexes up to date.
+        self._seen: dict[str, tuple[int, int, int]] = {}
         # Orders "commit, then apply to the in-memory index" so checkpoints always match their watermarks.
         self._lock = threading.RLock()
 
@@ -159,6 +161,7 @@ class VectorStoreEngine:
         key = self.catalog.store_key(store_id)
         dimension = self.embedder.dimension
         with self._lock, self.catalog.write() as conn:
+            self._catch_up_loaded(store_id)
             added: list[tuple[int, str]] = []
             for document, chunks in pending:
                 status = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
@@ -181,6 +184,8 @@ class VectorStoreEngine:
             if loaded is not None and added:
                 loaded.index.add(np.array([i for i, _ in added]), np.stack([vectors[h] for _, h in added]))
                 loaded.max_chunk = max(i for i, _ in added)
+        with self._lock:
+            self._mark_seen(store_id)
         if progress:
             progress(len(pending))
 
@@ -225,6 +230,7 @@ class VectorStoreEngine:
         self.catalog.file(store_id, file_id)
         key = self.catalog.store_key(store_id)
         with self._lock, self.catalog.write() as conn:
+            self._catch_up_loaded(store_id)
             ids = [row[0] for row in conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id = ?",
                                                   (store_id, file_id))]
             conn.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
@@ -236,6 +242,7 @@ class VectorStoreEngine:
             if loaded is not None:
                 loaded.index.remove(np.array(ids, dtype=np.int64))
                 loaded.deletion = seq
+            self._mark_seen(store_id)
         self._maybe_checkpoint(store_id)
 
     def update_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> StoreFile:
@@ -288,6 +295,40 @@ class VectorStoreEngine:
             vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
             loaded.index.add(ids, vectors.reshape(len(rows), -1))
             loaded.max_chunk = int(ids[-1])
+
+    def _signature(self, store_id: str) -> tuple[int, int, int]:
+        """What changes whenever the store's rows do, whichever process wrote them: the newest chunk, the newest
+        deletion, and the checkpoint's deletion watermark (a checkpoint prunes the deletions it covers)."""
+        with self.catalog.read() as conn:
+            row = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks WHERE store_id = ?), "
+                               "(SELECT COALESCE(MAX(seq), 0) FROM deletions WHERE store_id = ?), "
+                               "checkpoint_deletion FROM stores WHERE id = ?", (store_id, store_id, store_id)).fetchone()
+        return (row[0], row[1], row[2] or 0) if row else (0, 0, 0)
+
+    def _refresh(self, store_id: str, key: int) -> None:
+        """Take in what another process (`toolshed index`) committed to this store since we last looked."""
+        signature = self._signature(store_id)
+        with self._lock:
+            if self._seen.get(store_id) == signature:
+                return
+            self._seen[store_id] = signature
+            loaded = self._loaded.get(store_id)
+            if loaded is not None and signature[2] > loaded.deletion:
+                del self._loaded[store_id]  # deletions we never applied may be pruned: reload from the checkpoint
+            elif loaded is not None:
+                self._catch_up(store_id, loaded)
+        self._keyword.changed(key)
+
+    def _catch_up_loaded(self, store_id: str) -> None:
+        """Called first in a write transaction (no other writer can commit now): what another process committed
+        before it joins the in-memory index, so watermarks never skip past rows this process has not seen."""
+        loaded = self._loaded.get(store_id)
+        if loaded is not None:
+            self._catch_up(store_id, loaded)
+
+    def _mark_seen(self, store_id: str) -> None:
+        """Our own write is already applied in memory: the next search need not treat it as news."""
+        self._seen[store_id] = self._signature(store_id)
 
     def _maybe_checkpoint(self, store_id: str, force: bool = False) -> None:
         """Write the in-memory index to disk when enough has changed since the last checkpoint."""
@@ -342,6 +383,7 @@ class VectorStoreEngine:
             query_vector = None
         for store_id in store_ids:
             key = self.catalog.store_key(store_id)
+            self._refresh(store_id, key)
             allowed = self._allowed_chunks(store_id, filters) if filters is not None else None
             if query_vector is not None:
                 loaded = self._index(store_id)

@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
+from retrieval.embedding import SentenceTransformerEmbedder
 
 # CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.
 REQUIRE_DOCKER = any(os.environ.get(name, "").lower() in ("1", "true", "yes")
@@ -46,6 +47,12 @@ def skip_unless_required(problem: str | None) -> None:
     if REQUIRE_DOCKER:
         pytest.fail(f"CI must run the docker tier: {problem}")
     pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real embedding model, loaded once per test session."""
+    return SentenceTransformerEmbedder()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from openai import OpenAI
+
+from orchestrator.localserver import Server
 from tests.datasets import DOCS
 
 
@@ -30,3 +33,18 @@ def test_index_then_search_offline(tmp_path: Path) -> None:
     assert "3 files indexed" in again.stderr
     missing = toolshed(tmp_path, "search", "nope", "x")
     assert missing.returncode == 1 and "No vector store" in missing.stderr
+
+
+def test_a_store_the_cli_adds_to_is_searchable_by_the_running_server(server: Server) -> None:
+    client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    first = toolshed(server.data_dir, "index", str(DOCS / "md" / "duck.md"), "--store", "live")
+    assert first.returncode == 0, first.stderr
+    [store] = [s for s in client.vector_stores.list(limit=100) if s.name == "live"]
+    ducks = client.vector_stores.search(store.id, query="what do ducks eat").data
+    assert ducks[0].filename == "duck.md"  # the server has now loaded this store's indexes
+    second = toolshed(server.data_dir, "index", str(DOCS / "md" / "docling-README.md"), "--store", "live")
+    assert second.returncode == 0, second.stderr
+    for ranker in ("auto", "none", "keyword"):
+        found = client.vector_stores.search(store.id, query="docling document conversion",
+                                            ranking_options={"ranker": ranker}).data
+        assert found[0].filename == "docling-README.md", ranker

@@ -24,11 +24,6 @@ from tests.datasets import DATASETS, DOCS
 PDF = DOCS / "pdf" / "arxiv-1706.03762-attention-is-all-you-need.pdf"
 
 
-@pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
-
-
 class CountingEmbedder:
     """The real model, counting what it is asked to encode (to prove the cache works)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
+from retrieval.embedding import SentenceTransformerEmbedder, embed_texts
 from tests.datasets import DOCS
 
 pytestmark = pytest.mark.docker
@@ -55,10 +57,42 @@ def test_attribute_filters_and_ranking_options(client: OpenAI, papers: str) -> N
                                   {"type": "in", "key": "kind", "value": ["office"]}]})
     # The markdown duck story is filtered out; its docx twin and the paper remain.
     assert either.data[0].filename == DOCX.name and {r.filename for r in either.data} <= {PDF.name, DOCX.name}
-    strict = client.vector_stores.search(papers, query="attention", ranking_options={"score_threshold": 0.99})
-    assert all(r.score >= 0.99 for r in strict.data)
-    dense = client.vector_stores.search(papers, query="attention", ranking_options={"ranker": "none"})
-    assert all(-1 <= r.score <= 1 for r in dense.data)
+    every = client.vector_stores.search(papers, query="attention", max_num_results=20).data
+    threshold = (every[0].score + every[-1].score) / 2
+    assert every[0].score > every[-1].score
+    strict = client.vector_stores.search(papers, query="attention", max_num_results=20,
+                                         ranking_options={"score_threshold": threshold}).data
+    assert strict and len(strict) < len(every)
+    assert all(r.score >= threshold for r in strict)
+    assert [(r.file_id, r.score) for r in strict] == [(r.file_id, r.score) for r in every[:len(strict)]]
+
+
+def test_ranker_none_scores_are_the_cosine_similarity(client: OpenAI, papers: str,
+                                                      embedder: SentenceTransformerEmbedder) -> None:
+    query = "scaled dot-product attention"
+    dense = client.vector_stores.search(papers, query=query, ranking_options={"ranker": "none"}).data
+    assert dense
+    for hit in dense[:3]:
+        vectors = embed_texts(embedder, [query, hit.content[0].text])
+        assert hit.score == pytest.approx(float(vectors[0] @ vectors[1]), abs=0.01)
+    hybrid = client.vector_stores.search(papers, query=query).data
+    assert [r.score for r in hybrid[:3]] != [r.score for r in dense[:3]]
+
+
+def test_null_updates_clear_fields_and_never_poison_the_list(client: OpenAI, server: Server) -> None:
+    store = client.vector_stores.create(name="to clear", metadata={"a": "b"})
+    cleared = httpx.post(f"{server.base_url}/v1/vector_stores/{store.id}", json={"metadata": None, "name": None})
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["metadata"], cleared.json()["name"]) == ({}, "")
+    assert client.vector_stores.retrieve(store.id).metadata == {}
+    too_many = httpx.post(f"{server.base_url}/v1/vector_stores/{store.id}",
+                          json={"metadata": {f"k{i}": "v" for i in range(17)}})
+    assert too_many.status_code == 400
+    # A row written by a version that stored the null: every read still answers.
+    with sqlite3.connect(server.data_dir / "retrieval" / "retrieval.db") as db:
+        db.execute("UPDATE stores SET metadata = 'null' WHERE id = ?", (store.id,))
+    assert client.vector_stores.retrieve(store.id).metadata == {}
+    assert store.id in {s.id for s in client.vector_stores.list(limit=100)}
 
 
 def test_file_listing_content_and_deletion(client: OpenAI, papers: str) -> None:

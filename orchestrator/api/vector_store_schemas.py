@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from orchestrator.api.schemas import StrictBody, TextContent
 from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, Store, StoreFile
 
 Attributes = dict[str, str | float | bool]
+# OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
+Metadata = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
+                          Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)]
 
 
 # ---- requests ---------------------------------------------------------------------------------------------------
@@ -46,14 +49,28 @@ class VectorStoreCreate(StrictBody):
     file_ids: list[str] = Field(default_factory=list, max_length=500)
     expires_after: ExpiresAfterDays | None = None
     chunking_strategy: ChunkingRequest | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     description: str | None = None
 
 
 class VectorStoreUpdate(StrictBody):
+    """An explicit null clears a field (the SDK types allow it): no name, no metadata, no expiry."""
+
     name: str | None = Field(None, max_length=256)
     expires_after: ExpiresAfterDays | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The catalog columns this update sets, nulls already turned into the values they stand for."""
+        given = self.model_fields_set
+        fields: dict[str, Any] = {}
+        if "name" in given:
+            fields["name"] = self.name or ""
+        if "metadata" in given:
+            fields["metadata"] = self.metadata or {}
+        if "expires_after" in given:
+            fields["expires_after_days"] = self.expires_after.days if self.expires_after else None
+        return fields
 
 
 class VectorStoreFileCreate(StrictBody):

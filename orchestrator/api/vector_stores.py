@@ -64,10 +64,7 @@ async def retrieve_vector_store(store_id: str, engine: Retrieval) -> VectorStore
 
 @router.post("/{store_id}", response_model=VectorStoreObject)
 async def update_vector_store(store_id: str, body: VectorStoreUpdate, engine: Retrieval) -> VectorStoreObject:
-    fields = body.model_dump(exclude_unset=True)
-    if "expires_after" in fields:
-        fields["expires_after_days"] = body.expires_after.days if body.expires_after else None
-        del fields["expires_after"]
+    fields = body.changes()
     if fields:
         engine.catalog.update_store(store_id, **fields)
     return VectorStoreObject.of(engine.catalog.store(store_id))
