@@ -28,6 +28,8 @@ serve: image
 	$(BIN)/toolshed serve
 
 test: venv docker
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status

@@ -69,7 +69,7 @@ def ingestion_vs_raw_encode(engine: VectorStoreEngine, dataset_dir: Path, docume
     chunks = [c.text for d in doc_ids for c in chunk_pages([Page(None, data.corpus[d])], ChunkingStrategy(),
                                                             window=embedder.window, token_spans=embedder.token_spans)]
     raw, ingest = [], []
-    for round_number in range(2):
+    for _ in range(2):
         started = time.perf_counter()
         embed_texts(embedder, chunks)
         raw.append(time.perf_counter() - started)

@@ -116,7 +116,7 @@ def new_thread_first_result(server: Server, runs: int, wait_for_pool: bool) -> S
             time.sleep(0.05)  # untimed: the refill an idle server would have had time for
         answers: list[dict] = []
 
-        def first() -> bool:
+        def first(answers: list[dict] = answers) -> bool:
             answers.append(tool_call(http, f"bench-{secrets.token_hex(6)}", "print(1)"))
             return answers[-1]["output"] == "1\n"
 
@@ -184,7 +184,7 @@ class BareKernel:
 
     def __exit__(self, *exc: object) -> None:
         self.client.stop_channels()
-        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", self.name], check=False, capture_output=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
@@ -256,7 +256,7 @@ def rehydration(server: Server, runs: int) -> tuple[Samples, list[float]]:
         time.sleep(1)
     samples = Samples()
     for cid, payload in digests.items():
-        def back() -> bool:
+        def back(cid: str = cid, payload: str = payload) -> bool:
             answer = http.post(f"/containers/{cid}/execute",
                                json={"code": "print(open('/mnt/data/keep.txt').read())"}).json()
             return answer["status"] == "completed" and payload in answer["outputs"][-1]["logs"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -24,12 +24,12 @@ console = Console(stderr=True)
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind (default TOOLSHED_HOST).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to bind (default TOOLSHED_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default TOOLSHED_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default TOOLSHED_PORT).")] = None,
     build: Annotated[bool, typer.Option(help="Build the sandbox image first if it is missing.")] = True,
 ) -> None:
     """Start the HTTP server."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
     if settings.open_access and not is_loopback(settings.host):
         console.print(f"[red]Refusing to listen on {settings.host} with no API keys: set TOOLSHED_API_KEYS, "

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,9 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.config import Settings
+from retrieval.models import SearchMode
 
 console = Console(stderr=True, soft_wrap=True)
-MODES = ("dense", "keyword", "hybrid")
+MODES: tuple[SearchMode, ...] = ("dense", "keyword", "hybrid")
 
 
 def _engine(settings: Settings):  # noqa: ANN202 - imported lazily: torch and faiss are slow to import
@@ -138,10 +139,11 @@ def evaluate(
     console.print(f"indexing: {indexing}")
 
 
-def _mode(mode: str) -> str:
-    if mode not in MODES:
-        raise typer.BadParameter(f"mode must be one of {', '.join(MODES)}")
-    return mode
+def _mode(mode: str) -> SearchMode:
+    for known in MODES:
+        if mode == known:
+            return known
+    raise typer.BadParameter(f"mode must be one of {', '.join(MODES)}")
 
 
 def register(app: typer.Typer) -> None:

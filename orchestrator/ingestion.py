@@ -66,7 +66,7 @@ class IngestionQueue:
                     await asyncio.to_thread(self._ingest, store_id, batch)
                 except RetrievalError as exc:  # the store or file was deleted meanwhile
                     log.info("ingestion into %s stopped: %s", store_id, exc)
-                except Exception:  # noqa: BLE001 - one bad run must not stop the worker
+                except Exception:
                     log.exception("ingestion into %s failed", store_id)
                     self._fail(store_id, batch)
             self.idle.set()

@@ -36,8 +36,9 @@ class Embedder(Protocol):
 def resolve_model(name: str) -> str:
     """A model name or folder to load offline: the default comes from its PyPI package's wheel."""
     package = _PACKAGED.get(name)
-    if package and importlib.util.find_spec(package):
-        return str(Path(importlib.util.find_spec(package).origin).parent / "model")
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is not None and spec.origin is not None:
+        return str(Path(spec.origin).parent / "model")
     return name
 
 
@@ -53,11 +54,13 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(resolve_model(model), device="cpu")
         self._tokenizer = self._model.tokenizer
         self._batch_size = batch_size
-        dimension = getattr(self._model, "get_embedding_dimension", None) or \
-            self._model.get_sentence_embedding_dimension
-        self.dimension = int(dimension())
+        dimension = (getattr(self._model, "get_embedding_dimension", None)
+                     or self._model.get_sentence_embedding_dimension)()
+        if dimension is None or self._model.max_seq_length is None:
+            raise ValueError(f"{model} does not say its embedding size and input length")
+        self.dimension: int = dimension
         # Room for the [CLS]/[SEP] the model adds around every input.
-        self.window = int(self._model.max_seq_length) - 2
+        self.window: int = self._model.max_seq_length - 2
         self._lock = threading.Lock()  # torch runs one encode at a time well; two only thrash 2 cores
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:

@@ -32,7 +32,8 @@ class VectorIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
-            self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+            # faiss's Python wrapper takes an id array here; its stubs only know the IDSelector form.
+            self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))  # type: ignore[arg-type]
 
     def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) best first, over `allowed` ids only if given."""
@@ -42,7 +43,8 @@ class VectorIndex:
         if allowed is not None:
             if len(allowed) == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64)))
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg] # set by keyword at runtime
         query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
         scores, ids = self._index.search(query, min(k, len(self)), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]

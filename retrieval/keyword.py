@@ -26,10 +26,11 @@ import numpy as np
 import Stemmer
 
 # Lucene's English stopwords: the list the published BM25 baselines use.
-STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
-    "this to was will with".split()
-)
+STOPWORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not",
+    "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was",
+    "will", "with"
+))
 _WORD = re.compile(r"\w+", re.UNICODE)
 K1, B = 1.2, 0.75  # FTS5's bm25() constants
 Reader = Callable[[], AbstractContextManager[sqlite3.Connection]]

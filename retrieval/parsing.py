@@ -19,11 +19,12 @@ from retrieval.models import Page
 # pypdf reports every odd font and broken xref on its logger; the page text is what matters here.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
-TEXT_SUFFIXES = frozenset(
-    ".txt .md .markdown .rst .csv .tsv .json .jsonl .xml .yaml .yml .toml .ini .cfg .log .tex .py .js .ts .tsx .jsx "
-    ".java .c .h .cpp .hpp .cc .cs .go .rs .rb .php .sh .bash .sql .css .scss .swift .kt .scala .r .m .pl .lua "
-    ".ipynb .vue .svelte".split()
-)
+TEXT_SUFFIXES = frozenset((
+    ".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".xml", ".yaml", ".yml", ".toml",
+    ".ini", ".cfg", ".log", ".tex", ".py", ".js", ".ts", ".tsx", ".jsx", ".java", ".c", ".h", ".cpp", ".hpp",
+    ".cc", ".cs", ".go", ".rs", ".rb", ".php", ".sh", ".bash", ".sql", ".css", ".scss", ".swift", ".kt",
+    ".scala", ".r", ".m", ".pl", ".lua", ".ipynb", ".vue", ".svelte"
+))
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 _SNIFF_BYTES = 8192
 

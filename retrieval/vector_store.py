@@ -302,7 +302,8 @@ class VectorStoreEngine:
         with self.catalog.read() as conn:
             row = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks WHERE store_id = ?), "
                                "(SELECT COALESCE(MAX(seq), 0) FROM deletions WHERE store_id = ?), "
-                               "checkpoint_deletion FROM stores WHERE id = ?", (store_id, store_id, store_id)).fetchone()
+                               "checkpoint_deletion FROM stores WHERE id = ?",
+                               (store_id, store_id, store_id)).fetchone()
         return (row[0], row[1], row[2] or 0) if row else (0, 0, 0)
 
     def _refresh(self, store_id: str, key: int) -> None:

@@ -25,13 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def restart_engine() -> None:
-    if subprocess.run(["systemctl", "is-active", "--quiet", "docker"], capture_output=True).returncode == 0:
+    if subprocess.run(["systemctl", "is-active", "--quiet", "docker"], check=False,
+                      capture_output=True).returncode == 0:
         subprocess.run(["systemctl", "restart", "docker"], check=True)
         return
     pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
-    while subprocess.run(["pidof", "dockerd"], capture_output=True).returncode == 0:
+    while subprocess.run(["pidof", "dockerd"], check=False, capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "dockerd did not stop"
         time.sleep(0.2)
     subprocess.run(["bash", str(REPO / "scripts" / "ensure_docker.sh")], check=True)

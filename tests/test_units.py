@@ -16,38 +16,61 @@ from orchestrator.storage import FileNotFound, FileStore, FileTooLarge, safe_fil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _imports(target: Path) -> set[str]:
+def _imports(path: Path) -> set[str]:
+    return _imported(path.read_text(), ".".join(path.relative_to(ROOT).parts[:-1]))
+
+
+def _imported(source: str, package: str) -> set[str]:
+    """Every module `source` imports, by full dotted name (relative imports resolved, `from a import b` counting
+    both `a` and `a.b`), wherever the import statement stands (lazy imports inside functions included)."""
     names: set[str] = set()
-    for path in ([target] if target.is_file() else target.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module if node.module.startswith("orchestrator") else node.module.split(".")[0])
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names |= {f"{base}.{alias.name}" for alias in node.names}
     return names
+
+
+def _python_files(target: str) -> list[Path]:
+    path = ROOT / target
+    return [path] if path.is_file() else sorted(path.rglob("*.py"))
+
+
+def test_the_import_reader_sees_every_spelling() -> None:
+    found = _imported("import orchestrator.api.x\nfrom .. import api\nfrom ..api import deps\n"
+                      "def f():\n    import fastapi\n", "orchestrator.sandbox")
+    assert {"orchestrator.api.x", "orchestrator.api", "orchestrator.api.deps", "fastapi"} <= found
 
 
 @pytest.mark.parametrize("engine", ["orchestrator/sandbox", "retrieval", "orchestrator/tools",
                                     "orchestrator/container_files.py", "orchestrator/interpreter.py",
-                                    "orchestrator/threads.py", "orchestrator/storage.py", "orchestrator/db.py"])
+                                    "orchestrator/threads.py", "orchestrator/storage.py", "orchestrator/db.py",
+                                    "orchestrator/exports.py"])
 def test_engines_are_plain_libraries(engine: str) -> None:
-    imported = _imports(ROOT / engine)
-    assert not {"fastapi", "starlette", "uvicorn"} & imported
-    assert not {name for name in imported if name.startswith(("orchestrator.api", "orchestrator.app"))}
+    for path in _python_files(engine):
+        imported = _imports(path)
+        assert not {"fastapi", "starlette", "uvicorn"} & {name.split(".")[0] for name in imported}, path
+        assert not {name for name in imported if name.startswith(("orchestrator.api", "orchestrator.app"))}, path
 
 
-def test_only_the_runtime_imports_docker_and_only_the_kernel_imports_jupyter_client() -> None:
-    for path in (ROOT / "orchestrator").rglob("*.py"):
-        imported: set[str] = set()
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
-                imported.add((module or "").split(".")[0])
-        if "docker" in imported:
-            assert path.name == "runtime.py", path
-        if "jupyter_client" in imported:
-            assert path.name == "kernel.py", path
+# Each foreign library is imported by exactly one module, which maps its exceptions to ours.
+FOREIGN = {"docker": "orchestrator/sandbox/runtime.py", "jupyter_client": "orchestrator/sandbox/kernel.py",
+           "faiss": "retrieval/index.py", "sentence_transformers": "retrieval/embedding.py",
+           "pypdf": "retrieval/parsing.py"}
+
+
+def test_each_foreign_library_is_imported_by_one_module() -> None:
+    importers: dict[str, set[str]] = {library: set() for library in FOREIGN}
+    for path in _python_files("orchestrator") + _python_files("retrieval"):
+        for library in FOREIGN.keys() & {name.split(".")[0] for name in _imports(path)}:
+            importers[library].add(str(path.relative_to(ROOT)))
+    assert importers == {library: {owner} for library, owner in FOREIGN.items()}
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1g", 1 << 30), ("64m", 64 << 20), ("512MiB", 512 << 20),

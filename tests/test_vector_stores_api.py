@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -129,12 +130,9 @@ def test_bad_files_fail_with_a_clear_last_error(client: OpenAI, tmp_path: Path) 
 def test_file_batches_upload_and_poll(client: OpenAI) -> None:
     store = client.vector_stores.create(name="batch")
     paths = sorted((DOCS / "md").glob("*.md"))
-    handles = [open(path, "rb") for path in paths]
-    try:
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(path, "rb")) for path in paths]
         batch = client.vector_stores.file_batches.upload_and_poll(store.id, files=handles)
-    finally:
-        for handle in handles:
-            handle.close()
     assert batch.status == "completed" and batch.file_counts.completed == len(paths)
     listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
     assert len(listed.data) == len(paths)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from orchestrator.api.schemas import StrictBody, TextContent
-from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, Store, StoreFile
+from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, SearchMode, Store, StoreFile
 
 Attributes = dict[str, str | float | bool]
 # OpenAI's limits: 16 pairs, keys up to 64 characters, values up to 512.
@@ -127,9 +127,10 @@ class SearchRequest(StrictBody):
     def text(self) -> str:
         return self.query if isinstance(self.query, str) else "\n".join(self.query)
 
-    def mode(self) -> str:
+    def mode(self) -> SearchMode:
         ranker = self.ranking_options.ranker if self.ranking_options else "auto"
-        return {"none": "dense", "auto": "hybrid", "default-2024-11-15": "hybrid"}.get(ranker, ranker)
+        mode = {"none": "dense", "auto": "hybrid", "default-2024-11-15": "hybrid"}.get(ranker, ranker)
+        return cast(SearchMode, mode)
 
 
 # ---- responses --------------------------------------------------------------------------------------------------

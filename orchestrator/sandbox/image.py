@@ -39,7 +39,7 @@ def image_present(tag: str) -> bool:
 
 def _docker(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(["docker", *args], check=False, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as exc:
         raise EngineUnavailable("the docker command is not installed") from exc
     except subprocess.TimeoutExpired:
@@ -62,7 +62,7 @@ def build_image(tag: str, mode: BuildMode = "auto") -> str:
         command = ["docker", "build", "-t", tag, str(RECIPE_DIR)]
     else:
         command = ["bash", str(RECIPE_DIR / "build_offline.sh"), tag]
-    if subprocess.run(command).returncode != 0:
+    if subprocess.run(command, check=False).returncode != 0:
         raise EngineUnavailable(f"building the sandbox image {tag} with the {mode} recipe failed (see output above)")
     return mode
 

@@ -12,11 +12,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 
 from orchestrator.sandbox.models import ExecutionError, Output, TextOutput
 from orchestrator.sandbox.outputs import Message, OutputCollector, OutputHook, read_message
@@ -35,6 +36,9 @@ _LOST_NOTICE = ("\n[the rest of this cell's output was lost: a single output was
 _DRAIN_PAUSE = 0.01
 
 
+Outcome = Literal["ok", "error", "timeout", "stuck", "died"]
+
+
 class KernelNotReady(Exception):
     """The kernel did not answer kernel_info before the deadline."""
 
@@ -43,7 +47,7 @@ class KernelNotReady(Exception):
 class CellResult:
     """How a cell ended, as seen from the kernel protocol."""
 
-    outcome: Literal["ok", "error", "timeout", "stuck", "died"]
+    outcome: Outcome
     outputs: tuple[Output, ...]
     error: ExecutionError | None
     truncated_bytes: int
@@ -66,7 +70,7 @@ class KernelSession:
 
     def _new_client(self) -> AsyncKernelClient:
         client = AsyncKernelClient(context=self._context)
-        client.load_connection_info(self._info)
+        client.load_connection_info(cast(KernelConnectionInfo, self._info))
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         return client
 
@@ -84,10 +88,10 @@ class KernelSession:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg_id = self._client.kernel_info()
-            if await self._await_reply(msg_id, min(1.0, deadline - time.monotonic())):
-                # kernel_info makes the kernel publish busy/idle; seeing one proves our iopub subscription is live.
-                if await self._drain_iopub(min(0.5, max(deadline - time.monotonic(), 0.01))):
-                    return
+            # kernel_info makes the kernel publish busy/idle; seeing one proves our iopub subscription is live.
+            if (await self._await_reply(msg_id, min(1.0, deadline - time.monotonic()))
+                    and await self._drain_iopub(min(0.5, max(deadline - time.monotonic(), 0.01)))):
+                return
         raise KernelNotReady(f"kernel did not become ready within {timeout:.0f}s")
 
     async def _await_reply(self, msg_id: str, timeout: float) -> bool:
@@ -142,15 +146,16 @@ class KernelSession:
             if self._iopub_lost and not await self._reconnect():
                 return CellResult("died", (), None, 0)
             msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
-            outcome = await self._collect_until_idle(msg_id, time.monotonic() + timeout, collector, is_alive)
-            if outcome == "timeout":
+            ended = await self._collect_until_idle(msg_id, time.monotonic() + timeout, collector, is_alive)
+            if ended == "lost":
+                self._iopub_lost = True
+                await collector.add(TextOutput("notice", _LOST_NOTICE))
+            outcome: Outcome = "died" if ended == "died" else "ok"
+            if ended == "timeout":
                 await self.interrupt()
                 after = await self._collect_until_idle(msg_id, time.monotonic() + interrupt_grace, collector,
                                                        is_alive)
-                outcome = {"ok": "timeout", "timeout": "stuck", "lost": "timeout"}.get(after, after)
-            if outcome == "lost":
-                self._iopub_lost, outcome = True, "ok"
-                await collector.add(TextOutput("notice", _LOST_NOTICE))
+                outcome = "stuck" if after == "timeout" else "died" if after == "died" else "timeout"
             await collector.finish()
         finally:
             self._start_draining()

@@ -153,7 +153,7 @@ class SandboxManager:
                 try:
                     await self.reap_idle()
                     await self.sweep_orphans()
-                except Exception:  # noqa: BLE001 - the next round retries
+                except Exception:
                     log.exception("reaping idle sandboxes failed")
 
         task = asyncio.create_task(loop())
@@ -580,7 +580,7 @@ class SandboxManager:
                 if live.needs_restart is not None and live.sandbox.id in self._live:
                     try:
                         await self._restart_kernel(live, live.needs_restart)
-                    except Exception:  # noqa: BLE001 - the next execute retries and reports
+                    except Exception:
                         log.exception("background restart of %s failed", live.sandbox.id)
 
         task = asyncio.create_task(heal())

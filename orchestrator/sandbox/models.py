@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 ExecutionStatus = Literal["completed", "failed", "timed_out", "interrupted"]
 
@@ -52,7 +52,7 @@ class ImageOutput:
     data: bytes
 
 
-Output = Union[TextOutput, ImageOutput]
+Output = TextOutput | ImageOutput
 
 
 @dataclass(frozen=True)

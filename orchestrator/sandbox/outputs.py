@@ -11,7 +11,7 @@ import binascii
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from orchestrator.sandbox.models import ExecutionError, ImageOutput, Output, TextOutput
 
@@ -64,7 +64,7 @@ def outputs_of(message: Message) -> tuple[list[Output], ExecutionError | None]:
 
 def _outputs_of(kind: str, content: dict[str, Any]) -> tuple[list[Output], ExecutionError | None]:
     if kind == "stream":
-        stream = "stderr" if content.get("name") == "stderr" else "stdout"
+        stream: Literal["stdout", "stderr"] = "stderr" if content.get("name") == "stderr" else "stdout"
         return [TextOutput(stream, _text(content.get("text", "")))], None
     if kind in ("execute_result", "display_data"):
         data = content.get("data", {})

@@ -73,7 +73,7 @@ class WarmPool(Generic[T]):
             self._ready.append(await self._start())
         except NoRoom:
             pass
-        except Exception:  # noqa: BLE001 - a failed warm start only means the next create() is cold
+        except Exception:
             log.exception("could not start a pooled sandbox")
         finally:
             self._starting -= 1

@@ -30,8 +30,8 @@ def file_path_annotations(text: str, files: dict[str, str]) -> list[FilePathAnno
     """Every `sandbox:/mnt/data/<path>` in `text` naming one of `files` (relative path -> file id).
 
     The longest known path wins, so `a.csv` inside `sandbox:/mnt/data/a.csv.gz` is not taken for `a.csv`
-    when both exist; a path written URL-encoded (as in a markdown link) or as escape_path gave it matches too. Indices are Python string
-    indices, so `text[start_index:end_index] == annotation.text`.
+    when both exist; a path written URL-encoded (as in a markdown link) or as escape_path gave it matches too.
+    Indices are Python string indices, so `text[start_index:end_index] == annotation.text`.
     """
     spellings = sorted(((spelled, file_id) for path, file_id in files.items()
                         for spelled in {path, quote(path), escape_path(path)}), key=lambda pair: -len(pair[0]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.interpreter import Interpreter, Logs, Run
-from orchestrator.tools.annotations import escape_path
 from orchestrator.sandbox.models import Artifact
+from orchestrator.tools.annotations import escape_path
 
 
 @dataclass(frozen=True)
