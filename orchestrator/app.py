@@ -25,7 +25,7 @@ from orchestrator.interpreter import Interpreter
 from orchestrator.metrics import REGISTRY, EngineCollector, LifecycleMetrics
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
-from orchestrator.sandbox.manager import ArtifactSink, SandboxPolicy
+from orchestrator.sandbox.policy import ArtifactSink, SandboxPolicy
 from orchestrator.sandbox.runtime import DockerRuntime
 from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
 from orchestrator.storage import FileStore

@@ -1,0 +1,192 @@
+"""Bringing sandbox containers up and down: start (cold, pooled, or restarted), reclaim (files kept), destroy.
+
+Every container holds a slot under the cap from before it is created until it is removed. Docker calls block,
+so they run in worker threads. This is the state the other parts of the engine share (registry, slots, pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.sandbox import notices
+from orchestrator.sandbox.capacity import Slots
+from orchestrator.sandbox.errors import SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.kernel import KernelConnector, KernelNotReady, KernelSession, new_connection_info
+from orchestrator.sandbox.policy import MEMORY_LIMITS, LifecycleHooks, SandboxPolicy
+from orchestrator.sandbox.pool import NoRoom, WarmPool
+from orchestrator.sandbox.registry import LiveSandbox, Registry, labels_for, new_sandbox
+from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
+from orchestrator.sandbox.workspace import UnsafeRunDir, WorkspaceStore
+
+log = logging.getLogger("toolshed.sandbox")
+
+# Imported into the interpreter's module cache, binding no names in the user's namespace.
+_WARM_UP = ("import importlib as _toolshed_importlib\n"
+            "for _toolshed_module in ('numpy', 'pandas', 'matplotlib.pyplot'):\n"
+            "    _toolshed_importlib.import_module(_toolshed_module)\n"
+            "del _toolshed_importlib, _toolshed_module\n")
+
+
+class Lifecycle:
+    def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
+                 hooks: LifecycleHooks) -> None:
+        self.runtime = runtime
+        self.workspaces = workspaces
+        self.policy = policy
+        self.hooks = hooks
+        self.registry = Registry()
+        self.slots = Slots(policy.max_sandboxes, policy.capacity_wait)
+        self.pool: WarmPool[LiveSandbox] = WarmPool(policy.pool_size, self.start_pooled, self.abandon)
+        self.connector = KernelConnector(max_message_bytes=policy.max_message_bytes)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background until it ends or close() cancels it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Disconnect from every kernel; containers keep running, to be recovered by the next start."""
+        await self.pool.close()
+        for task in self._background:
+            task.cancel()
+        for live in self.registry.all():
+            live.close_session()
+        self.connector.close()
+
+    # ---- starting ------------------------------------------------------------------------------------------
+
+    async def start_container(self, live: LiveSandbox, restart: bool = False) -> None:
+        """Start (or restart) the sandbox's container and wait for its kernel; the run dir is sealed after."""
+        sandbox = live.sandbox
+        container_info = new_connection_info(f"{CONTAINER_RUN_DIR}/kernel")
+        ws = await asyncio.to_thread(self.workspaces.create, sandbox.id, container_info)
+        if restart and await self.container_exists(sandbox.id):
+            await asyncio.to_thread(self.runtime.restart, sandbox.id)
+        else:
+            waited = await self.slots.take(sandbox.id, self.make_room)
+            self.hooks.waited_for_capacity(waited)
+            limits = Limits(MEMORY_LIMITS[sandbox.memory_limit], self.policy.cpus, self.policy.pids,
+                            self.policy.tmp_size)
+            try:
+                await asyncio.to_thread(
+                    self.runtime.create, sandbox.id, limits=limits,
+                    run_dir=self.workspaces.run_dir_source(sandbox.id), data_dir=ws.data_dir,
+                    labels=labels_for(sandbox),
+                )
+            except BaseException:
+                self.slots.release(sandbox.id)
+                raise
+        live.started = time.monotonic()
+        live.session = self.connect(sandbox.id, container_info)
+        try:
+            await live.session.wait_ready(self.policy.kernel_start_timeout)
+            # Only the image's own start-up has run in the container so far; from now on its code is hostile.
+            await asyncio.to_thread(self.workspaces.seal, sandbox.id, container_info)
+        except KernelNotReady as exc:
+            raise SandboxStartFailed(f"the sandbox kernel did not start: {exc}") from exc
+        except UnsafeRunDir as exc:
+            raise SandboxStartFailed(f"the sandbox kernel's sockets are not as expected: {exc}") from exc
+        live.sandbox = replace(live.sandbox, status="running", last_active_at=int(time.time()))
+
+    async def restart_kernel(self, live: LiveSandbox, reason: str | None) -> None:
+        live.close_session()
+        live.needs_restart = reason
+        await self.start_container(live, restart=True)
+        live.needs_restart = None
+        log.info("kernel restarted (%s)", reason or "fresh container", extra={"container_id": live.sandbox.id})
+
+    async def start_pooled(self) -> LiveSandbox:
+        """A sandbox for the pool: kernel ready and the heavy imports done, so a first cell runs at once."""
+        live = LiveSandbox(new_sandbox(self.policy.pool_memory_limit, labels={"pooled": "true"}))
+        # The pool never takes the last free slot, nor one somebody is waiting for.
+        if not self.slots.try_take(live.sandbox.id, spare=1):
+            raise NoRoom
+        try:
+            await self.start_container(live)
+            assert live.session is not None
+            await live.session.execute(_WARM_UP, self.policy.kernel_start_timeout,
+                                       interrupt_grace=self.policy.interrupt_grace, max_text_bytes=4096)
+        except BaseException:
+            await self.abandon(live)
+            raise
+        live.sandbox = replace(live.sandbox, labels={})
+        self.slots.changed()  # a caller waiting under the cap may take this one's slot now
+        return live
+
+    def connect(self, sandbox_id: str, container_info: dict[str, Any]) -> KernelSession:
+        host_info = dict(container_info, ip=str(self.workspaces.get(sandbox_id).run_dir / "kernel"))
+        return self.connector.connect(host_info)
+
+    async def container_exists(self, sandbox_id: str) -> bool:
+        try:
+            await asyncio.to_thread(self.runtime.state, sandbox_id)
+            return True
+        except SandboxNotFound:
+            return False
+
+    async def is_running(self, sandbox_id: str) -> bool:
+        try:
+            return (await asyncio.to_thread(self.runtime.state, sandbox_id)).running
+        except SandboxNotFound:
+            return False
+
+    # ---- stopping ------------------------------------------------------------------------------------------
+
+    async def reclaim(self, live: LiveSandbox, reason: str, notice: str, *, unless_running: bool = False) -> bool:
+        """Remove an idle sandbox's container, keeping its files; False if it is busy or already gone (or, with
+        `unless_running`, if its container is running: a stop seen in an event may have been our own restart).
+        A busy sandbox is left alone: its running cell notices a dead kernel by itself."""
+        # An unlocked asyncio.Lock is acquired without yielding, so "idle" cannot change in between.
+        if live.sandbox.status != "running" or live.lock.locked():
+            return False
+        async with live.lock:
+            if not self.registry.holds(live):
+                return False
+            if unless_running and await self.is_running(live.sandbox.id):
+                return False
+            live.close_session()
+            await asyncio.to_thread(self.runtime.remove, live.sandbox.id)
+            self.slot_freed(live.sandbox.id)
+            live.needs_restart = None
+            live.sandbox = replace(live.sandbox, status="expired")
+            live.unreported_reset = notice
+        self.hooks.reclaimed(reason)
+        log.info("sandbox reclaimed (%s)", reason, extra={"container_id": live.sandbox.id})
+        return True
+
+    async def make_room(self) -> bool:
+        """Free one slot for a container start: a pooled sandbox first (nobody's), else the sandbox idle longest."""
+        pooled = self.pool.take_for_room()
+        if pooled is not None:
+            await self.abandon(pooled)
+            return True
+        idle = sorted((live for live in self.registry.all()
+                       if live.sandbox.status == "running" and not live.lock.locked()), key=lambda live: live.last_used)
+        for live in idle:
+            if await self.reclaim(live, "capacity", notices.evicted(self.slots.limit)):
+                return True
+        return False
+
+    async def abandon(self, live: LiveSandbox) -> None:
+        """Tear down a sandbox nobody was given: its kernel connection, container and files."""
+        live.close_session()
+        await self.destroy(live.sandbox.id)
+
+    async def destroy(self, sandbox_id: str) -> None:
+        """Remove a sandbox's container and files, and give back its slot."""
+        try:
+            await asyncio.to_thread(self.runtime.remove, sandbox_id)
+            await asyncio.to_thread(self.workspaces.remove, sandbox_id)
+        finally:
+            self.slot_freed(sandbox_id)
+
+    def slot_freed(self, sandbox_id: str) -> None:
+        self.slots.release(sandbox_id)
+        self.pool.fill()

@@ -1,0 +1,39 @@
+"""What the user is told when the engine, not their code, changed their sandbox: one place for every text."""
+
+from __future__ import annotations
+
+import signal
+
+from orchestrator.sandbox.models import Sandbox
+
+RESET = "a fresh kernel was started. Variables and imports were lost; files in /mnt/data were kept."
+LOST = "The kernel was restarted; variables and imports were lost (files in /mnt/data were kept)."
+STOPPED = f"This sandbox's container stopped while idle (for example, the Docker engine restarted); {RESET}"
+KERNEL_STOPPED = ("The sandbox's kernel had stopped and was restarted: variables and imports were lost (files in "
+                  "/mnt/data were kept).")
+
+
+def expired(sandbox: Sandbox) -> str:
+    return f"This sandbox was idle for {sandbox.expires_after_minutes} minutes and was reclaimed; {RESET}"
+
+
+def too_old(max_lifetime: float) -> str:
+    return f"This sandbox reached the maximum lifetime of {max_lifetime / 3600:g} hours and was recycled; {RESET}"
+
+
+def evicted(limit: int) -> str:
+    return f"This sandbox was reclaimed to make room for others (this server runs at most {limit} at once); {RESET}"
+
+
+def stuck(timeout: float) -> str:
+    return (f"Execution exceeded the {timeout:g} s timeout and did not respond to an interrupt; the kernel was "
+            "restarted, so variables and imports were lost (files in /mnt/data were kept).")
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code > 128:
+        try:
+            return f"killed by {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"

@@ -1,0 +1,74 @@
+"""Deciding when containers go: idle past their expiry, older than the maximum lifetime, or left behind.
+
+Reclaimed sandboxes keep their files and ids; the next cell starts a fresh kernel and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from orchestrator.sandbox import notices
+from orchestrator.sandbox.lifecycle import Lifecycle
+
+log = logging.getLogger("toolshed.sandbox")
+
+
+class Reaper:
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+        self._slot_suspects: set[str] = set()
+
+    def start(self, interval: float) -> None:
+        """Reclaim idle and too-old sandboxes and sweep orphans every `interval` seconds, until close()."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.reap_idle()
+                    await self.sweep_orphans()
+                except Exception:
+                    log.exception("reaping idle sandboxes failed")
+
+        self._lifecycle.spawn(loop())
+
+    async def reap_idle(self) -> list[str]:
+        """Remove the containers of sandboxes idle past their expiry or older than the maximum lifetime; their
+        files stay for rehydration. A sandbox running a cell is left alone until it is idle."""
+        lifecycle = self._lifecycle
+        now, now_mono = time.time(), time.monotonic()
+        reaped = []
+        for live in lifecycle.registry.all():
+            sandbox = live.sandbox
+            if now - sandbox.last_active_at >= sandbox.expires_after_minutes * 60:
+                reclaimed = await lifecycle.reclaim(live, "idle", notices.expired(sandbox))
+            elif now_mono - live.started >= lifecycle.policy.max_lifetime:
+                reclaimed = await lifecycle.reclaim(live, "lifetime", notices.too_old(lifecycle.policy.max_lifetime))
+            else:
+                continue
+            if reclaimed:
+                reaped.append(sandbox.id)
+        return reaped
+
+    async def sweep_orphans(self) -> list[str]:
+        """Remove this namespace's containers that hold no slot: ones whose removal failed while the engine was
+        down. Every container the manager means to keep holds a slot from before its creation. The reverse is
+        reconciled too: a slot held for two sweeps in a row by no running sandbox and no pooled one is given back,
+        so the cap cannot shrink by accounting drift (starts in progress last seconds, sweeps are 30 s apart)."""
+        lifecycle = self._lifecycle
+        slots = lifecycle.slots
+        orphans = [labels["id"] for labels in await asyncio.to_thread(lifecycle.runtime.list_labels)
+                   if not slots.holds(labels["id"])]
+        for sandbox_id in orphans:
+            if not slots.holds(sandbox_id):  # re-checked: a start may have taken it while we listed
+                await asyncio.to_thread(lifecycle.runtime.remove, sandbox_id)
+                log.info("removed an orphaned container", extra={"container_id": sandbox_id})
+        accounted = {live.sandbox.id for live in lifecycle.registry.all() if live.sandbox.status == "running"}
+        suspects = slots.held() - accounted - {item.sandbox.id for item in lifecycle.pool.items()}
+        for sandbox_id in suspects & self._slot_suspects:
+            log.warning("gave back a sandbox slot nothing held", extra={"container_id": sandbox_id})
+            lifecycle.slot_freed(sandbox_id)
+        self._slot_suspects = suspects
+        return orphans

@@ -1,0 +1,42 @@
+"""Adopting what a previous run of this namespace left behind: its containers, and the workspaces of sandboxes
+whose containers were reclaimed (they come back as expired)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+from orchestrator.sandbox import notices
+from orchestrator.sandbox.lifecycle import Lifecycle
+from orchestrator.sandbox.registry import LiveSandbox, sandbox_from_labels
+
+
+async def recover(lifecycle: Lifecycle) -> list[str]:
+    """Register every sandbox found; returns their ids. Kernels are reconnected lazily, at the first cell."""
+    now = int(time.time())
+    workspaces, registry = lifecycle.workspaces, lifecycle.registry
+    metas = {meta["id"]: meta for meta in await asyncio.to_thread(workspaces.load_metas)}
+    running = []
+    for labels in await asyncio.to_thread(lifecycle.runtime.list_labels):
+        if labels["id"] in metas:
+            running.append(metas.pop(labels["id"]))  # handed out from the pool: its labels are stale
+        elif labels.get("meta.pooled") == "true":
+            await lifecycle.destroy(labels["id"])  # never handed out: nobody's files
+        else:
+            running.append(labels)
+    for labels, status in [(labels, "running") for labels in running] + \
+            [(meta, "expired") for meta in metas.values()]:
+        # Idle time is counted from now: the previous run's activity is unknown.
+        sandbox = replace(sandbox_from_labels(labels), status=status, last_active_at=now)
+        if sandbox.id in registry:
+            continue
+        if status == "running":
+            lifecycle.slots.adopt(sandbox.id)
+        # After a host reboot the disk is no longer mounted; files must not be written beside it.
+        await asyncio.to_thread(workspaces.ensure_mounted, workspaces.get(sandbox.id))
+        live = LiveSandbox(sandbox)
+        registry.add(live)
+        if status == "expired":
+            live.unreported_reset = notices.expired(sandbox)
+    return registry.ids()
