@@ -27,8 +27,8 @@ from retrieval.chunking import chunk_pages
 from retrieval.embedding import embed_texts
 from retrieval.evaluate import CHUNK_CANDIDATES, ensure_indexed, evaluate, load_beir, ndcg_at
 from retrieval.fusion import fuse
-from retrieval.models import ChunkingStrategy, Page
-from retrieval.vector_store import Document, VectorStoreEngine
+from retrieval.models import ChunkingStrategy, Document, Page
+from retrieval.vector_store import VectorStoreEngine
 
 WEIGHTS = [0.3, 0.4, 0.5, 0.6, 0.7]
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.models import ChunkingStrategy, Page, SearchMode
-from retrieval.vector_store import Document, VectorStoreEngine
+from retrieval.models import ChunkingStrategy, Document, Page, SearchMode
+from retrieval.vector_store import VectorStoreEngine
 
 DOC_CANDIDATES = 100
 # Chunks fetched per query so that at least DOC_CANDIDATES distinct documents survive grouping.

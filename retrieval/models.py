@@ -137,3 +137,11 @@ class Batch:
         if self.cancelled:
             return "cancelled"
         return "failed" if self.file_counts.failed and not self.file_counts.completed else "completed"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file's text, ready to index (parsed from a file, or given directly as by `toolshed eval`)."""
+
+    file_id: str
+    pages: list[Page]

@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,49 +24,30 @@ from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, fuse
-from retrieval.index import VectorIndex
 from retrieval.keyword import Analyzer, KeywordIndex
-from retrieval.models import Chunk, ChunkingStrategy, FileError, Hit, Page, SearchMode, Store, StoreFile
+from retrieval.loaded_index import LoadedIndexes
+from retrieval.models import Chunk, ChunkingStrategy, Document, FileError, Hit, SearchMode, Store, StoreFile
 from retrieval.parsing import parse
+from retrieval.vector_cache import VectorCache
 
 log = logging.getLogger("toolshed.retrieval")
 Progress = Callable[[int], None]
 # Chunks embedded per round: big enough for efficient batches, small enough to commit often.
 _ROUND_CHUNKS = 512
-_CHECKPOINT_MIN_BACKLOG = 2000
-
-
-@dataclass(frozen=True)
-class Document:
-    """A file's text, ready to index (parsed from a file, or given directly as by `toolshed eval`)."""
-
-    file_id: str
-    pages: list[Page]
-
-
-@dataclass
-class _Loaded:
-    index: VectorIndex
-    max_chunk: int  # every chunk id up to this one is in the index
-    deletion: int  # every deletion up to this seq has been applied
 
 
 class VectorStoreEngine:
     def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
                  dense_weight: float = DEFAULT_DENSE_WEIGHT) -> None:
         self.catalog = Catalog(root / "retrieval.db")
-        self._checkpoints = root / "indexes"
-        self._checkpoints.mkdir(parents=True, exist_ok=True)
         self._model = model
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._keyword = KeywordIndex(Analyzer(), self.catalog.read)
         self.dense_weight = dense_weight
-        self._loaded: dict[str, _Loaded] = {}
-        # Each store's row signature when this process last brought its in-memory indexes up to date.
-        self._seen: dict[str, tuple[int, int, int]] = {}
-        # Orders "commit, then apply to the in-memory index" so checkpoints always match their watermarks.
-        self._lock = threading.RLock()
+        self._cache = VectorCache(self.catalog, embedder=lambda: self.embedder, model_name=lambda: self.model_name)
+        self._indexes = LoadedIndexes(self.catalog, root / "indexes", self._keyword,
+                                      model_name=lambda: self.model_name, dimension=lambda: self.embedder.dimension)
 
     @property
     def embedder(self) -> Embedder:
@@ -95,14 +75,12 @@ class VectorStoreEngine:
 
     def delete_store(self, store_id: str) -> None:
         key = self.catalog.store_key(store_id)
-        with self._lock, self.catalog.write() as conn:
+        with self._indexes.lock, self.catalog.write() as conn:
             for table in ("chunks", "store_files", "deletions", "batches"):
                 conn.execute(f"DELETE FROM {table} WHERE store_id = ?", (store_id,))
             conn.execute("DELETE FROM stores WHERE id = ?", (store_id,))
             self._keyword.drop(conn, key)
-            self._loaded.pop(store_id, None)
-        for checkpoint in self._checkpoints.glob(f"{store_id}-*.faiss"):
-            checkpoint.unlink(missing_ok=True)
+            self._indexes.forget(store_id)
 
     # ---- files ---------------------------------------------------------------------------------------------
 
@@ -152,16 +130,16 @@ class VectorStoreEngine:
                 pending = []
         if pending:
             self._commit_round(store_id, pending, progress)
-        self._maybe_checkpoint(store_id)
+        self._indexes.maybe_checkpoint(store_id)
 
     def _commit_round(self, store_id: str, pending: list[tuple[Document, list[Chunk]]],
                       progress: Progress | None) -> None:
         texts = {content_hash(c.text): c.text for _, chunks in pending for c in chunks}
-        vectors = self._vectors(texts)
+        vectors = self._cache.vectors(texts)
         key = self.catalog.store_key(store_id)
         dimension = self.embedder.dimension
-        with self._lock, self.catalog.write() as conn:
-            self._catch_up_loaded(store_id)
+        with self._indexes.lock, self.catalog.write() as conn:
+            self._indexes.catch_up_loaded(store_id)
             added: list[tuple[int, str]] = []
             for document, chunks in pending:
                 status = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
@@ -178,14 +156,13 @@ class VectorStoreEngine:
                 added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
                 usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
                 self.catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
-            conn.executemany("INSERT OR IGNORE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)",
-                             [(self.model_name, h, vectors[h].tobytes()) for h in texts])
-            loaded = self._loaded.get(store_id)
+            self._cache.store(conn, vectors)
+            loaded = self._indexes.loaded(store_id)
             if loaded is not None and added:
                 loaded.index.add(np.array([i for i, _ in added]), np.stack([vectors[h] for _, h in added]))
                 loaded.max_chunk = max(i for i, _ in added)
-        with self._lock:
-            self._mark_seen(store_id)
+        with self._indexes.lock:
+            self._indexes.mark_seen(store_id)
         if progress:
             progress(len(pending))
 
@@ -198,24 +175,6 @@ class VectorStoreEngine:
              chunk.text))
         return int(cursor.lastrowid)
 
-    def _vectors(self, texts: dict[str, str]) -> dict[str, np.ndarray]:
-        """Vectors by content hash: cached ones from the database, the rest embedded now."""
-        cached = self._cached_vectors(list(texts))
-        missing = [h for h in texts if h not in cached]
-        if missing:
-            for h, vector in zip(missing, embed_texts(self.embedder, [texts[h] for h in missing]), strict=True):
-                cached[h] = vector
-        return cached
-
-    def _cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        with self.catalog.read() as conn:
-            for start in range(0, len(hashes), 500):
-                part = hashes[start:start + 500]
-                rows = conn.execute(f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN "
-                                    f"({','.join('?' * len(part))})", (self.model_name, *part)).fetchall()
-                found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
-        return found
 
     def _fail(self, store_id: str, file_id: str, error: FileError) -> None:
         with self.catalog.write() as conn:
@@ -229,8 +188,8 @@ class VectorStoreEngine:
         """Detach a file: its chunks leave the keyword index and the vector index at once."""
         self.catalog.file(store_id, file_id)
         key = self.catalog.store_key(store_id)
-        with self._lock, self.catalog.write() as conn:
-            self._catch_up_loaded(store_id)
+        with self._indexes.lock, self.catalog.write() as conn:
+            self._indexes.catch_up_loaded(store_id)
             ids = [row[0] for row in conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id = ?",
                                                   (store_id, file_id))]
             conn.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
@@ -238,12 +197,12 @@ class VectorStoreEngine:
             self._keyword.remove(conn, key, ids)
             conn.executemany("INSERT INTO deletions (store_id, chunk_id) VALUES (?, ?)", [(store_id, i) for i in ids])
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM deletions").fetchone()[0]
-            loaded = self._loaded.get(store_id)
+            loaded = self._indexes.loaded(store_id)
             if loaded is not None:
                 loaded.index.remove(np.array(ids, dtype=np.int64))
                 loaded.deletion = seq
-            self._mark_seen(store_id)
-        self._maybe_checkpoint(store_id)
+            self._indexes.mark_seen(store_id)
+        self._indexes.maybe_checkpoint(store_id)
 
     def update_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> StoreFile:
         self.catalog.file(store_id, file_id)
@@ -262,105 +221,13 @@ class VectorStoreEngine:
 
     # ---- the vector index ----------------------------------------------------------------------------------
 
-    def _index(self, store_id: str) -> _Loaded:
-        with self._lock:
-            if store_id in self._loaded:
-                return self._loaded[store_id]
-            with self.catalog.read() as conn:
-                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
-                                   "WHERE id = ?", (store_id,)).fetchone()
-            checkpoint, max_chunk, deletion = row
-            dimension = self.embedder.dimension
-            index = VectorIndex.load(self._checkpoints / checkpoint, dimension) if checkpoint else None
-            if index is None:
-                index, max_chunk, deletion = VectorIndex(dimension), 0, 0
-            loaded = _Loaded(index, max_chunk, deletion)
-            self._catch_up(store_id, loaded)
-            self._loaded[store_id] = loaded
-            return loaded
-
-    def _catch_up(self, store_id: str, loaded: _Loaded) -> None:
-        """Apply what was committed after the checkpoint: deletions, then new chunks."""
-        with self.catalog.read() as conn:
-            gone = conn.execute("SELECT seq, chunk_id FROM deletions WHERE store_id = ? AND seq > ?",
-                                (store_id, loaded.deletion)).fetchall()
-            rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
-                                "e.hash = c.hash WHERE c.store_id = ? AND c.id > ? ORDER BY c.id",
-                                (self.model_name, store_id, loaded.max_chunk)).fetchall()
-        if gone:
-            loaded.index.remove(np.array([chunk_id for _, chunk_id in gone], dtype=np.int64))
-            loaded.deletion = max(seq for seq, _ in gone)
-        if rows:
-            ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
-            vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
-            loaded.index.add(ids, vectors.reshape(len(rows), -1))
-            loaded.max_chunk = int(ids[-1])
-
-    def _signature(self, store_id: str) -> tuple[int, int, int]:
-        """What changes whenever the store's rows do, whichever process wrote them: the newest chunk, the newest
-        deletion, and the checkpoint's deletion watermark (a checkpoint prunes the deletions it covers)."""
-        with self.catalog.read() as conn:
-            row = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks WHERE store_id = ?), "
-                               "(SELECT COALESCE(MAX(seq), 0) FROM deletions WHERE store_id = ?), "
-                               "checkpoint_deletion FROM stores WHERE id = ?",
-                               (store_id, store_id, store_id)).fetchone()
-        return (row[0], row[1], row[2] or 0) if row else (0, 0, 0)
-
-    def _refresh(self, store_id: str, key: int) -> None:
-        """Take in what another process (`toolshed index`) committed to this store since we last looked."""
-        signature = self._signature(store_id)
-        with self._lock:
-            if self._seen.get(store_id) == signature:
-                return
-            self._seen[store_id] = signature
-            loaded = self._loaded.get(store_id)
-            if loaded is not None and signature[2] > loaded.deletion:
-                del self._loaded[store_id]  # deletions we never applied may be pruned: reload from the checkpoint
-            elif loaded is not None:
-                self._catch_up(store_id, loaded)
-        self._keyword.changed(key)
-
-    def _catch_up_loaded(self, store_id: str) -> None:
-        """Called first in a write transaction (no other writer can commit now): what another process committed
-        before it joins the in-memory index, so watermarks never skip past rows this process has not seen."""
-        loaded = self._loaded.get(store_id)
-        if loaded is not None:
-            self._catch_up(store_id, loaded)
-
-    def _mark_seen(self, store_id: str) -> None:
-        """Our own write is already applied in memory: the next search need not treat it as news."""
-        self._seen[store_id] = self._signature(store_id)
-
-    def _maybe_checkpoint(self, store_id: str, force: bool = False) -> None:
-        """Write the in-memory index to disk when enough has changed since the last checkpoint."""
-        with self._lock:
-            loaded = self._loaded.get(store_id) or (self._index(store_id) if force else None)
-            if loaded is None:
-                return
-            with self.catalog.read() as conn:
-                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
-                                   "WHERE id = ?", (store_id,)).fetchone()
-                backlog = conn.execute("SELECT (SELECT COUNT(*) FROM chunks WHERE store_id = ? AND id > ?) + "
-                                       "(SELECT COUNT(*) FROM deletions WHERE store_id = ? AND seq > ?)",
-                                       (store_id, row[1], store_id, row[2])).fetchone()[0]
-            if not backlog or (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4)):
-                return
-            name = f"{store_id}-{loaded.max_chunk}-{loaded.deletion}.faiss"
-            loaded.index.save(self._checkpoints / name)
-            with self.catalog.write() as conn:
-                conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, checkpoint_deletion = ? "
-                             "WHERE id = ?", (name, loaded.max_chunk, loaded.deletion, store_id))
-                conn.execute("DELETE FROM deletions WHERE store_id = ? AND seq <= ?", (store_id, loaded.deletion))
-            if row[0] and row[0] != name:
-                (self._checkpoints / row[0]).unlink(missing_ok=True)
-
     def checkpoint(self, store_id: str) -> None:
         """Write the store's index to disk now if anything changed since the last checkpoint."""
-        self._maybe_checkpoint(store_id, force=True)
+        self._indexes.maybe_checkpoint(store_id, force=True)
 
     def warm(self, store_id: str) -> None:
         """Load the store's vector index and build its keyword snapshot now, rather than on first queries."""
-        self._index(store_id)
+        self._indexes.get(store_id)
         self._keyword.warm(self.catalog.store_key(store_id))
 
     # ---- search --------------------------------------------------------------------------------------------
@@ -384,11 +251,11 @@ class VectorStoreEngine:
             query_vector = None
         for store_id in store_ids:
             key = self.catalog.store_key(store_id)
-            self._refresh(store_id, key)
+            self._indexes.refresh(store_id, key)
             allowed = self._allowed_chunks(store_id, filters) if filters is not None else None
             if query_vector is not None:
-                loaded = self._index(store_id)
-                with self._lock:
+                loaded = self._indexes.get(store_id)
+                with self._indexes.lock:
                     dense += loaded.index.search(query_vector, depth, None if allowed is None else
                                                  np.fromiter(allowed, dtype=np.int64))
             if mode != "dense":

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request, Response
 
 from orchestrator.api.deps import ToolRouterDep as Router
 from orchestrator.api.disconnect import unless_disconnected
-from orchestrator.api.schemas import (
+from orchestrator.api.schemas import TextContent, artifact_wire, json_response, output_wire
+from orchestrator.api.tool_schemas import (
     AnnotateRequest,
     CodeInterpreterDetails,
     CodeInterpreterToolCall,
@@ -19,16 +20,12 @@ from orchestrator.api.schemas import (
     FileSearchDetails,
     FileSearchResultWire,
     FileSearchToolCall,
-    TextContent,
     TextContentPart,
     TextValue,
     ToolCallRequest,
     ToolCallResponse,
     ToolCallsStepDetails,
     ToolList,
-    artifact_wire,
-    json_response,
-    output_wire,
 )
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult

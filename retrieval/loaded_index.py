@@ -1,0 +1,145 @@
+"""Each store's vector index in memory: loaded lazily from its last checkpoint plus the rows committed since, kept
+in step with writes from this process and from others (`toolshed index` writing the same database), and
+checkpointed (temp file, rename) only when the backlog is a sizeable fraction of the store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.catalog import Catalog
+from retrieval.index import VectorIndex
+from retrieval.keyword import KeywordIndex
+
+_CHECKPOINT_MIN_BACKLOG = 2000
+
+
+@dataclass
+class _Loaded:
+    index: VectorIndex
+    max_chunk: int  # every chunk id up to this one is in the index
+    deletion: int  # every deletion up to this seq has been applied
+
+
+
+class LoadedIndexes:
+    def __init__(self, catalog: Catalog, checkpoints: Path, keyword: KeywordIndex, *,
+                 model_name: Callable[[], str], dimension: Callable[[], int]) -> None:
+        self._catalog = catalog
+        self._checkpoints = checkpoints
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        self._keyword = keyword
+        self._model_name = model_name
+        self._dimension = dimension
+        self._loaded: dict[str, _Loaded] = {}
+        # Each store's row signature when this process last brought its in-memory indexes up to date.
+        self._seen: dict[str, tuple[int, int, int]] = {}
+        # Orders "commit, then apply to the in-memory index" so checkpoints always match their watermarks.
+        self.lock = threading.RLock()
+
+    def loaded(self, store_id: str) -> _Loaded | None:
+        """The store's index if this process has loaded it."""
+        return self._loaded.get(store_id)
+
+    def forget(self, store_id: str) -> None:
+        """Drop a deleted store's index and its checkpoints."""
+        self._loaded.pop(store_id, None)
+        self._seen.pop(store_id, None)
+        for checkpoint in self._checkpoints.glob(f"{store_id}-*.faiss"):
+            checkpoint.unlink(missing_ok=True)
+
+    def get(self, store_id: str) -> _Loaded:
+        with self.lock:
+            if store_id in self._loaded:
+                return self._loaded[store_id]
+            with self._catalog.read() as conn:
+                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
+                                   "WHERE id = ?", (store_id,)).fetchone()
+            checkpoint, max_chunk, deletion = row
+            dimension = self._dimension()
+            index = VectorIndex.load(self._checkpoints / checkpoint, dimension) if checkpoint else None
+            if index is None:
+                index, max_chunk, deletion = VectorIndex(dimension), 0, 0
+            loaded = _Loaded(index, max_chunk, deletion)
+            self._catch_up(store_id, loaded)
+            self._loaded[store_id] = loaded
+            return loaded
+
+    def _catch_up(self, store_id: str, loaded: _Loaded) -> None:
+        """Apply what was committed after the checkpoint: deletions, then new chunks."""
+        with self._catalog.read() as conn:
+            gone = conn.execute("SELECT seq, chunk_id FROM deletions WHERE store_id = ? AND seq > ?",
+                                (store_id, loaded.deletion)).fetchall()
+            rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
+                                "e.hash = c.hash WHERE c.store_id = ? AND c.id > ? ORDER BY c.id",
+                                (self._model_name(), store_id, loaded.max_chunk)).fetchall()
+        if gone:
+            loaded.index.remove(np.array([chunk_id for _, chunk_id in gone], dtype=np.int64))
+            loaded.deletion = max(seq for seq, _ in gone)
+        if rows:
+            ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
+            vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
+            loaded.index.add(ids, vectors.reshape(len(rows), -1))
+            loaded.max_chunk = int(ids[-1])
+
+    def _signature(self, store_id: str) -> tuple[int, int, int]:
+        """What changes whenever the store's rows do, whichever process wrote them: the newest chunk, the newest
+        deletion, and the checkpoint's deletion watermark (a checkpoint prunes the deletions it covers)."""
+        with self._catalog.read() as conn:
+            row = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks WHERE store_id = ?), "
+                               "(SELECT COALESCE(MAX(seq), 0) FROM deletions WHERE store_id = ?), "
+                               "checkpoint_deletion FROM stores WHERE id = ?",
+                               (store_id, store_id, store_id)).fetchone()
+        return (row[0], row[1], row[2] or 0) if row else (0, 0, 0)
+
+    def refresh(self, store_id: str, key: int) -> None:
+        """Take in what another process (`toolshed index`) committed to this store since we last looked."""
+        signature = self._signature(store_id)
+        with self.lock:
+            if self._seen.get(store_id) == signature:
+                return
+            self._seen[store_id] = signature
+            loaded = self._loaded.get(store_id)
+            if loaded is not None and signature[2] > loaded.deletion:
+                del self._loaded[store_id]  # deletions we never applied may be pruned: reload from the checkpoint
+            elif loaded is not None:
+                self._catch_up(store_id, loaded)
+        self._keyword.changed(key)
+
+    def catch_up_loaded(self, store_id: str) -> None:
+        """Called first in a write transaction (no other writer can commit now): what another process committed
+        before it joins the in-memory index, so watermarks never skip past rows this process has not seen."""
+        loaded = self._loaded.get(store_id)
+        if loaded is not None:
+            self._catch_up(store_id, loaded)
+
+    def mark_seen(self, store_id: str) -> None:
+        """Our own write is already applied in memory: the next search need not treat it as news."""
+        self._seen[store_id] = self._signature(store_id)
+
+    def maybe_checkpoint(self, store_id: str, force: bool = False) -> None:
+        """Write the in-memory index to disk when enough has changed since the last checkpoint."""
+        with self.lock:
+            loaded = self._loaded.get(store_id) or (self.get(store_id) if force else None)
+            if loaded is None:
+                return
+            with self._catalog.read() as conn:
+                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
+                                   "WHERE id = ?", (store_id,)).fetchone()
+                backlog = conn.execute("SELECT (SELECT COUNT(*) FROM chunks WHERE store_id = ? AND id > ?) + "
+                                       "(SELECT COUNT(*) FROM deletions WHERE store_id = ? AND seq > ?)",
+                                       (store_id, row[1], store_id, row[2])).fetchone()[0]
+            if not backlog or (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4)):
+                return
+            name = f"{store_id}-{loaded.max_chunk}-{loaded.deletion}.faiss"
+            loaded.index.save(self._checkpoints / name)
+            with self._catalog.write() as conn:
+                conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, checkpoint_deletion = ? "
+                             "WHERE id = ?", (name, loaded.max_chunk, loaded.deletion, store_id))
+                conn.execute("DELETE FROM deletions WHERE store_id = ? AND seq <= ?", (store_id, loaded.deletion))
+            if row[0] and row[0] != name:
+                (self._checkpoints / row[0]).unlink(missing_ok=True)
