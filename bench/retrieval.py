@@ -92,11 +92,10 @@ def latency_at_100k(engine: VectorStoreEngine, dataset_dir: Path, target_chunks:
     """Search latency with the query already embedded, on a store grown to `target_chunks` by indexing the corpus
     repeatedly (identical texts reuse cached vectors, so this costs no embedding)."""
     data = load_beir(dataset_dir)
-    stores = engine.catalog.stores(name="latency-100k")
+    stores = engine.stores(name="latency-100k")
     store_id = stores[0].id if stores else engine.create_store("latency-100k").id
-    copy = len(engine.catalog.files(store_id))
-    with engine.catalog.read() as conn:
-        have = conn.execute("SELECT COUNT(*) FROM chunks WHERE store_id = ?", (store_id,)).fetchone()[0]
+    copy = len(engine.files(store_id))
+    have = engine.chunk_count(store_id)
     while have < target_chunks:
         batch = []
         for doc_id, text in data.corpus.items():
@@ -105,8 +104,7 @@ def latency_at_100k(engine: VectorStoreEngine, dataset_dir: Path, target_chunks:
             batch.append(Document(file_id, [Page(None, text)]))
         engine.index_documents(store_id, batch)
         copy += len(batch)
-        with engine.catalog.read() as conn:
-            have = conn.execute("SELECT COUNT(*) FROM chunks WHERE store_id = ?", (store_id,)).fetchone()[0]
+        have = engine.chunk_count(store_id)
     engine.checkpoint(store_id)
     texts = list(data.queries.values())[:queries]
     started = time.perf_counter()

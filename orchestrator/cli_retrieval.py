@@ -60,14 +60,14 @@ def index(
 ) -> None:
     """Index files into a named vector store (files already indexed and unchanged are skipped)."""
     engine = _engine(Settings())
-    stores = engine.catalog.stores(name=store)
+    stores = engine.stores(name=store)
     store_id = stores[0].id if stores else engine.create_store(store).id
     todo = []
     for path in _files(paths):
         stat = path.stat()
         file_id = "local-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
         attributes = {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
-        existing = {f.file_id: f for f in engine.catalog.files(store_id)}.get(file_id)
+        existing = {f.file_id: f for f in engine.files(store_id)}.get(file_id)
         if existing is not None and existing.status == "completed" and existing.attributes == attributes:
             continue
         if existing is not None:
@@ -77,9 +77,9 @@ def index(
     with _progress(f"indexing into '{store}'", len(todo)) as advance:
         engine.ingest(store_id, todo, advance)
     engine.checkpoint(store_id)
-    for record in engine.catalog.files(store_id, status="failed"):
+    for record in engine.files(store_id, status="failed"):
         console.print(f"[yellow]{record.attributes.get('path', record.filename)}: {record.error.message}[/yellow]")
-    counts = engine.catalog.store(store_id).file_counts
+    counts = engine.store(store_id).file_counts
     console.print(f"{store}: {counts.completed} files indexed, {counts.failed} failed ({store_id})")
 
 
@@ -92,7 +92,7 @@ def search(
 ) -> None:
     """Search a vector store from the command line."""
     engine = _engine(Settings())
-    stores = engine.catalog.stores(name=store) or [s for s in engine.catalog.stores() if s.id == store]
+    stores = engine.stores(name=store) or [s for s in engine.stores() if s.id == store]
     if not stores:
         console.print(f"[red]No vector store named '{store}'.[/red]")
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.db import Database
+from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.exports import Exports
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.models import Artifact, Collected
@@ -26,38 +27,20 @@ from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
 from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.storage import FileStore, safe_filename
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS container_files (
-    id TEXT PRIMARY KEY,
-    container_id TEXT NOT NULL,
-    path TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    file_id TEXT,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    UNIQUE (container_id, path)
-);
-CREATE INDEX IF NOT EXISTS container_files_order ON container_files (container_id, seq);
-"""
 _CHUNK = 1 << 20
 _COLUMNS = "id, container_id, path, bytes, created_at, source, file_id, mtime_ns, inode"
 
 
-class ContainerFileNotFound(Exception):
+class ContainerFileNotFound(NotFound):
     def __init__(self, file_id: str) -> None:
         super().__init__(f"No such container file: {file_id}")
         self.file_id = file_id
 
 
-class ContainerFileError(Exception):
+class ContainerFileError(InvalidRequest):
     """A container file cannot be written or read (bad name, a folder in the way, the sandbox disk is full)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
+    code = "invalid_file"
 
 
 @dataclass(frozen=True)
@@ -85,7 +68,6 @@ class ContainerFileStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.migrate(_SCHEMA)
 
     def put(self, container_id: str, path: str, stat: safefs.FileStat, source: str,
             file_id: str | None) -> ContainerFile:

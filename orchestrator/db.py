@@ -1,21 +1,42 @@
 """The metadata database: one SQLite file under the data dir, shared by every store of the server.
 
 One connection guarded by a lock (see retrieval.sqlite): the server's writes are small and few. WAL mode lets a
-reader (a backup, `sqlite3` in a shell) look while the server writes.
+reader (a backup, `sqlite3` in a shell) look while the server writes. Opening it applies the migrations it lacks
+(orchestrator.migrations), then turns foreign keys on.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+from orchestrator.migrations import MIGRATIONS
 from retrieval.sqlite import SQLite
 
 
 class Database(SQLite):
-    def migrate(self, schema: str) -> None:
-        """Create a store's tables if they are missing (every statement must be IF NOT EXISTS)."""
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._upgrade()
         with self.read() as conn:
-            conn.executescript(schema)
+            conn.execute("PRAGMA foreign_keys = ON")
+
+    @property
+    def version(self) -> int:
+        return int(self.one("PRAGMA user_version")[0])  # type: ignore[index]
+
+    def _upgrade(self) -> None:
+        with self.read() as conn:
+            for number in range(self.version + 1, len(MIGRATIONS) + 1):
+                # One transaction per migration: it lands whole with its version number, or not at all.
+                try:
+                    conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
+                                       f"PRAGMA user_version = {number};\nCOMMIT;")
+                except sqlite3.Error:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""

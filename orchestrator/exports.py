@@ -16,14 +16,6 @@ from dataclasses import dataclass
 from orchestrator.db import Database
 from orchestrator.storage import FileStore, FileTooLarge
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS exports (
-    file_id TEXT PRIMARY KEY,
-    container_id TEXT NOT NULL,
-    sha256 TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS exports_by_container ON exports (container_id, sha256);
-"""
 _PURPOSE = "assistants_output"
 
 
@@ -47,7 +39,6 @@ class Exports:
         self._db = db
         self._files = files
         self._limits = limits
-        db.migrate(_SCHEMA)
 
     def used(self, container_id: str) -> int:
         """Bytes of this sandbox's exports that are still stored."""

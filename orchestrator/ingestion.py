@@ -31,7 +31,7 @@ class IngestionQueue:
 
     def start(self) -> int:
         """Start the worker and re-queue interrupted files; returns how many were re-queued."""
-        pending = self._engine.catalog.pending()
+        pending = self._engine.pending()
         for record in pending:
             self._queue[(record.store_id, record.file_id)] = None
         self._task = asyncio.create_task(self._run())

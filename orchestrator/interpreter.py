@@ -35,7 +35,7 @@ ItemHook = Callable[[Item], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Run:
+class CellRun:
     """A finished cell: the engine's Execution plus its outputs as logs and image files."""
 
     execution: Execution
@@ -60,7 +60,7 @@ class Interpreter:
         self._max_images = max_images
 
     async def run(self, sandbox_id: str, code: str, timeout: float | None = None,
-                  on_item: ItemHook | None = None) -> Run:
+                  on_item: ItemHook | None = None) -> CellRun:
         """Execute `code`; `on_item` sees every output as it arrives (for streaming)."""
         items: list[Item] = []
         images = 0
@@ -81,7 +81,7 @@ class Interpreter:
         if images > self._max_images:
             items.append(Logs(f"[{images - self._max_images} more images were displayed but not kept: at most "
                               f"{self._max_images} are kept per execution]\n"))
-        return Run(execution, merge_logs(items))
+        return CellRun(execution, merge_logs(items))
 
     async def _item(self, sandbox_id: str, output: Output, number: int) -> Item:
         if isinstance(output, ImageOutput):

@@ -3,13 +3,16 @@ sandboxes, reaped ones) is read at scrape time, so the engines stay free of any 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from orchestrator.sandbox import Execution
+
+if TYPE_CHECKING:  # services imports this module
+    from orchestrator.services import Services
 
 REGISTRY = CollectorRegistry()
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -70,11 +73,12 @@ class LifecycleMetrics:
 class EngineCollector:
     """Gauges read from the sandbox manager at scrape time."""
 
-    def __init__(self, app_state: Any) -> None:
-        self._state = app_state
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
 
     def collect(self) -> Iterator[Any]:
-        manager = self._state.manager
+        side = self._services().sandboxes
+        manager = side.manager if side is not None else None
         sandboxes = GaugeMetricFamily("toolshed_sandboxes", "Sandboxes known to the engine, by status.",
                                       labels=["status"])
         counts = manager.status_counts() if manager is not None else {}

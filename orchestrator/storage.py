@@ -16,29 +16,21 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from orchestrator.db import Database
+from orchestrator.errors import NotFound, TooLarge
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY,
-    filename TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_order ON files (created_at, seq);
-"""
 _CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]")
 
 
-class FileNotFound(Exception):
+class FileNotFound(NotFound):
     def __init__(self, file_id: str) -> None:
         super().__init__(f"No such File object: {file_id}")
         self.file_id = file_id
 
 
-class FileTooLarge(Exception):
+class FileTooLarge(TooLarge):
+    code = "file_too_large"
+
     def __init__(self, limit: int) -> None:
         super().__init__(f"File exceeds the maximum upload size of {limit} bytes.")
         self.limit = limit
@@ -76,7 +68,6 @@ class FileStore:
         self._blobs = root / "files"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._db = db
-        db.migrate(_SCHEMA)
         self._sweep_partial_blobs()
 
     def _sweep_partial_blobs(self) -> None:

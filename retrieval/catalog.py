@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retrieval.embedding import content_hash
 from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
-from retrieval.models import Batch, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
+from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
 from retrieval.sqlite import SQLite
 
 _SCHEMA = """
@@ -209,6 +210,16 @@ class Catalog(SQLite):
                       store_id, file_id))
 
     # ---- batches -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
+        """Insert one chunk row inside the caller's write transaction; returns its id."""
+        cursor = conn.execute(
+            "INSERT INTO chunks (store_id, file_id, ordinal, page, start, end, tokens, hash, text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
+             chunk.text))
+        return int(cursor.lastrowid)
 
     def create_batch(self, store_id: str) -> str:
         batch_id = f"vsfb_{secrets.token_hex(16)}"

@@ -1,9 +1,10 @@
 """The retrieval engine's exceptions.
 
 RetrievalError
- ├── StoreNotFound          an unknown vector store id
- ├── StoreFileNotFound      a file that is not in the store
- ├── BatchNotFound          an unknown file batch of a store
+ ├── NotFound
+ │    ├── StoreNotFound     an unknown vector store id
+ │    ├── StoreFileNotFound a file that is not in the store
+ │    └── BatchNotFound     an unknown file batch of a store
  ├── InvalidRequest         a bad argument (`param` names it)
  └── FileProblem            a file that cannot be indexed; `code` is OpenAI's `unsupported_file` or `invalid_file`
 """
@@ -15,17 +16,21 @@ class RetrievalError(Exception):
     pass
 
 
-class StoreNotFound(RetrievalError):
+class NotFound(RetrievalError):
+    pass
+
+
+class StoreNotFound(NotFound):
     def __init__(self, store_id: str) -> None:
         super().__init__(f"No vector store found with id '{store_id}'.")
 
 
-class StoreFileNotFound(RetrievalError):
+class StoreFileNotFound(NotFound):
     def __init__(self, store_id: str, file_id: str) -> None:
         super().__init__(f"No file '{file_id}' in vector store '{store_id}'.")
 
 
-class BatchNotFound(RetrievalError):
+class BatchNotFound(NotFound):
     def __init__(self, store_id: str, batch_id: str) -> None:
         super().__init__(f"No file batch '{batch_id}' in vector store '{store_id}'.")
 

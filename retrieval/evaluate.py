@@ -66,9 +66,9 @@ def load_beir(folder: Path, split: str = "test") -> Dataset:
 def ensure_indexed(engine: VectorStoreEngine, dataset: Dataset, store_name: str,
                    progress: Callable[[int], None] | None = None) -> tuple[str, dict[str, float]]:
     """The store holding the corpus, indexing whatever is missing; returns (store id, indexing figures)."""
-    stores = engine.catalog.stores(name=store_name)
+    stores = engine.stores(name=store_name)
     store_id = stores[0].id if stores else engine.create_store(store_name).id
-    done = {f.file_id for f in engine.catalog.files(store_id, status="completed")}
+    done = {f.file_id for f in engine.files(store_id, status="completed")}
     missing = [doc_id for doc_id in dataset.corpus if doc_id not in done]
     if progress and len(done):
         progress(len(dataset.corpus) - len(missing))

@@ -39,14 +39,22 @@ _ROUND_CHUNKS = 512
 class VectorStoreEngine:
     def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
                  dense_weight: float = DEFAULT_DENSE_WEIGHT) -> None:
-        self.catalog = Catalog(root / "retrieval.db")
+        self._catalog = Catalog(root / "retrieval.db")
         self._model = model
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
-        self._keyword = KeywordIndex(Analyzer(), self.catalog.read)
+        # The catalog's reads are the engine's own verbs; its writes go through the engine, which keeps the
+        # in-memory indexes in step.
+        catalog = self._catalog
+        self.store, self.stores, self.has_stores, self.require = catalog.store, catalog.stores, catalog.has_stores, \
+            catalog.store_key
+        self.file, self.files, self.pending = catalog.file, catalog.files, catalog.pending
+        self.update_store, self.batch, self.create_batch, self.cancel_batch = catalog.update_store, catalog.batch, \
+            catalog.create_batch, catalog.cancel_batch
+        self._keyword = KeywordIndex(Analyzer(), self._catalog.read)
         self.dense_weight = dense_weight
-        self._cache = VectorCache(self.catalog, embedder=lambda: self.embedder, model_name=lambda: self.model_name)
-        self._indexes = LoadedIndexes(self.catalog, root / "indexes", self._keyword,
+        self._cache = VectorCache(self._catalog, embedder=lambda: self.embedder, model_name=lambda: self.model_name)
+        self._indexes = LoadedIndexes(self._catalog, root / "indexes", self._keyword,
                                       model_name=lambda: self.model_name, dimension=lambda: self.embedder.dimension)
 
     @property
@@ -62,20 +70,20 @@ class VectorStoreEngine:
         return self._embedder.name if self._embedder is not None else self._model
 
     def close(self) -> None:
-        self.catalog.close()
+        self._catalog.close()
 
     # ---- stores --------------------------------------------------------------------------------------------
 
     def create_store(self, name: str = "", *, metadata: dict[str, str] | None = None,
                      expires_after_days: int | None = None, description: str | None = None) -> Store:
-        store_id = self.catalog.create_store(name, metadata or {}, expires_after_days, description)
-        with self.catalog.write() as conn:
-            self._keyword.create(conn, self.catalog.store_key(store_id))
-        return self.catalog.store(store_id)
+        store_id = self._catalog.create_store(name, metadata or {}, expires_after_days, description)
+        with self._catalog.write() as conn:
+            self._keyword.create(conn, self._catalog.store_key(store_id))
+        return self._catalog.store(store_id)
 
     def delete_store(self, store_id: str) -> None:
-        key = self.catalog.store_key(store_id)
-        with self._indexes.lock, self.catalog.write() as conn:
+        key = self._catalog.store_key(store_id)
+        with self._indexes.lock, self._catalog.write() as conn:
             for table in ("chunks", "store_files", "deletions", "batches"):
                 conn.execute(f"DELETE FROM {table} WHERE store_id = ?", (store_id,))
             conn.execute("DELETE FROM stores WHERE id = ?", (store_id,))
@@ -87,7 +95,7 @@ class VectorStoreEngine:
     def attach(self, store_id: str, file_id: str, filename: str, *, attributes: dict[str, Any] | None = None,
                chunking: ChunkingStrategy | None = None, batch_id: str | None = None) -> StoreFile:
         """Add a file to a store as `in_progress`; `ingest` then indexes it."""
-        return self.catalog.attach(store_id, file_id, filename, attributes or {}, chunking or ChunkingStrategy(),
+        return self._catalog.attach(store_id, file_id, filename, attributes or {}, chunking or ChunkingStrategy(),
                                    batch_id)
 
     def ingest(self, store_id: str, paths: Iterable[tuple[str, Path]], progress: Progress | None = None) -> None:
@@ -96,7 +104,7 @@ class VectorStoreEngine:
         documents = []
         for file_id, path in paths:
             try:
-                record = self.catalog.file(store_id, file_id)
+                record = self._catalog.file(store_id, file_id)
             except StoreFileNotFound:  # detached while queued
                 continue
             try:
@@ -117,7 +125,7 @@ class VectorStoreEngine:
         pending: list[tuple[Document, list[Chunk]]] = []
         for document in documents:
             try:
-                record = self.catalog.file(store_id, document.file_id)
+                record = self._catalog.file(store_id, document.file_id)
             except StoreFileNotFound:
                 continue
             if record.status != "in_progress":
@@ -136,9 +144,9 @@ class VectorStoreEngine:
                       progress: Progress | None) -> None:
         texts = {content_hash(c.text): c.text for _, chunks in pending for c in chunks}
         vectors = self._cache.vectors(texts)
-        key = self.catalog.store_key(store_id)
+        key = self._catalog.store_key(store_id)
         dimension = self.embedder.dimension
-        with self._indexes.lock, self.catalog.write() as conn:
+        with self._indexes.lock, self._catalog.write() as conn:
             self._indexes.catch_up_loaded(store_id)
             added: list[tuple[int, str]] = []
             for document, chunks in pending:
@@ -147,15 +155,15 @@ class VectorStoreEngine:
                 if status is None or status[0] != "in_progress":  # cancelled or removed meanwhile
                     continue
                 if not chunks:
-                    self.catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
+                    self._catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
                         "unsupported_file", "The file has no extractable text."))
                     continue
-                ids = [self._insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
+                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
                        for ordinal, chunk in enumerate(chunks)]
                 self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
                 added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
                 usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
-                self.catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
+                self._catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
             self._cache.store(conn, vectors)
             loaded = self._indexes.loaded(store_id)
             if loaded is not None and added:
@@ -166,19 +174,9 @@ class VectorStoreEngine:
         if progress:
             progress(len(pending))
 
-    @staticmethod
-    def _insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
-        cursor = conn.execute(
-            "INSERT INTO chunks (store_id, file_id, ordinal, page, start, end, tokens, hash, text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
-             chunk.text))
-        return int(cursor.lastrowid)
-
-
     def _fail(self, store_id: str, file_id: str, error: FileError) -> None:
-        with self.catalog.write() as conn:
-            self.catalog.set_status(conn, store_id, file_id, "failed", error)
+        with self._catalog.write() as conn:
+            self._catalog.set_status(conn, store_id, file_id, "failed", error)
 
     def fail_interrupted(self, store_id: str, file_id: str, reason: str) -> None:
         """Mark a file that cannot be ingested any more (its blob is gone) as failed with a server_error."""
@@ -186,9 +184,9 @@ class VectorStoreEngine:
 
     def remove_file(self, store_id: str, file_id: str) -> None:
         """Detach a file: its chunks leave the keyword index and the vector index at once."""
-        self.catalog.file(store_id, file_id)
-        key = self.catalog.store_key(store_id)
-        with self._indexes.lock, self.catalog.write() as conn:
+        self._catalog.file(store_id, file_id)
+        key = self._catalog.store_key(store_id)
+        with self._indexes.lock, self._catalog.write() as conn:
             self._indexes.catch_up_loaded(store_id)
             ids = [row[0] for row in conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id = ?",
                                                   (store_id, file_id))]
@@ -205,16 +203,20 @@ class VectorStoreEngine:
         self._indexes.maybe_checkpoint(store_id)
 
     def update_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> StoreFile:
-        self.catalog.file(store_id, file_id)
-        with self.catalog.write() as conn:
+        self._catalog.file(store_id, file_id)
+        with self._catalog.write() as conn:
             conn.execute("UPDATE store_files SET attributes = ? WHERE store_id = ? AND file_id = ?",
                          (json.dumps(attributes), store_id, file_id))
-        return self.catalog.file(store_id, file_id)
+        return self._catalog.file(store_id, file_id)
+
+    def chunk_count(self, store_id: str) -> int:
+        with self._catalog.read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM chunks WHERE store_id = ?", (store_id,)).fetchone()[0])
 
     def chunks(self, store_id: str, file_id: str) -> list[Chunk]:
         """The indexed chunks of a file, in order."""
-        self.catalog.file(store_id, file_id)
-        with self.catalog.read() as conn:
+        self._catalog.file(store_id, file_id)
+        with self._catalog.read() as conn:
             rows = conn.execute("SELECT text, page, start, end, tokens FROM chunks WHERE store_id = ? AND file_id = ? "
                                 "ORDER BY ordinal", (store_id, file_id)).fetchall()
         return [Chunk(*row) for row in rows]
@@ -228,7 +230,7 @@ class VectorStoreEngine:
     def warm(self, store_id: str) -> None:
         """Load the store's vector index and build its keyword snapshot now, rather than on first queries."""
         self._indexes.get(store_id)
-        self._keyword.warm(self.catalog.store_key(store_id))
+        self._keyword.warm(self._catalog.store_key(store_id))
 
     # ---- search --------------------------------------------------------------------------------------------
 
@@ -250,7 +252,7 @@ class VectorStoreEngine:
         elif mode == "keyword":
             query_vector = None
         for store_id in store_ids:
-            key = self.catalog.store_key(store_id)
+            key = self._catalog.store_key(store_id)
             self._indexes.refresh(store_id, key)
             allowed = self._allowed_chunks(store_id, filters) if filters is not None else None
             if query_vector is not None:
@@ -261,7 +263,7 @@ class VectorStoreEngine:
             if mode != "dense":
                 keyword += self._keyword.search(key, query, depth, allowed)
         for store_id in store_ids:
-            self.catalog.touch(store_id)
+            self._catalog.touch(store_id)
         if mode == "hybrid":
             ranked = fuse(dense, keyword, self.dense_weight)
         else:
@@ -270,10 +272,10 @@ class VectorStoreEngine:
         return self._hits(ranked)
 
     def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
-        files = [f.file_id for f in self.catalog.files(store_id, status="completed")
+        files = [f.file_id for f in self._catalog.files(store_id, status="completed")
                  if attribute_filters.matches(spec, f.attributes)]
         allowed: set[int] = set()
-        with self.catalog.read() as conn:
+        with self._catalog.read() as conn:
             for start in range(0, len(files), 500):
                 part = files[start:start + 500]
                 allowed.update(row[0] for row in conn.execute(
@@ -284,7 +286,7 @@ class VectorStoreEngine:
     def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
         if not ranked:
             return []
-        with self.catalog.read() as conn:
+        with self._catalog.read() as conn:
             rows = {row[0]: row for row in conn.execute(
                 "SELECT c.id, c.file_id, f.filename, c.text, c.page, f.attributes FROM chunks c JOIN store_files f "
                 f"ON f.store_id = c.store_id AND f.file_id = c.file_id WHERE c.id IN ({','.join('?' * len(ranked))})",

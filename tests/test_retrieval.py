@@ -124,7 +124,7 @@ def test_dense_keyword_and_hybrid_find_the_right_passage(engine: VectorStoreEngi
     for file_id, path in files:
         engine.attach(store.id, file_id, path.name, attributes={"kind": path.suffix.lstrip("."), "n": len(file_id)})
     engine.ingest(store.id, list(files))
-    assert {f.status for f in engine.catalog.files(store.id)} == {"completed"}
+    assert {f.status for f in engine.files(store.id)} == {"completed"}
     for mode in ("dense", "keyword", "hybrid"):
         [top] = engine.search([store.id], "scaled dot-product attention formula with softmax", k=1, mode=mode)
         assert (top.file_id, top.page) == ("pdf", 4), mode

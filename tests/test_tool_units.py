@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.interpreter import Image, Logs, Run
+from orchestrator.interpreter import CellRun, Image, Logs
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError
 from orchestrator.tools.annotations import file_path_annotations
@@ -31,9 +31,9 @@ def test_annotations_of_text_without_files_are_empty() -> None:
     assert file_path_annotations("no paths here", {"a.csv": "file-a"}) == []
 
 
-def _run(items: tuple, artifacts: tuple = (), error: ExecutionError | None = None) -> Run:
+def _run(items: tuple, artifacts: tuple = (), error: ExecutionError | None = None) -> CellRun:
     execution = Execution("exec_1", "cntr_1", "failed" if error else "completed", (), error, 5, artifacts=artifacts)
-    return Run(execution, items)
+    return CellRun(execution, items)
 
 
 def test_model_output_lists_files_even_when_logs_are_cut() -> None:
@@ -146,5 +146,5 @@ def test_control_characters_in_file_names_are_escaped_for_the_model_and_still_an
 def test_model_output_counts_files_past_the_listing_cap() -> None:
     execution = Execution("exec_1", "cntr_1", "completed", (), None, 5, artifacts_omitted=9900,
                           artifacts_complete=False)
-    text = model_output(Run(execution, ()), 1000)
+    text = model_output(CellRun(execution, ()), 1000)
     assert "9900 more files" in text and "too many entries" in text

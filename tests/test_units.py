@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from orchestrator.api.schemas import paginate
 from orchestrator.db import Database
+from orchestrator.migrations import MIGRATIONS
 from orchestrator.sandbox.image import recipe_hash
 from orchestrator.sandbox.workspace import parse_size
 from orchestrator.storage import FileNotFound, FileStore, FileTooLarge, safe_filename
@@ -50,13 +53,35 @@ def test_the_import_reader_sees_every_spelling() -> None:
 
 @pytest.mark.parametrize("engine", ["orchestrator/sandbox", "retrieval", "orchestrator/tools",
                                     "orchestrator/container_files.py", "orchestrator/interpreter.py",
-                                    "orchestrator/threads.py", "orchestrator/storage.py", "orchestrator/db.py",
-                                    "orchestrator/exports.py"])
+                                    "orchestrator/bindings.py", "orchestrator/storage.py", "orchestrator/db.py",
+                                    "orchestrator/exports.py", "orchestrator/vector_stores.py",
+                                    "orchestrator/services.py", "orchestrator/errors.py"])
 def test_engines_are_plain_libraries(engine: str) -> None:
     for path in _python_files(engine):
         imported = _imports(path)
         assert not {"fastapi", "starlette", "uvicorn"} & {name.split(".")[0] for name in imported}, path
         assert not {name for name in imported if name.startswith(("orchestrator.api", "orchestrator.app"))}, path
+
+
+ROUTERS = {path.stem for path in (ROOT / "orchestrator" / "api").glob("*.py")
+           if "APIRouter(" in path.read_text()}
+
+
+def test_no_router_imports_another_router_or_reaches_into_an_engine() -> None:
+    assert {"containers", "files", "tools", "vector_stores", "container_files"} <= ROUTERS
+    for name in ROUTERS:
+        imported = _imports(ROOT / "orchestrator" / "api" / f"{name}.py")
+        assert not {f"orchestrator.api.{other}" for other in ROUTERS - {name}} & imported, name
+        engine_internals = {module for module in imported if module.startswith("retrieval") or (
+            module.startswith("orchestrator.sandbox.")
+            and (ROOT / "orchestrator" / "sandbox" / f"{module.split('.')[2]}.py").exists())}
+        assert not engine_internals, name
+
+
+def test_app_state_holds_the_service_container_only() -> None:
+    used = {name for path in (ROOT / "orchestrator").rglob("*.py")
+            for name in re.findall(r"app\.state\.(\w+)", path.read_text())}
+    assert used == {"services"}
 
 
 # Each foreign library is imported by exactly one module, which maps its exceptions to ours.
@@ -135,3 +160,37 @@ def test_recipe_hash_follows_the_recipe(tmp_path: Path) -> None:
     assert recipe_hash(tmp_path) == before
     (tmp_path / "requirements.txt").write_text("numpy==3\n")
     assert recipe_hash(tmp_path) != before
+
+
+def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "toolshed.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((ROOT / "tests" / "data" / "database-before-migrations.sql").read_text())
+    db = Database(path)
+    assert db.version == len(MIGRATIONS)
+    assert db.all("SELECT scope, key, container_id FROM sandbox_bindings") == [
+        ("tool_calls", "thread-from-v0", "cntr_0123456789abcdef0123456789abcdef")]
+    assert db.one("SELECT name FROM sqlite_master WHERE name = 'threads'") is None
+    assert db.all("SELECT scope, key, marker, filename FROM citations") == [("tool_calls", "thread-from-v0", 0,
+                                                                             "data.csv")]
+    # A container file naming a file deleted long ago no longer points at it; the other keeps its file.
+    kept = dict(db.all("SELECT path, file_id FROM container_files"))
+    assert kept["gone.csv"] is None and kept["data.csv"].startswith("file-")
+    # Foreign keys are on: deleting a file clears the container files that named it.
+    FileStore(db, tmp_path).delete(kept["data.csv"])
+    assert db.one("SELECT file_id FROM container_files WHERE path = 'data.csv'") == (None,)
+    db.close()
+    again = Database(path)  # a second start changes nothing
+    assert again.version == len(MIGRATIONS) and len(again.all("SELECT * FROM sandbox_bindings")) == 1
+    again.close()
+
+
+def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "toolshed.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript("CREATE TABLE threads (oops INTEGER);")  # not the shape migration 2 expects
+    with pytest.raises(sqlite3.Error):
+        Database(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'sandbox_bindings'").fetchone() is None

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, format_sse_event
 
 from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager
 from orchestrator.api.disconnect import cancel, unless_disconnected
-from orchestrator.api.errors import APIError
+from orchestrator.api.errors import APIError, envelope
 from orchestrator.api.schemas import (
     ContainerCreate,
     ContainerObject,
@@ -27,9 +29,10 @@ from orchestrator.api.schemas import (
     page_of,
     paginate,
 )
-from orchestrator.interpreter import Item, Run
-from orchestrator.sandbox import SandboxError, SandboxSpec
+from orchestrator.interpreter import CellRun, Item
+from orchestrator.sandbox import SandboxSpec
 
+log = logging.getLogger("toolshed.api")
 router = APIRouter(prefix="/containers", tags=["containers"])
 
 
@@ -94,8 +97,7 @@ async def execute(container_id: str, body: ExecuteRequest, interpreter: Interpre
     interpreter.manager.check_timeout(body.timeout)
     run = _ExecutionRun(interpreter, container_id, body)
     if body.stream:
-        return StreamingResponse(run.events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return EventSourceResponse(run.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await run.result(request)
 
 
@@ -109,7 +111,7 @@ class _ExecutionRun:
     async def _on_item(self, item: Item) -> None:
         await self._queue.put(output_wire(item))
 
-    def _start(self) -> asyncio.Task[Run]:
+    def _start(self) -> asyncio.Task[CellRun]:
         return asyncio.create_task(self._interpreter.run(self._container_id, self._body.code, self._body.timeout,
                                                          on_item=self._on_item))
 
@@ -121,7 +123,7 @@ class _ExecutionRun:
             await cancel(task)
             raise
 
-    async def events(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[bytes]:
         task = self._start()
         try:
             while not (task.done() and self._queue.empty()):
@@ -133,14 +135,16 @@ class _ExecutionRun:
                     getter.cancel()
             try:
                 yield _sse("execution.completed", execution_object(task.result()).model_dump())
-            except SandboxError as exc:
-                yield _sse("error", {"error": {"message": str(exc), "type": "server_error", "param": None,
-                                               "code": "execution_failed"}})
-            yield "data: [DONE]\n\n"
+            except Exception as exc:
+                status, body = envelope(exc)
+                if status == 500:
+                    log.exception("execution stream failed")
+                yield _sse("error", body)
+            yield format_sse_event(data_str="[DONE]")
         finally:
             if not task.done():  # the client went away: stop its cell, so the next call is not stuck behind it
                 await cancel(task)
 
 
-def _sse(event: str, payload: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(payload)}\n\n"
+def _sse(event: str, payload: dict) -> bytes:
+    return format_sse_event(data_str=json.dumps(payload), event=event)

@@ -1,4 +1,4 @@
-"""Request-scoped access to the engines held by the app, and the API-key check.
+"""Request-scoped access to the service container, and the API-key check.
 
 All are `async def` although none awaits: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
 per dependency per request that showed up as ~6% of the server's time on a trivial execute."""
@@ -6,60 +6,72 @@ per dependency per request that showed up as ~6% of the server's time on a trivi
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from orchestrator.api.errors import APIError
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles
-from orchestrator.ingestion import IngestionQueue
 from orchestrator.interpreter import Interpreter as InterpreterService
-from orchestrator.sandbox import EngineUnavailable, SandboxManager
+from orchestrator.sandbox import SandboxManager
+from orchestrator.services import SandboxServices, Services
 from orchestrator.storage import FileStore
-from orchestrator.tools.router import ToolRouter
-from retrieval.vector_store import VectorStoreEngine
+from orchestrator.tools.annotations import Annotator
+from orchestrator.tools.registry import ToolRegistry
+from orchestrator.vector_stores import VectorStores
 
 
-async def settings(request: Request) -> Settings:
-    return request.app.state.settings
+async def services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
-def _engine_part(name: str) -> Callable[[Request], Awaitable[Any]]:
-    """A dependency returning one piece of the sandbox engine, or a 503 if the engine did not start."""
-
-    async def get(request: Request) -> Any:
-        if request.app.state.manager is None:
-            raise EngineUnavailable(request.app.state.engine_problem or "The sandbox engine is not running.")
-        return getattr(request.app.state, name)
-
-    return get
+ServicesDep = Annotated[Services, Depends(services)]
 
 
-manager = _engine_part("manager")
-interpreter = _engine_part("interpreter")
-container_files = _engine_part("container_files")
+async def settings(services: ServicesDep) -> Settings:
+    return services.settings
 
 
-async def tool_router(request: Request) -> ToolRouter:
-    return request.app.state.tool_router
+async def sandboxes(services: ServicesDep) -> SandboxServices:
+    """The sandbox side, or a 503 saying why the engine did not start."""
+    return services.require_sandboxes()
 
 
-async def retrieval(request: Request) -> VectorStoreEngine:
-    return request.app.state.retrieval
+SandboxesDep = Annotated[SandboxServices, Depends(sandboxes)]
 
 
-async def ingestion(request: Request) -> IngestionQueue:
-    return request.app.state.ingestion
+async def manager(side: SandboxesDep) -> SandboxManager:
+    return side.manager
 
 
-async def files(request: Request) -> FileStore:
-    return request.app.state.files
+async def interpreter(side: SandboxesDep) -> InterpreterService:
+    return side.interpreter
 
 
-async def require_api_key(request: Request) -> None:
-    keys: list[str] = request.app.state.settings.api_keys
+async def container_files(side: SandboxesDep) -> ContainerFiles:
+    return side.container_files
+
+
+async def files(services: ServicesDep) -> FileStore:
+    return services.files
+
+
+async def vector_stores(services: ServicesDep) -> VectorStores:
+    return services.vector_stores
+
+
+async def tools(services: ServicesDep) -> ToolRegistry:
+    return services.tools
+
+
+async def annotator(services: ServicesDep) -> Annotator:
+    return services.annotator
+
+
+async def require_api_key(request: Request, config: Annotated[Settings, Depends(settings)]) -> None:
+    keys: list[str] = config.api_keys
     if not keys:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -68,10 +80,10 @@ async def require_api_key(request: Request) -> None:
 
 
 Config = Annotated[Settings, Depends(settings)]
-ToolRouterDep = Annotated[ToolRouter, Depends(tool_router)]
 Manager = Annotated[SandboxManager, Depends(manager)]
 Interpreter = Annotated[InterpreterService, Depends(interpreter)]
 ContainerFilesDep = Annotated[ContainerFiles, Depends(container_files)]
 Files = Annotated[FileStore, Depends(files)]
-Retrieval = Annotated[VectorStoreEngine, Depends(retrieval)]
-Ingestion = Annotated[IngestionQueue, Depends(ingestion)]
+VectorStoresDep = Annotated[VectorStores, Depends(vector_stores)]
+Tools = Annotated[ToolRegistry, Depends(tools)]
+AnnotatorDep = Annotated[Annotator, Depends(annotator)]

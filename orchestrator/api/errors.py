@@ -9,17 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator import errors
 from orchestrator.api.disconnect import ClientDisconnected
-from orchestrator.container_files import ContainerFileError, ContainerFileNotFound
-from orchestrator.sandbox.errors import (
-    CapacityExhausted,
-    EngineUnavailable,
-    InvalidRequest,
-    SandboxNotFound,
-    SandboxStartFailed,
-)
-from orchestrator.storage import FileNotFound, FileTooLarge
-from orchestrator.tools.router import ToolCallError
+from orchestrator.sandbox import errors as sandbox_errors
 from retrieval import errors as retrieval_errors
 
 log = logging.getLogger("toolshed.api")
@@ -40,23 +32,32 @@ def error_response(status: int, message: str, type: str, param: str | None = Non
     return JSONResponse(body, status_code=status)
 
 
-# exception class -> (HTTP status, error type, code)
+# Base class -> (HTTP status, error type, default code); a handler is found by the exception's class hierarchy,
+# and an exception's own `code` and `param` attributes win over the defaults.
 _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
-    SandboxNotFound: (404, "invalid_request_error", "not_found"),
-    FileNotFound: (404, "invalid_request_error", "not_found"),
-    ContainerFileNotFound: (404, "invalid_request_error", "not_found"),
-    ContainerFileError: (400, "invalid_request_error", "invalid_file"),
-    InvalidRequest: (400, "invalid_request_error", None),
-    ToolCallError: (400, "invalid_request_error", None),
-    retrieval_errors.StoreNotFound: (404, "invalid_request_error", "not_found"),
-    retrieval_errors.StoreFileNotFound: (404, "invalid_request_error", "not_found"),
-    retrieval_errors.BatchNotFound: (404, "invalid_request_error", "not_found"),
+    errors.NotFound: (404, "invalid_request_error", "not_found"),
+    errors.InvalidRequest: (400, "invalid_request_error", "invalid_value"),
+    errors.Conflict: (409, "invalid_request_error", "conflict"),
+    errors.TooLarge: (413, "invalid_request_error", "too_large"),
+    errors.Unavailable: (503, "server_error", "unavailable"),
+    sandbox_errors.SandboxNotFound: (404, "invalid_request_error", "not_found"),
+    sandbox_errors.InvalidRequest: (400, "invalid_request_error", None),
+    sandbox_errors.SandboxError: (503, "server_error", None),  # the engine's infrastructure: down, full, failed
+    retrieval_errors.NotFound: (404, "invalid_request_error", "not_found"),
     retrieval_errors.InvalidRequest: (400, "invalid_request_error", "invalid_value"),
-    FileTooLarge: (413, "invalid_request_error", "file_too_large"),
-    EngineUnavailable: (503, "server_error", "engine_unavailable"),
-    SandboxStartFailed: (503, "server_error", "sandbox_start_failed"),
-    CapacityExhausted: (503, "server_error", "sandbox_capacity"),
 }
+
+
+def envelope(exc: Exception) -> tuple[int, dict]:
+    """(status, OpenAI error body) for an exception of the table, else a 500 that says nothing of the cause.
+    Streamed errors use the same body as responses."""
+    for kind in type(exc).__mro__:
+        if kind in _TABLE:
+            status, error_type, code = _TABLE[kind]
+            return status, {"error": {"message": str(exc), "type": error_type, "param": getattr(exc, "param", None),
+                                      "code": getattr(exc, "code", None) or code}}
+    return 500, {"error": {"message": "The server had an error while processing your request.",
+                           "type": "server_error", "param": None, "code": None}}
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -84,15 +85,15 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
         return error_response(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
 
-    for exc_type, (status, kind, code) in _TABLE.items():
-        def handler(_: Request, exc: Exception, status: int = status, kind: str = kind,
-                    code: str | None = code) -> JSONResponse:
-            response = error_response(status, str(exc), kind, getattr(exc, "param", None),
-                                      getattr(exc, "code", code))
-            if hasattr(exc, "retry_after_s"):  # the openai SDK's retries honour it
-                response.headers["Retry-After"] = str(exc.retry_after_s)
-            return response
-        app.add_exception_handler(exc_type, handler)
+    def mapped(_: Request, exc: Exception) -> JSONResponse:
+        status, body = envelope(exc)
+        response = JSONResponse(body, status_code=status)
+        if hasattr(exc, "retry_after_s"):  # the openai SDK's retries honour it
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
+    for exc_type in _TABLE:
+        app.add_exception_handler(exc_type, mapped)
 
     @app.exception_handler(ClientDisconnected)
     async def _gone(_: Request, exc: ClientDisconnected) -> JSONResponse:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api.deps import Files
+from orchestrator.api.deps import Config, Files
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
 from orchestrator.storage import FileTooLarge
@@ -19,11 +19,11 @@ PURPOSES = {"assistants", "assistants_output", "batch", "batch_output", "fine-tu
 
 
 @router.post("", response_model=FileObject)
-async def create_file(request: Request, store: Files, file: Annotated[UploadFile, File()],
+async def create_file(request: Request, store: Files, config: Config, file: Annotated[UploadFile, File()],
                       purpose: Annotated[str, Form()]) -> FileObject:
     if purpose not in PURPOSES:
         raise APIError(400, f"Invalid purpose '{purpose}'. Expected one of {sorted(PURPOSES)}.", param="purpose")
-    limit = request.app.state.settings.max_upload_bytes
+    limit = config.max_upload_bytes
     if int(request.headers.get("content-length") or 0) > limit + (1 << 20):
         raise FileTooLarge(limit)
     stored = await run_in_threadpool(store.write, file.file, file.filename or "upload", purpose, limit)

@@ -8,7 +8,7 @@ from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.container_files import ContainerFile
-from orchestrator.interpreter import Image, Item, Run
+from orchestrator.interpreter import CellRun, Image, Item
 from orchestrator.sandbox import Sandbox
 from orchestrator.sandbox.models import Artifact
 from orchestrator.storage import StoredFile
@@ -209,7 +209,7 @@ def json_response(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-def execution_object(run: Run) -> ExecutionObject:
+def execution_object(run: CellRun) -> ExecutionObject:
     execution = run.execution
     error = execution.error
     return ExecutionObject(

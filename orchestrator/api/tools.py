@@ -6,20 +6,17 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from orchestrator.api.deps import ToolRouterDep as Router
+from orchestrator.api.deps import AnnotatorDep, Tools
 from orchestrator.api.disconnect import unless_disconnected
-from orchestrator.api.schemas import TextContent, artifact_wire, json_response, output_wire
+from orchestrator.api.errors import APIError
+from orchestrator.api.schemas import artifact_wire, json_response
+from orchestrator.api.steps import tool_call_step
 from orchestrator.api.tool_schemas import (
     AnnotateRequest,
-    CodeInterpreterDetails,
-    CodeInterpreterToolCall,
     FileCitation,
     FileCitationAnnotationWire,
     FilePath,
     FilePathAnnotationWire,
-    FileSearchDetails,
-    FileSearchResultWire,
-    FileSearchToolCall,
     TextContentPart,
     TextValue,
     ToolCallRequest,
@@ -27,54 +24,46 @@ from orchestrator.api.tool_schemas import (
     ToolCallsStepDetails,
     ToolList,
 )
+from orchestrator.bindings import TOOL_CALLS
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult
-from orchestrator.tools.router import ToolCall, ToolResources, ToolRouter
+from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolResources
 
 router = APIRouter(tags=["tools"])
 
 
 @router.get("/tools", response_model=ToolList)
-async def list_tools() -> ToolList:
-    return ToolList(data=ToolRouter.definitions())
+async def list_tools(tools: Tools) -> ToolList:
+    return ToolList(data=tools.definitions())
 
 
 @router.post("/tool_calls", response_model=ToolCallResponse)
-async def call_tool(body: ToolCallRequest, tools: Router, request: Request) -> Response:
+async def call_tool(body: ToolCallRequest, tools: Tools, request: Request) -> Response:
     call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments)
     resources = body.tool_resources
     code_interpreter = resources.code_interpreter if resources else None
     file_search = resources.file_search if resources else None
-    task = asyncio.create_task(tools.call(body.thread_id, call, ToolResources(
-        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else [])))
-    result = await unless_disconnected(request, task)
-    if isinstance(result, FileSearchResult):
-        return json_response(_file_search_response(call.id, result))
-    return json_response(_code_interpreter_response(call.id, result))
-
-
-def _code_interpreter_response(call_id: str, result: CodeInterpreterResult) -> ToolCallResponse:
-    execution = result.run.execution
-    step = CodeInterpreterToolCall(id=call_id, code_interpreter=CodeInterpreterDetails(
-        input=result.code, outputs=[output_wire(item) for item in result.run.items]))
-    return ToolCallResponse(tool_call_id=call_id, output=result.output, status=execution.status,
-                            step_details=ToolCallsStepDetails(tool_calls=[step]),
-                            files=[artifact_wire(a) for a in execution.artifacts],
-                            files_omitted=execution.artifacts_omitted, container_id=result.container_id)
-
-
-def _file_search_response(call_id: str, result: FileSearchResult) -> ToolCallResponse:
-    results = [FileSearchResultWire(file_id=hit.file_id, file_name=hit.filename, score=round(hit.score, 6),
-                                    content=[TextContent(text=hit.text)], page=hit.page, marker=src.label)
-               for hit, src in zip(result.hits, result.sources, strict=True)]
-    step = FileSearchToolCall(id=call_id, file_search=FileSearchDetails(results=results))
-    return ToolCallResponse(tool_call_id=call_id, output=result.output, status="completed",
-                            step_details=ToolCallsStepDetails(tool_calls=[step]), files=[], container_id=None)
+    context = ToolContext(TOOL_CALLS, body.thread_id, ToolResources(
+        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else []))
+    outcome = await unless_disconnected(request, asyncio.create_task(tools.call(call, context)))
+    # This face's contract: a call the model got wrong is the assistant server's 400, not a tool output.
+    if isinstance(outcome, ToolProblem):
+        raise APIError(400, outcome.message, param=outcome.param, code=outcome.code)
+    assert isinstance(outcome, CodeInterpreterResult | FileSearchResult)
+    step = ToolCallsStepDetails(tool_calls=[tool_call_step(call.id, outcome)])
+    if isinstance(outcome, FileSearchResult):
+        return json_response(ToolCallResponse(tool_call_id=call.id, output=outcome.output, status="completed",
+                                              step_details=step, files=[], container_id=None))
+    execution = outcome.run.execution
+    return json_response(ToolCallResponse(
+        tool_call_id=call.id, output=outcome.output, status=execution.status, step_details=step,
+        files=[artifact_wire(a) for a in execution.artifacts], files_omitted=execution.artifacts_omitted,
+        container_id=outcome.container_id))
 
 
 @router.post("/annotations", response_model=TextContentPart)
-async def annotate(body: AnnotateRequest, tools: Router) -> TextContentPart:
-    found = tools.annotate(body.thread_id, body.text)
+async def annotate(body: AnnotateRequest, annotator: AnnotatorDep) -> TextContentPart:
+    found = annotator.annotate(TOOL_CALLS, body.thread_id, body.text)
     annotations: list = [
         FilePathAnnotationWire(text=a.text, start_index=a.start_index, end_index=a.end_index,
                                file_path=FilePath(file_id=a.file_id))

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from orchestrator.api.schemas import StrictBody, TextContent
+from orchestrator.vector_stores import Attachment
 from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, SearchMode, Store, StoreFile
 
 Attributes = dict[str, str | float | bool]
@@ -87,6 +88,10 @@ class BatchFile(BaseModel):
     file_id: str
     attributes: Attributes | None = Field(None, max_length=16)
     chunking_strategy: ChunkingRequest | None = None
+
+    def attachment(self) -> Attachment:
+        chunking = self.chunking_strategy.strategy() if self.chunking_strategy else None
+        return Attachment(self.file_id, dict(self.attributes or {}), chunking)
 
 
 class FileBatchCreate(StrictBody):

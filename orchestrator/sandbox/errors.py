@@ -28,12 +28,14 @@ class InvalidRequest(SandboxError):
 
 
 class EngineUnavailable(SandboxError):
+    code = "engine_unavailable"
     retry_after_s = 5
 
 
 class SandboxStartFailed(SandboxError):
-    pass
+    code = "sandbox_start_failed"
 
 
 class CapacityExhausted(SandboxError):
+    code = "sandbox_capacity"
     retry_after_s = 5

@@ -1,11 +1,15 @@
-"""Turning the model's final text into a message content part with exact `file_path` annotations."""
+"""Turning the model's final text into a message content part with exact `file_path` and `file_citation`
+annotations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from orchestrator.bindings import SandboxBindings
+from orchestrator.container_files import ContainerFileStore
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
+from orchestrator.tools.citations import CitationAnnotation, CitationStore
 
 PREFIX = f"sandbox:{CONTAINER_DATA_DIR}/"
 # Characters that would continue a file name; anything else after a known path ends the reference.
@@ -46,3 +50,28 @@ def file_path_annotations(text: str, files: dict[str, str]) -> list[FilePathAnno
                 break
         start = text.find(PREFIX, rest)
     return found
+
+
+@dataclass(frozen=True)
+class Annotations:
+    file_paths: list[FilePathAnnotation]
+    citations: list[CitationAnnotation]
+
+
+class Annotator:
+    """Annotations for a conversation's final text: its sandbox's files and its searches' markers. `bindings` and
+    `container_files` are None when the sandbox engine is down (citations still work then)."""
+
+    def __init__(self, citations: CitationStore, bindings: SandboxBindings | None,
+                 container_files: ContainerFileStore | None) -> None:
+        self._citations = citations
+        self._bindings = bindings
+        self._container_files = container_files
+
+    def annotate(self, scope: str, key: str, text: str) -> Annotations:
+        file_paths: list[FilePathAnnotation] = []
+        if self._bindings is not None and self._container_files is not None:
+            container_id = self._bindings.container_of(scope, key)
+            records = self._container_files.all(container_id) if container_id else []
+            file_paths = file_path_annotations(text, {r.path: r.file_id for r in records if r.file_id})
+        return Annotations(file_paths, self._citations.annotations(scope, key, text))

@@ -1,28 +1,51 @@
-"""The code_interpreter tool: run the model's code in its thread's sandbox and describe the result to it."""
+"""The code_interpreter tool: run the model's code in its conversation's sandbox and describe the result to it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from orchestrator.interpreter import Interpreter, Logs, Run
+from orchestrator.bindings import SandboxBindings
+from orchestrator.interpreter import CellRun, Interpreter, Logs
+from orchestrator.sandbox import EngineUnavailable
 from orchestrator.sandbox.models import Artifact
 from orchestrator.tools.annotations import escape_path
+from orchestrator.tools.definitions import CODE_INTERPRETER, CODE_INTERPRETER_TOOL
+from orchestrator.tools.registry import Outcome, ToolCall, ToolContext, string_argument
 
 
 @dataclass(frozen=True)
 class CodeInterpreterResult:
-    run: Run
+    run: CellRun
     code: str
     container_id: str
     output: str  # what goes back to the model
 
 
-async def run_code(interpreter: Interpreter, container_id: str, code: str, *, max_chars: int) -> CodeInterpreterResult:
-    run = await interpreter.run(container_id, code)
-    return CodeInterpreterResult(run, code, container_id, model_output(run, max_chars))
+class CodeInterpreterTool:
+    """Runs in the sandbox bound to the call's (scope, key); `bindings` is None when the sandbox engine is down."""
+
+    name = CODE_INTERPRETER
+    definition: dict[str, Any] = CODE_INTERPRETER_TOOL
+
+    def __init__(self, bindings: SandboxBindings | None, interpreter: Interpreter | None, *, max_chars: int) -> None:
+        self._bindings = bindings
+        self._interpreter = interpreter
+        self._max_chars = max_chars
+
+    async def run(self, call: ToolCall, context: ToolContext) -> Outcome:
+        code = string_argument(call, "code")
+        if not isinstance(code, str):
+            return code
+        if self._bindings is None or self._interpreter is None:
+            raise EngineUnavailable("The sandbox engine is not running, so code_interpreter is unavailable.")
+        container_id = await self._bindings.sandbox_for(context.scope, context.key,
+                                                        context.resources.code_interpreter_file_ids)
+        run = await self._interpreter.run(container_id, code)
+        return CodeInterpreterResult(run, code, container_id, model_output(run, self._max_chars))
 
 
-def model_output(run: Run, max_chars: int) -> str:
+def model_output(run: CellRun, max_chars: int) -> str:
     """Logs, errors, images and new files as text for the model, at most about `max_chars` long.
 
     The file list is never cut: it is how the model learns the paths it may cite. The logs give way instead,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from typing import Any
 
-from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
 from orchestrator.tools.citations import CitationStore, Source
+from orchestrator.tools.definitions import FILE_SEARCH, FILE_SEARCH_TOOL
+from orchestrator.tools.registry import Outcome, ToolCall, ToolContext, ToolProblem, string_argument
+from orchestrator.vector_stores import VectorStores
 from retrieval.models import Hit
-from retrieval.vector_store import VectorStoreEngine
 
 MAX_RESULTS = 10
 _QUOTE_CHARS = 2000
@@ -22,15 +23,29 @@ class FileSearchResult:
     output: str  # what goes back to the model
 
 
-async def run_search(engine: VectorStoreEngine, citations: CitationStore, thread_id: str, store_ids: list[str],
-                     query: str, *, max_results: int = MAX_RESULTS) -> FileSearchResult:
-    for store_id in store_ids:
-        engine.catalog.store_key(store_id)  # StoreNotFound before searching anything
-    with SEARCH_SECONDS.time():
-        hits = await asyncio.to_thread(engine.search, store_ids, query, k=max_results)
-    SEARCHES.labels("hybrid").inc()
-    sources = citations.remember(thread_id, [(h.file_id, h.filename, h.page, h.text[:_QUOTE_CHARS]) for h in hits])
-    return FileSearchResult(query, hits, sources, model_output(hits, sources))
+class FileSearchTool:
+    """Searches the vector stores the call's resources name, numbering passages for citation per conversation."""
+
+    name = FILE_SEARCH
+    definition: dict[str, Any] = FILE_SEARCH_TOOL
+
+    def __init__(self, stores: VectorStores, citations: CitationStore, *, max_results: int = MAX_RESULTS) -> None:
+        self._stores = stores
+        self._citations = citations
+        self._max_results = max_results
+
+    async def run(self, call: ToolCall, context: ToolContext) -> Outcome:
+        query = string_argument(call, "query")
+        if not isinstance(query, str):
+            return query
+        store_ids = context.resources.vector_store_ids
+        if not store_ids:
+            return ToolProblem("file_search needs tool_resources.file_search.vector_store_ids.",
+                               "missing_vector_stores", "tool_resources.file_search.vector_store_ids")
+        hits = await self._stores.search(store_ids, query, k=self._max_results)
+        sources = self._citations.remember(context.scope, context.key, [
+            (h.file_id, h.filename, h.page, h.text[:_QUOTE_CHARS]) for h in hits])
+        return FileSearchResult(query, hits, sources, model_output(hits, sources))
 
 
 def model_output(hits: list[Hit], sources: list[Source]) -> str:

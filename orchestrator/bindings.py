@@ -1,0 +1,66 @@
+"""Sandbox bindings: a (scope, key) pair, such as ("tool_calls", an assistant server's thread id), bound to one
+sandbox that keeps its state and files.
+
+Each face binds in its own scope, so the same key in two faces never shares a sandbox. The binding lives in the
+database, so a restarted server finds each key's sandbox (and its files) again. A key gets its sandbox on its
+first code execution, so keys that never run code cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from orchestrator.container_files import ContainerFiles
+from orchestrator.db import Database
+from orchestrator.sandbox import SandboxManager, SandboxNotFound, SandboxSpec
+from orchestrator.storage import FileStore
+
+TOOL_CALLS = "tool_calls"
+
+
+class SandboxBindings:
+    def __init__(self, db: Database, manager: SandboxManager, container_files: ContainerFiles, files: FileStore,
+                 *, memory_limit: str) -> None:
+        self._db = db
+        self._manager = manager
+        self._container_files = container_files
+        self._files = files
+        self._memory_limit = memory_limit
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def container_of(self, scope: str, key: str) -> str | None:
+        """The id of the key's sandbox, if it ever ran code."""
+        row = self._db.one("SELECT container_id FROM sandbox_bindings WHERE scope = ? AND key = ?", (scope, key))
+        return row[0] if row else None
+
+    async def sandbox_for(self, scope: str, key: str, file_ids: list[str]) -> str:
+        """The key's sandbox, created on first use, with every file in `file_ids` placed in /mnt/data (once: then
+        the code owns it, and may change or delete it)."""
+        for file_id in file_ids:  # FileNotFound before anything is started
+            self._files.get(file_id)
+        async with self._locks.setdefault((scope, key), asyncio.Lock()):
+            container_id = self.container_of(scope, key)
+            if container_id is None or not await self._exists(container_id):
+                container_id = await self._create(scope, key)
+            for file_id in file_ids:
+                if not self._db.one("SELECT 1 FROM placed_files WHERE container_id = ? AND file_id = ?",
+                                    (container_id, file_id)):
+                    await self._container_files.copy_in(container_id, file_id)
+                    self._db.execute("INSERT INTO placed_files (container_id, file_id) VALUES (?, ?)",
+                                     (container_id, file_id))
+        return container_id
+
+    async def _exists(self, container_id: str) -> bool:
+        try:
+            await self._manager.get(container_id)
+            return True
+        except SandboxNotFound:  # deleted through the Containers API: the key starts over
+            return False
+
+    async def _create(self, scope: str, key: str) -> str:
+        spec = SandboxSpec(name=key[:256], memory_limit=self._memory_limit, labels={"scope": scope, "key": key[:256]})
+        sandbox = await self._manager.create(spec)
+        self._db.execute("INSERT OR REPLACE INTO sandbox_bindings (scope, key, container_id, created_at) "
+                         "VALUES (?, ?, ?, ?)", (scope, key, sandbox.id, int(time.time())))
+        return sandbox.id

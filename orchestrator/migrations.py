@@ -1,0 +1,110 @@
+"""The metadata database's schema, as an ordered list of migrations; `PRAGMA user_version` counts those applied.
+
+A database is upgraded in place at start-up. Migration 1 is the schema the first servers made without a version
+(every statement IF NOT EXISTS, so on such a database it changes nothing); each later one moves data forward.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the unversioned schema.
+    """
+    CREATE TABLE IF NOT EXISTS files (
+        id TEXT PRIMARY KEY,
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS files_order ON files (created_at, seq);
+    CREATE TABLE IF NOT EXISTS container_files (
+        id TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        file_id TEXT,
+        mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        UNIQUE (container_id, path)
+    );
+    CREATE INDEX IF NOT EXISTS container_files_order ON container_files (container_id, seq);
+    CREATE TABLE IF NOT EXISTS threads (
+        thread_id TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS placed_files (
+        container_id TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        PRIMARY KEY (container_id, file_id)
+    );
+    CREATE TABLE IF NOT EXISTS citations (
+        thread_id TEXT NOT NULL,
+        marker INTEGER NOT NULL,
+        file_id TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        page INTEGER,
+        quote TEXT NOT NULL,
+        PRIMARY KEY (thread_id, marker)
+    );
+    """,
+    # 2: sandboxes and citations are kept by (scope, key), so tool-call threads, Assistants threads and other
+    # faces' sessions never collide; exports are accounted per sandbox; container files and exports point at
+    # files by foreign key (a deleted file leaves no dangling id).
+    """
+    CREATE TABLE sandbox_bindings (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        container_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    INSERT INTO sandbox_bindings (scope, key, container_id, created_at)
+        SELECT 'tool_calls', thread_id, container_id, created_at FROM threads;
+    DROP TABLE threads;
+    CREATE TABLE citations_v2 (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        marker INTEGER NOT NULL,
+        file_id TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        page INTEGER,
+        quote TEXT NOT NULL,
+        PRIMARY KEY (scope, key, marker)
+    );
+    INSERT INTO citations_v2 SELECT 'tool_calls', thread_id, marker, file_id, filename, page, quote FROM citations;
+    DROP TABLE citations;
+    ALTER TABLE citations_v2 RENAME TO citations;
+    DROP TABLE IF EXISTS exports;
+    CREATE TABLE exports (
+        file_id TEXT PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+        container_id TEXT NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE INDEX exports_by_container ON exports (container_id, sha256);
+    CREATE TABLE container_files_v2 (
+        id TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        file_id TEXT REFERENCES files (id) ON DELETE SET NULL,
+        mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        UNIQUE (container_id, path)
+    );
+    INSERT INTO container_files_v2
+        SELECT id, container_id, path, bytes, created_at, source,
+               CASE WHEN file_id IN (SELECT id FROM files) THEN file_id END, mtime_ns, inode, seq
+        FROM container_files;
+    DROP TABLE container_files;
+    ALTER TABLE container_files_v2 RENAME TO container_files;
+    CREATE INDEX container_files_order ON container_files (container_id, seq);
+    """,
+]

@@ -1,0 +1,128 @@
+"""The service container: every engine and service the faces use, built once at start-up and closed at shut-down.
+
+Faces receive this one typed object (FastAPI's app.state holds nothing else) and read its fields; none reaches
+into an engine's internals. The sandbox side is optional: when Docker or the image is missing, `sandboxes` is
+None, `engine_problem` says why, and everything else (files, vector stores, file_search) still works.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from orchestrator.bindings import SandboxBindings
+from orchestrator.config import Settings
+from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
+from orchestrator.db import Database
+from orchestrator.exports import ExportLimits, Exports
+from orchestrator.interpreter import Interpreter
+from orchestrator.metrics import LifecycleMetrics
+from orchestrator.sandbox import EngineUnavailable, SandboxManager
+from orchestrator.sandbox.image import default_tag
+from orchestrator.sandbox.policy import SandboxPolicy
+from orchestrator.sandbox.runtime import DockerRuntime
+from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
+from orchestrator.storage import FileStore
+from orchestrator.tools.annotations import Annotator
+from orchestrator.tools.citations import CitationStore
+from orchestrator.tools.code_interpreter import CodeInterpreterTool
+from orchestrator.tools.file_search import FileSearchTool
+from orchestrator.tools.registry import ToolRegistry
+from orchestrator.vector_stores import VectorStores
+from retrieval.vector_store import VectorStoreEngine
+
+log = logging.getLogger("toolshed")
+
+
+@dataclass(frozen=True)
+class SandboxServices:
+    """The code-interpreter side: the sandbox engine and what is built on it."""
+
+    manager: SandboxManager
+    container_files: ContainerFiles
+    bindings: SandboxBindings
+    interpreter: Interpreter
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    files: FileStore
+    vector_stores: VectorStores
+    tools: ToolRegistry
+    annotator: Annotator
+    sandboxes: SandboxServices | None
+    engine_problem: str | None
+
+    def require_sandboxes(self) -> SandboxServices:
+        """The sandbox side, or EngineUnavailable (a 503) saying why it is not running."""
+        if self.sandboxes is None:
+            raise EngineUnavailable(self.engine_problem or "The sandbox engine is not running.")
+        return self.sandboxes
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        db = Database(settings.data_dir / "toolshed.db")
+        files = FileStore(db, settings.data_dir)
+        vector_stores = VectorStores(VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
+                                                       dense_weight=settings.search_dense_weight), files)
+        resumed = vector_stores.start()
+        if resumed:
+            log.info("resuming the indexing of %d files", resumed)
+        sandboxes, problem = None, None
+        try:
+            sandboxes = await _start_sandboxes(settings, db, files)
+        except EngineUnavailable as exc:
+            problem = str(exc)
+            log.error("sandbox engine unavailable: %s", exc)
+        citations = CitationStore(db)
+        tools = ToolRegistry([
+            CodeInterpreterTool(sandboxes.bindings if sandboxes else None,
+                                sandboxes.interpreter if sandboxes else None, max_chars=settings.tool_output_max_chars),
+            FileSearchTool(vector_stores, citations),
+        ])
+        annotator = Annotator(citations, sandboxes.bindings if sandboxes else None,
+                              sandboxes.container_files.store if sandboxes else None)
+        return cls(settings, db, files, vector_stores, tools, annotator, sandboxes, problem)
+
+    async def close(self) -> None:
+        if self.sandboxes is not None:
+            await self.sandboxes.manager.close()
+        await self.vector_stores.close()
+        self.db.close()
+
+
+async def _start_sandboxes(settings: Settings, db: Database, files: FileStore) -> SandboxServices:
+    """The sandbox engine as configured, with its running containers recovered; EngineUnavailable if Docker or
+    the image is missing."""
+    workspaces = WorkspaceStore(settings.data_dir.resolve() / "sandboxes", settings.run_dir / settings.namespace,
+                                uid=settings.sandbox_uid, quota_bytes=parse_size(settings.sandbox_disk_quota))
+    if not workspaces.enforces_quota:
+        log.warning("not running as root: the /mnt/data size quota (%s) is NOT enforced", settings.sandbox_disk_quota)
+    exports = Exports(db, files, ExportLimits(parse_size(settings.sandbox_export_budget),
+                                              parse_size(settings.min_free_disk), settings.max_export_bytes))
+    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(
+        settings.scan_max_entries, settings.scan_max_depth, settings.max_export_files))
+    image = settings.image or default_tag()
+    runtime = DockerRuntime.from_env(image=image, namespace=settings.namespace, uid=settings.sandbox_uid)
+    if not runtime.image_exists():
+        raise EngineUnavailable(f"Sandbox image {image} is missing; build it with `toolshed image build`.")
+    policy = SandboxPolicy(
+        cpus=settings.sandbox_cpus, pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
+        kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
+        max_output_bytes=settings.max_output_bytes, default_timeout=settings.execution_timeout,
+        max_timeout=settings.max_execution_timeout, pool_size=settings.pool_size,
+        pool_memory_limit=settings.default_memory_limit, max_sandboxes=settings.max_sandboxes,
+        capacity_wait=settings.capacity_wait, max_lifetime=settings.sandbox_max_lifetime,
+        max_message_bytes=settings.max_kernel_message_bytes,
+    )
+    manager = SandboxManager(runtime, workspaces, policy, container_files, LifecycleMetrics())
+    recovered = await manager.recover()
+    manager.start_reaper(settings.reap_interval)
+    manager.start_watcher()
+    manager.pool.fill()
+    log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
+    bindings = SandboxBindings(db, manager, container_files, files, memory_limit=settings.default_memory_limit)
+    return SandboxServices(manager, container_files, bindings,
+                           Interpreter(manager, exports, max_images=settings.max_export_files))

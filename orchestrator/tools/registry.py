@@ -1,0 +1,108 @@
+"""Tools as a registry: each tool has a name, the definition a model is given, and a run.
+
+What a model gets wrong (an unknown tool, arguments that are not the tool's JSON) is an outcome the model can
+read (`ToolProblem`), never an exception: a face decides what to make of it (`POST /v1/tool_calls` answers 400,
+a run hands it back to the model). Only infrastructure failures raise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator import logs
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolResources:
+    code_interpreter_file_ids: list[str] = field(default_factory=list)
+    vector_store_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Whose call this is: the face's scope and its conversation key (a thread id), and what it may use."""
+
+    scope: str
+    key: str
+    resources: ToolResources = field(default_factory=ToolResources)
+
+
+class Outcome(Protocol):
+    @property
+    def output(self) -> str:
+        """What goes back to the model."""
+        ...
+
+
+@dataclass(frozen=True)
+class ToolProblem:
+    """The call cannot be run as given; `output` tells the model why."""
+
+    message: str
+    code: str
+    param: str
+
+    @property
+    def output(self) -> str:
+        return f"Error: {self.message}"
+
+
+class Tool(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        """The Chat Completions function-tool definition."""
+        ...
+
+    async def run(self, call: ToolCall, context: ToolContext) -> Outcome: ...
+
+
+class ToolRegistry:
+    def __init__(self, tools: list[Tool]) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [tool.definition for tool in self._tools.values()]
+
+    async def call(self, call: ToolCall, context: ToolContext) -> Outcome:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return ToolProblem(f"Unknown tool '{call.name}'. Toolshed runs: {', '.join(self._tools)}.",
+                               "unknown_tool", "tool_call.function.name")
+        with logs.bind(thread_id=context.key, tool_call_id=call.id):
+            return await tool.run(call, context)
+
+
+def string_argument(call: ToolCall, name: str) -> str | ToolProblem:
+    """The string argument `name` of a call whose arguments are a JSON object, or why it cannot be had."""
+    param = "tool_call.function.arguments"
+    example = f"expected an object like {{\"{name}\": \"...\"}}."
+    try:
+        arguments = json.loads(call.arguments)
+    except json.JSONDecodeError as exc:
+        return ToolProblem(f"The arguments of tool call '{call.id}' are not valid JSON ({exc.msg} at position "
+                           f"{exc.pos}); {example}", "invalid_arguments", param)
+    except RecursionError:
+        return ToolProblem(f"The arguments of tool call '{call.id}' nest too deeply to parse; {example}",
+                           "invalid_arguments", param)
+    if not isinstance(arguments, dict) or not isinstance(arguments.get(name), str):
+        return ToolProblem(f"The arguments of tool call '{call.id}' must be a JSON object with a string '{name}'.",
+                           "invalid_arguments", param)
+    value: str = arguments[name]
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        return ToolProblem(f"The '{name}' argument of tool call '{call.id}' is not valid Unicode: it contains a lone "
+                           f"surrogate escape at position {exc.start}.", "invalid_arguments", param)
+    return value
