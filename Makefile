@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Tests build the image offline (no registry traffic); `make serve` tries a registry first.
 IMAGE_BUILD ?= auto
 
-.PHONY: serve test venv docker image bench clean
+.PHONY: serve test unit venv docker image bench clean
 
 $(BIN)/toolshed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: venv docker
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
+# The fast tier alone: no Docker, no embedding model (fakes passed through the engines' constructors).
+unit: venv
+	$(BIN)/python -m pytest -m "not docker and not model" $(PYTEST_ARGS)
 
 bench: image
 	$(BIN)/python bench/sandbox.py

@@ -37,7 +37,15 @@ def _docker_problem() -> str | None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that restart the Docker engine run last, so they cannot disturb the others."""
+    """Tiers follow from what a test uses: anything needing the Docker engine is `docker`, anything loading the
+    embedding model is `model` (so `-m "not docker and not model"` is the fast unit tier). Tests that restart the
+    Docker engine run last, so they cannot disturb the others."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if "docker_ready" in used:
+            item.add_marker(pytest.mark.docker)
+        if "embedder" in used:
+            item.add_marker(pytest.mark.model)
     items.sort(key=lambda item: item.get_closest_marker("restarts_engine") is not None)
 
 

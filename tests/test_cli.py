@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
@@ -20,6 +21,7 @@ def toolshed(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.model
 def test_index_then_search_offline(tmp_path: Path) -> None:
     indexed = toolshed(tmp_path, "index", str(DOCS / "md"), str(DOCS / "pdf" / "scanned-no-text-layer-4p.pdf"),
                        "--store", "notes")

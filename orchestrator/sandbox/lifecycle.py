@@ -25,11 +25,10 @@ from orchestrator.sandbox.workspace import UnsafeRunDir, WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
 
-# Imported into the interpreter's module cache, binding no names in the user's namespace.
-_WARM_UP = ("import importlib as _toolshed_importlib\n"
-            "for _toolshed_module in ('numpy', 'pandas', 'matplotlib.pyplot'):\n"
-            "    _toolshed_importlib.import_module(_toolshed_module)\n"
-            "del _toolshed_importlib, _toolshed_module\n")
+# Imported into the interpreter's module cache from a throwaway namespace, so no name is bound in the user's,
+# even when an import fails.
+_WARM_UP = ("exec('import importlib\\nfor name in (\"numpy\", \"pandas\", \"matplotlib.pyplot\"):\\n"
+            "    try:\\n        importlib.import_module(name)\\n    except ImportError:\\n        pass\\n', {})\n")
 
 
 class Lifecycle:

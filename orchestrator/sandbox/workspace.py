@@ -94,7 +94,8 @@ class WorkspaceStore:
 
     @property
     def enforces_quota(self) -> bool:
-        return os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None
+        """Whether /mnt/data is a quota'd loop-mounted disk (needs root; a quota of 0 asks for plain folders)."""
+        return self._quota_bytes > 0 and os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None
 
     def get(self, sandbox_id: str) -> Workspace:
         return Workspace(self._data_root / sandbox_id, self._run_root / sandbox_id)

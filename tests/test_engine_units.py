@@ -1,0 +1,169 @@
+"""The sandbox manager's own logic, in-process and fast: cells, reclaim, the cap, the pool, recovery, the
+watcher and cancellation, against `LocalKernelRuntime` (real local kernels, no Docker). The docker tier proves
+the same behaviours against real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from orchestrator.sandbox import SandboxManager, SandboxSpec
+from orchestrator.sandbox.models import TextOutput
+from orchestrator.sandbox.policy import SandboxPolicy
+from orchestrator.sandbox.workspace import WorkspaceStore
+from tests.fakes import LocalKernelRuntime
+
+pytestmark = pytest.mark.kernel
+
+Make = Callable[..., SandboxManager]
+
+
+class Recorder:
+    """LifecycleHooks that remember what they were told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def acquired(self, source: str, seconds: float) -> None:
+        self.events.append(("acquired", source))
+
+    def waited_for_capacity(self, seconds: float) -> None:
+        pass
+
+    def reclaimed(self, reason: str) -> None:
+        self.events.append(("reclaimed", reason))
+
+
+@pytest_asyncio.fixture
+async def parts() -> AsyncIterator[tuple[LocalKernelRuntime, WorkspaceStore, list[SandboxManager]]]:
+    # A short root: the kernels' AF_UNIX socket paths must stay under 107 bytes.
+    root = Path(tempfile.mkdtemp(prefix="ts", dir="/tmp"))
+    runtime = LocalKernelRuntime()
+    workspaces = WorkspaceStore(root / "s", root / "r", uid=os.getuid(), quota_bytes=0)
+    managers: list[SandboxManager] = []
+    yield runtime, workspaces, managers
+    for manager in managers:
+        await manager.close()
+    runtime.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def make(parts: tuple[LocalKernelRuntime, WorkspaceStore, list[SandboxManager]]) -> Make:
+    runtime, workspaces, managers = parts
+
+    def build(hooks: Recorder | None = None, **policy: object) -> SandboxManager:
+        settings = {"kernel_start_timeout": 30.0, "capacity_wait": 2.0, "interrupt_grace": 1.0, **policy}
+        manager = SandboxManager(runtime, workspaces, SandboxPolicy(**settings), hooks=hooks)  # type: ignore[arg-type]
+        managers.append(manager)
+        return manager
+
+    return build
+
+
+def text(execution: object) -> str:
+    return "".join(o.text for o in execution.outputs if isinstance(o, TextOutput))  # type: ignore[attr-defined]
+
+
+async def test_state_persists_between_cells(make: Make) -> None:
+    manager = make()
+    sandbox = await manager.create(SandboxSpec())
+    await manager.execute(sandbox.id, "x = 41")
+    assert text(await manager.execute(sandbox.id, "print(x + 1)")) == "42\n"
+
+
+async def test_an_idle_sandbox_is_reclaimed_with_its_files_and_says_so(make: Make, parts: tuple) -> None:
+    runtime, workspaces, _ = parts
+    manager = make()
+    sandbox = await manager.create(SandboxSpec(expires_after_minutes=0))
+    data = workspaces.get(sandbox.id).data_dir
+    await manager.execute(sandbox.id, f"x = 1\nopen({str(data / 'keep.txt')!r}, 'w').write('kept')")
+    assert await manager.reap_idle() == [sandbox.id]
+    assert (await manager.get(sandbox.id)).status == "expired" and sandbox.id not in runtime.processes
+    after = await manager.execute(sandbox.id, f"print(open({str(data / 'keep.txt')!r}).read())\nx")
+    assert text(after).startswith("[This sandbox was idle for 0 minutes and was reclaimed")
+    assert "kept\n" in text(after) and after.error is not None and after.error.name == "NameError"
+
+
+async def test_at_the_cap_the_sandbox_idle_longest_makes_room(make: Make) -> None:
+    hooks = Recorder()
+    manager = make(hooks, max_sandboxes=1)
+    first = await manager.create(SandboxSpec())
+    second = await manager.create(SandboxSpec())
+    assert (await manager.get(first.id)).status == "expired" and ("reclaimed", "capacity") in hooks.events
+    assert manager.slots.used == 1
+    back = await manager.execute(first.id, "print('back')")  # takes the slot from `second` in turn
+    assert "to make room for others" in text(back) and text(back).endswith("back\n")
+    assert (await manager.get(second.id)).status == "expired"
+
+
+async def test_the_pool_hands_out_a_started_sandbox(make: Make) -> None:
+    hooks = Recorder()
+    manager = make(hooks, pool_size=1, max_sandboxes=4)
+    manager.pool.fill()
+    for _ in range(300):
+        if manager.pool.ready:
+            break
+        await asyncio.sleep(0.1)
+    sandbox = await manager.create(SandboxSpec())
+    assert ("acquired", "pool") in hooks.events
+    # The warm-up imported modules but bound no names.
+    assert text(await manager.execute(sandbox.id, "print(sorted(n for n in dir() if 'toolshed' in n))")) == "[]\n"
+
+
+async def test_recovery_reconnects_to_kernels_that_kept_running(make: Make) -> None:
+    first = make()
+    sandbox = await first.create(SandboxSpec())
+    await first.execute(sandbox.id, "x = 41")
+    await first.close()
+    second = make()
+    assert await second.recover() == [sandbox.id]
+    answer = await second.execute(sandbox.id, "print(x + 1)")
+    assert text(answer) == "42\n" and not answer.kernel_restarted
+
+
+async def test_a_kernel_killed_from_outside_is_reclaimed_by_the_watcher(make: Make, parts: tuple) -> None:
+    runtime = parts[0]
+    manager = make()
+    manager.start_watcher()
+    sandbox = await manager.create(SandboxSpec())
+    runtime.kill(sandbox.id)
+    for _ in range(100):
+        if (await manager.get(sandbox.id)).status == "expired":
+            break
+        await asyncio.sleep(0.05)
+    after = await manager.execute(sandbox.id, "print('fresh')")
+    assert text(after).startswith("[This sandbox's container stopped while idle") and text(after).endswith("fresh\n")
+
+
+async def test_a_queued_cell_cancelled_before_its_turn_never_runs(make: Make, parts: tuple) -> None:
+    workspaces = parts[1]
+    manager = make()
+    sandbox = await manager.create(SandboxSpec())
+    marker = workspaces.get(sandbox.id).data_dir / "b.txt"
+    ahead = asyncio.create_task(manager.execute(sandbox.id, "import time\ntime.sleep(1.5)\nprint('ahead')"))
+    await asyncio.sleep(0.3)
+    queued = asyncio.create_task(manager.execute(sandbox.id, f"open({str(marker)!r}, 'w').write('b')"))
+    await asyncio.sleep(0.3)
+    queued.cancel()
+    assert (await ahead).status == "completed" and text(await ahead) == "ahead\n"
+    assert await asyncio.gather(queued, return_exceptions=True) and queued.cancelled()
+    await manager.execute(sandbox.id, "pass")
+    assert not marker.exists()
+
+
+async def test_a_running_cell_cancelled_is_interrupted_and_the_next_runs_at_once(make: Make) -> None:
+    manager = make()
+    sandbox = await manager.create(SandboxSpec())
+    running = asyncio.create_task(manager.execute(sandbox.id, "import time\ntime.sleep(60)"))
+    await asyncio.sleep(0.5)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert text(await asyncio.wait_for(manager.execute(sandbox.id, "print('next')"), 10)) == "next\n"
