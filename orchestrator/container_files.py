@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
-import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from orchestrator.sandbox.models import Artifact, Collected
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
 from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.storage import FileStore, safe_filename
+from retrieval.ids import new_id
+from retrieval.sqlite import PageRequest, keyset_page
 
 _CHUNK = 1 << 20
 _COLUMNS = "id, container_id, path, bytes, created_at, source, file_id, mtime_ns, inode"
@@ -83,7 +84,7 @@ class ContainerFileStore:
                 row = conn.execute("SELECT id, created_at FROM container_files WHERE container_id = ? AND path = ?",
                                    (container_id, path)).fetchone()
                 if row is None:
-                    cfile_id, created_at = f"cfile_{secrets.token_hex(16)}", int(time.time())
+                    cfile_id, created_at = new_id("cfile_"), int(time.time())
                     conn.execute(
                         f"INSERT INTO container_files ({_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
                         "(SELECT COALESCE(MAX(seq), 0) + 1 FROM container_files))",
@@ -105,6 +106,13 @@ class ContainerFileStore:
         if row is None:
             raise ContainerFileNotFound(cfile_id)
         return ContainerFile(*row)
+
+    def page(self, container_id: str, page: PageRequest) -> tuple[list[ContainerFile], bool]:
+        """One page of the container's files in creation order; returns (files, has_more)."""
+        with self._db.read() as conn:
+            rows, has_more = keyset_page(conn, page, select=_COLUMNS, table="container_files",
+                                         where="container_id = ?", args=(container_id,))
+        return [ContainerFile(*row) for row in rows], has_more
 
     def all(self, container_id: str) -> list[ContainerFile]:
         """Every file of the container, oldest first."""

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.migrations import MIGRATIONS
-from retrieval.sqlite import SQLite
+from retrieval.sqlite import PageRequest, SQLite
+
+__all__ = ["Database", "PageRequest"]
 
 
 class Database(SQLite):

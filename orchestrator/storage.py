@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from orchestrator.db import Database
 from orchestrator.errors import NotFound, TooLarge
+from retrieval.ids import new_file_id
+from retrieval.sqlite import PageRequest, keyset_page
 
 _CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]")
@@ -85,7 +86,7 @@ class FileStore:
     def write(self, source: BinaryIO | Iterable[bytes], filename: str, purpose: str,
               max_bytes: int | None = None) -> StoredFile:
         """Stream `source` to disk (never whole in memory) and record it; FileTooLarge past `max_bytes`."""
-        file_id = f"file-{secrets.token_urlsafe(18).replace('-', 'A').replace('_', 'B')}"
+        file_id = new_file_id()
         partial = self._blobs / f"{file_id}.part"
         chunks = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source
         size = 0
@@ -114,24 +115,12 @@ class FileStore:
             raise FileNotFound(file_id)
         return StoredFile(*row)
 
-    def list(self, *, purpose: str | None = None, after: str | None = None, limit: int = 10000,
-             order: Literal["asc", "desc"] = "desc") -> tuple[list[StoredFile], bool]:
+    def page(self, page: PageRequest, *, purpose: str | None = None) -> tuple[list[StoredFile], bool]:
         """One page of files in creation order; returns (files, has_more)."""
-        where, args = [], []
-        if purpose:
-            where.append("purpose = ?")
-            args.append(purpose)
-        if after:
-            anchor = self._db.one("SELECT seq FROM files WHERE id = ?", (after,))
-            if anchor is None:
-                raise FileNotFound(after)
-            where.append("seq < ?" if order == "desc" else "seq > ?")
-            args.append(anchor[0])
-        sql = "SELECT id, filename, purpose, bytes, created_at FROM files"
-        sql += (" WHERE " + " AND ".join(where)) if where else ""
-        sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT ?"
-        rows = self._db.all(sql, (*args, limit + 1))
-        return [StoredFile(*r) for r in rows[:limit]], len(rows) > limit
+        with self._db.read() as conn:
+            rows, has_more = keyset_page(conn, page, select="id, filename, purpose, bytes, created_at", table="files",
+                                         where="purpose = ?" if purpose else "1", args=(purpose,) if purpose else ())
+        return [StoredFile(*row) for row in rows], has_more
 
     def delete(self, file_id: str) -> None:
         """Forget the file and free its bytes."""

@@ -14,6 +14,7 @@ from orchestrator.ingestion import IngestionQueue
 from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
 from orchestrator.storage import FileStore
 from retrieval.models import Batch, Chunk, ChunkingStrategy, Hit, SearchMode, Store, StoreFile
+from retrieval.sqlite import PageRequest
 from retrieval.vector_store import VectorStoreEngine
 
 
@@ -66,8 +67,8 @@ class VectorStores:
     def get(self, store_id: str) -> Store:
         return self._engine.store(store_id)
 
-    def all(self) -> list[Store]:
-        return self._engine.stores()
+    def page(self, page: PageRequest) -> tuple[list[Store], bool]:
+        return self._engine.store_page(page)
 
     def update(self, store_id: str, changes: dict[str, Any]) -> Store:
         if changes:
@@ -92,11 +93,12 @@ class VectorStores:
     def file(self, store_id: str, file_id: str) -> StoreFile:
         return self._engine.file(store_id, file_id)
 
-    def files(self, store_id: str, *, status: str | None = None, batch_id: str | None = None) -> list[StoreFile]:
+    def file_page(self, store_id: str, page: PageRequest, *, status: str | None = None,
+                  batch_id: str | None = None) -> tuple[list[StoreFile], bool]:
         self._engine.require(store_id)
         if batch_id is not None:
             self._engine.batch(store_id, batch_id)
-        return self._engine.files(store_id, status=status, batch_id=batch_id)
+        return self._engine.file_page(store_id, page, status=status, batch_id=batch_id)
 
     def update_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> StoreFile:
         return self._engine.update_attributes(store_id, file_id, attributes)

@@ -7,7 +7,6 @@ a cache of them (see vector_store.py), so a crash at any point loses at most wor
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any
 
 from retrieval.embedding import content_hash
 from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
+from retrieval.ids import new_id
 from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
-from retrieval.sqlite import SQLite
+from retrieval.sqlite import PageRequest, SQLite, keyset_page
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stores (
@@ -95,7 +95,7 @@ class Catalog(SQLite):
 
     def create_store(self, name: str, metadata: dict[str, str], expires_after_days: int | None,
                      description: str | None) -> str:
-        store_id = f"vs_{secrets.token_hex(16)}"
+        store_id = new_id("vs_")
         now = int(time.time())
         with self.write() as conn:
             conn.execute("INSERT INTO stores (id, name, description, created_at, last_active_at, metadata, "
@@ -127,6 +127,11 @@ class Catalog(SQLite):
             sql = f"SELECT {_STORE_COLUMNS} FROM stores" + (" WHERE name = ?" if name is not None else "")
             rows = conn.execute(sql + " ORDER BY key", (name,) if name is not None else ()).fetchall()
             return [self._store_of(conn, row) for row in rows]
+
+    def store_page(self, page: PageRequest) -> tuple[list[Store], bool]:
+        with self.read() as conn:
+            rows, has_more = keyset_page(conn, page, select=_STORE_COLUMNS, table="stores", seq="key")
+            return [self._store_of(conn, row) for row in rows], has_more
 
     def _store_of(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Store:
         counts, usage = self._counts(conn, "store_id", row[0])
@@ -195,6 +200,18 @@ class Catalog(SQLite):
         with self.read() as conn:
             return [_file_of(row) for row in conn.execute(sql + " ORDER BY seq", args).fetchall()]
 
+    def file_page(self, store_id: str, page: PageRequest, *, status: str | None = None,
+                  batch_id: str | None = None) -> tuple[list[StoreFile], bool]:
+        """One page of a store's files (of one status, of one batch) in attachment order."""
+        where, args = "store_id = ?", [store_id]
+        for column, value in (("status", status), ("batch_id", batch_id)):
+            if value is not None:
+                where, args = f"{where} AND {column} = ?", [*args, value]
+        with self.read() as conn:
+            rows, has_more = keyset_page(conn, page, select=_FILE_COLUMNS, table="store_files", where=where,
+                                         args=tuple(args), cursor_column="file_id")
+        return [_file_of(row) for row in rows], has_more
+
     def pending(self) -> list[StoreFile]:
         """Files still `in_progress`, across all stores, in the order they were attached."""
         with self.read() as conn:
@@ -222,7 +239,7 @@ class Catalog(SQLite):
         return int(cursor.lastrowid)
 
     def create_batch(self, store_id: str) -> str:
-        batch_id = f"vsfb_{secrets.token_hex(16)}"
+        batch_id = new_id("vsfb_")
         with self.write() as conn:
             conn.execute("INSERT INTO batches (id, store_id, created_at) VALUES (?, ?, ?)",
                          (batch_id, store_id, int(time.time())))

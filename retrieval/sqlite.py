@@ -1,4 +1,5 @@
-"""One SQLite connection shared by threads: WAL mode, a lock, and transactions that commit or roll back whole."""
+"""One SQLite connection shared by threads: WAL mode, a lock, and transactions that commit or roll back whole;
+and keyset pagination, shared by every list endpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 
 class SQLite:
@@ -37,3 +40,40 @@ class SQLite:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page of a list, as OpenAI's list endpoints take it: cursors are object ids."""
+
+    limit: int = 20
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
+
+
+def keyset_page(conn: sqlite3.Connection, page: PageRequest, *, select: str, table: str, where: str = "1",
+                args: tuple[Any, ...] = (), cursor_column: str = "id",
+                seq: str = "seq") -> tuple[list[tuple[Any, ...]], bool]:
+    """(rows, has_more): the rows of `table` matching `where`, in `seq` order, after or before the rows whose
+    `cursor_column` is the cursor. A cursor that names no row gives an empty page. The database does the
+    slicing: a page costs the same however long the list."""
+    clauses, params = [f"({where})"], list(args)
+    descending = page.order == "desc"
+    for cursor, forward in ((page.after, True), (page.before, False)):
+        if cursor is None:
+            continue
+        anchor = conn.execute(f"SELECT {seq} FROM {table} WHERE {cursor_column} = ? AND ({where})",
+                              (cursor, *args)).fetchone()
+        if anchor is None:
+            return [], False
+        clauses.append(f"{seq} {'>' if forward != descending else '<'} ?")
+        params.append(anchor[0])
+    # `before` alone asks for the rows just before the cursor: read them backwards, then turn them round.
+    backwards = page.before is not None and page.after is None
+    direction = "DESC" if descending != backwards else "ASC"
+    rows = conn.execute(f"SELECT {select} FROM {table} WHERE {' AND '.join(clauses)} ORDER BY {seq} {direction} "
+                        "LIMIT ?", (*params, page.limit + 1)).fetchall()
+    has_more = len(rows) > page.limit
+    rows = rows[:page.limit]
+    return (rows[::-1] if backwards else rows), has_more

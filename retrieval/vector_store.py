@@ -49,6 +49,7 @@ class VectorStoreEngine:
         self.store, self.stores, self.has_stores, self.require = catalog.store, catalog.stores, catalog.has_stores, \
             catalog.store_key
         self.file, self.files, self.pending = catalog.file, catalog.files, catalog.pending
+        self.store_page, self.file_page = catalog.store_page, catalog.file_page
         self.update_store, self.batch, self.create_batch, self.cancel_batch = catalog.update_store, catalog.batch, \
             catalog.create_batch, catalog.cancel_batch
         self._keyword = KeywordIndex(Analyzer(), self._catalog.read)

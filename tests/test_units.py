@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api.schemas import paginate
-from orchestrator.db import Database
+from orchestrator.db import Database, PageRequest
 from orchestrator.migrations import MIGRATIONS
 from orchestrator.sandbox.image import recipe_hash
 from orchestrator.sandbox.workspace import parse_size
 from orchestrator.storage import FileNotFound, FileStore, FileTooLarge, safe_filename
+from retrieval.sqlite import keyset_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +126,29 @@ def test_paginate_walks_both_orders() -> None:
     assert ([i.id for i in page], more) == (["2", "1"], True)
 
 
+def test_keyset_pages_walk_both_orders_and_both_cursors(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "pages.db")
+    conn.execute("CREATE TABLE items (seq INTEGER PRIMARY KEY, id TEXT, kind TEXT)")
+    conn.executemany("INSERT INTO items (id, kind) VALUES (?, ?)", [(str(i), "odd" if i % 2 else "even")
+                                                                    for i in range(10)])
+
+    def ids(**page: object) -> tuple[list[str], bool]:
+        rows, more = keyset_page(conn, PageRequest(**page), select="id", table="items")  # type: ignore[arg-type]
+        return [row[0] for row in rows], more
+
+    assert ids(limit=3, order="asc") == (["0", "1", "2"], True)
+    assert ids(limit=3, order="asc", after="7") == (["8", "9"], False)
+    assert ids(limit=3, order="desc") == (["9", "8", "7"], True)
+    assert ids(limit=3, order="desc", after="7") == (["6", "5", "4"], True)
+    assert ids(limit=3, order="asc", before="5") == (["2", "3", "4"], True)
+    assert ids(limit=3, order="desc", before="5") == (["8", "7", "6"], True)
+    assert ids(limit=10, order="asc", after="2", before="6") == (["3", "4", "5"], False)
+    assert ids(limit=3, after="nope") == ([], False)
+    odd, _ = keyset_page(conn, PageRequest(limit=10, order="asc", after="3"), select="id", table="items",
+                         where="kind = ?", args=("odd",))
+    assert [row[0] for row in odd] == ["5", "7", "9"]
+
+
 def _file_store(root: Path) -> tuple[Database, FileStore]:
     db = Database(root / "toolshed.db")
     return db, FileStore(db, root)
@@ -136,22 +160,22 @@ def test_file_store_streams_lists_and_deletes(tmp_path: Path) -> None:
     second = store.write(iter([b"x"]), "b.txt", "assistants_output")
     assert (first.filename, first.bytes) == ("a.txt", 4)
     assert store.blob_path(first.id).read_bytes() == b"abcd"
-    assert [f.id for f in store.list()[0]] == [second.id, first.id]
-    assert [f.id for f in store.list(purpose="assistants")[0]] == [first.id]
-    assert [f.id for f in store.list(order="asc", after=first.id)[0]] == [second.id]
+    assert [f.id for f in store.page(PageRequest())[0]] == [second.id, first.id]
+    assert [f.id for f in store.page(PageRequest(), purpose="assistants")[0]] == [first.id]
+    assert [f.id for f in store.page(PageRequest(order="asc", after=first.id))[0]] == [second.id]
     store.delete(first.id)
     assert not store.blob_path(first.id).exists()
     with pytest.raises(FileNotFound):
         store.get(first.id)
     db.close()
-    assert [f.id for f in _file_store(tmp_path)[1].list()[0]] == [second.id]
+    assert [f.id for f in _file_store(tmp_path)[1].page(PageRequest())[0]] == [second.id]
 
 
 def test_file_store_rejects_oversize_and_leaves_nothing(tmp_path: Path) -> None:
     _, store = _file_store(tmp_path)
     with pytest.raises(FileTooLarge):
         store.write([b"x" * 10, b"y" * 10], "big.bin", "assistants", max_bytes=15)
-    assert store.list()[0] == [] and list((tmp_path / "files").iterdir()) == []
+    assert store.page(PageRequest())[0] == [] and list((tmp_path / "files").iterdir()) == []
 
 
 def test_recipe_hash_follows_the_recipe(tmp_path: Path) -> None:

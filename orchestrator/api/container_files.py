@@ -13,7 +13,8 @@ from starlette.datastructures import UploadFile
 
 from orchestrator.api.deps import Config, ContainerFilesDep, Manager
 from orchestrator.api.errors import APIError
-from orchestrator.api.schemas import ContainerFileCopy, ContainerFileObject, Deleted, ListPage, page_of, paginate
+from orchestrator.api.schemas import ContainerFileCopy, ContainerFileObject, Deleted, ListPage, page_of
+from orchestrator.db import PageRequest
 from orchestrator.storage import FileTooLarge, limit_size
 
 router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"])
@@ -46,10 +47,11 @@ async def create_container_file(container_id: str, request: Request, manager: Ma
 
 @router.get("", response_model=ListPage[ContainerFileObject])
 async def list_container_files(container_id: str, manager: Manager, container_files: ContainerFilesDep,
-                               after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                               after: str | None = None, before: str | None = None,
+                               limit: Annotated[int, Query(ge=1, le=100)] = 20,
                                order: Literal["asc", "desc"] = "desc") -> dict:
     await manager.get(container_id)
-    items, has_more = paginate(container_files.store.all(container_id), after=after, limit=limit, order=order)
+    items, has_more = container_files.store.page(container_id, PageRequest(limit, order, after, before))
     return page_of([ContainerFileObject.of(f) for f in items], has_more)
 
 

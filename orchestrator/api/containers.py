@@ -59,11 +59,12 @@ async def create_container(body: ContainerCreate, manager: Manager, config: Conf
 
 
 @router.get("", response_model=ListPage[ContainerObject])
-async def list_containers(manager: Manager, after: str | None = None,
+async def list_containers(manager: Manager, after: str | None = None, before: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=100)] = 20,
                           order: Literal["asc", "desc"] = "desc", name: str | None = None) -> dict:
+    # Sandboxes live in the engine, not the database: the one list paged in memory.
     sandboxes = [s for s in await manager.list() if name is None or s.name == name]
-    items, has_more = paginate(sandboxes, after=after, limit=limit, order=order)
+    items, has_more = paginate(sandboxes, after=after, before=before, limit=limit, order=order)
     return page_of([ContainerObject.of(s) for s in items], has_more)
 
 

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from orchestrator.api.deps import Config, Files
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
+from orchestrator.db import PageRequest
 from orchestrator.storage import FileTooLarge
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -31,10 +32,10 @@ async def create_file(request: Request, store: Files, config: Config, file: Anno
 
 
 @router.get("", response_model=ListPage[FileObject])
-async def list_files(store: Files, purpose: str | None = None, after: str | None = None,
+async def list_files(store: Files, purpose: str | None = None, after: str | None = None, before: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
                      order: Literal["asc", "desc"] = "desc") -> dict:
-    items, has_more = store.list(purpose=purpose, after=after, limit=limit, order=order)
+    items, has_more = store.page(PageRequest(limit, order, after, before), purpose=purpose)
     return page_of([FileObject.of(f) for f in items], has_more)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from orchestrator.api.deps import VectorStoresDep as Stores
-from orchestrator.api.schemas import Deleted, ListPage, TextContent, page_of, paginate
+from orchestrator.api.schemas import Deleted, ListPage, TextContent, page_of
 from orchestrator.api.vector_store_schemas import (
     BatchFile,
     FileBatchCreate,
@@ -23,6 +23,7 @@ from orchestrator.api.vector_store_schemas import (
     VectorStoreObject,
     VectorStoreUpdate,
 )
+from orchestrator.db import PageRequest
 from orchestrator.vector_stores import Attachment
 
 router = APIRouter(prefix="/vector_stores", tags=["vector stores"])
@@ -46,9 +47,8 @@ async def create_vector_store(body: VectorStoreCreate, stores: Stores) -> Vector
 @router.get("", response_model=ListPage[VectorStoreObject])
 async def list_vector_stores(stores: Stores, limit: Limit = 20, order: Order = "desc", after: str | None = None,
                              before: str | None = None) -> dict:
-    items, has_more = paginate([VectorStoreObject.of(s) for s in stores.all()], after=after, before=before,
-                               limit=limit, order=order)
-    return page_of(items, has_more)
+    items, has_more = stores.page(PageRequest(limit, order, after, before))
+    return page_of([VectorStoreObject.of(s) for s in items], has_more)
 
 
 @router.get("/{store_id}", response_model=VectorStoreObject)
@@ -88,9 +88,8 @@ async def create_vector_store_file(store_id: str, body: VectorStoreFileCreate, s
 async def list_vector_store_files(store_id: str, stores: Stores, limit: Limit = 20, order: Order = "desc",
                                   after: str | None = None, before: str | None = None,
                                   filter: Status | None = None) -> dict:
-    records = [VectorStoreFileObject.of(r) for r in stores.files(store_id, status=filter)]
-    items, has_more = paginate(records, after=after, before=before, limit=limit, order=order)
-    return page_of(items, has_more)
+    items, has_more = stores.file_page(store_id, PageRequest(limit, order, after, before), status=filter)
+    return page_of([VectorStoreFileObject.of(r) for r in items], has_more)
 
 
 @router.get("/{store_id}/files/{file_id}", response_model=VectorStoreFileObject)
@@ -141,6 +140,6 @@ async def cancel_file_batch(store_id: str, batch_id: str, stores: Stores) -> Fil
 async def list_file_batch_files(store_id: str, batch_id: str, stores: Stores, limit: Limit = 20,
                                 order: Order = "desc", after: str | None = None, before: str | None = None,
                                 filter: Status | None = None) -> dict:
-    records = [VectorStoreFileObject.of(r) for r in stores.files(store_id, status=filter, batch_id=batch_id)]
-    items, has_more = paginate(records, after=after, before=before, limit=limit, order=order)
-    return page_of(items, has_more)
+    items, has_more = stores.file_page(store_id, PageRequest(limit, order, after, before), status=filter,
+                                       batch_id=batch_id)
+    return page_of([VectorStoreFileObject.of(r) for r in items], has_more)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator import logs
+from orchestrator.interpreter import ItemHook
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,13 @@ class ToolResources:
 
 @dataclass(frozen=True)
 class ToolContext:
-    """Whose call this is: the face's scope and its conversation key (a thread id), and what it may use."""
+    """Whose call this is: the face's scope and its conversation key (a thread id), what it may use, and who
+    wants each output as it is produced (a streamed run step), if anyone."""
 
     scope: str
     key: str
     resources: ToolResources = field(default_factory=ToolResources)
+    on_output: ItemHook | None = None
 
 
 class Outcome(Protocol):
