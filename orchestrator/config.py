@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +74,14 @@ class Settings(BaseSettings):
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
+
+    # The Assistants API's model: any OpenAI-compatible chat-completions endpoint; TOOLSHED_MODEL_MAP routes
+    # model names elsewhere ({"name": "http://host/v1"} or {"name": {"base_url": ..., "api_key": ...}}).
+    model_base_url: str = ""
+    model_api_key: str = "unused"
+    model_map: dict[str, Any] = Field(default_factory=dict)
+    model_timeout: float = Field(120.0, gt=0)
+    model_max_retries: int = Field(3, ge=0)
 
     embedding_model: str = "all-MiniLM-L6-v2"
     search_dense_weight: float = 0.5

@@ -88,7 +88,7 @@ def test_app_state_holds_the_service_container_only() -> None:
 # Each foreign library is imported by exactly one module, which maps its exceptions to ours.
 FOREIGN = {"docker": "orchestrator/sandbox/runtime.py", "jupyter_client": "orchestrator/sandbox/kernel.py",
            "faiss": "retrieval/index.py", "sentence_transformers": "retrieval/embedding.py",
-           "pypdf": "retrieval/parsing.py"}
+           "pypdf": "retrieval/parsing.py", "openai": "orchestrator/agent/chat.py"}
 
 
 def test_each_foreign_library_is_imported_by_one_module() -> None:

@@ -1,0 +1,1 @@
+"""The loop between a model and the hosted tools, shared by the Assistants API (and later the Responses API)."""

@@ -1,0 +1,130 @@
+"""The model endpoint: any OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp, LiteLLM, OpenAI).
+The only module that imports `openai`, whose client brings the streaming, timeouts and retries with backoff on
+429 and 5xx; its failures become one `ModelError` that names the endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import openai
+
+TextHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: str = "unused"
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ModelTurn:
+    """What the model said in one completion: text, the functions it called, and the tokens it took."""
+
+    text: str
+    calls: list[FunctionCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class ModelError(Exception):
+    """The model endpoint failed; `code` is what a run's last_error says: server_error or rate_limit_exceeded."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ModelClient:
+    def __init__(self, default: Endpoint | None, routes: dict[str, Endpoint] | None = None, *,
+                 timeout: float = 120.0, max_retries: int = 3) -> None:
+        self._default = default
+        self._routes = routes or {}
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._clients: dict[Endpoint, openai.AsyncOpenAI] = {}
+
+    def endpoint(self, model: str) -> Endpoint:
+        endpoint = self._routes.get(model, self._default)
+        if endpoint is None:
+            raise ModelError("server_error", f"No model endpoint is configured for '{model}': set "
+                                             "TOOLSHED_MODEL_BASE_URL (or TOOLSHED_MODEL_MAP).")
+        return endpoint
+
+    def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
+        if endpoint not in self._clients:
+            self._clients[endpoint] = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
+                                                         timeout=self._timeout, max_retries=self._max_retries)
+        return self._clients[endpoint]
+
+    async def complete(self, model: str, messages: list[dict[str, Any]], *, on_text: TextHook | None = None,
+                       **options: Any) -> ModelTurn:
+        """One streamed completion; `on_text` sees each piece of text as it comes. `options` are passed on as
+        chat-completions parameters (tools, tool_choice, temperature, top_p, response_format, max_tokens)."""
+        endpoint = self.endpoint(model)
+        given = {name: value for name, value in options.items() if value is not None}
+        try:
+            # The options go as raw body fields: they are the caller's OpenAI-shaped values, passed on unchanged.
+            stream = await self._client(endpoint).chat.completions.create(
+                model=model, messages=cast(Any, messages), stream=True, stream_options={"include_usage": True},
+                extra_body=given or None)
+            return await _collect(stream, on_text)
+        except openai.RateLimitError as exc:
+            raise ModelError("rate_limit_exceeded", f"The model endpoint {endpoint.base_url} kept answering 429 "
+                                                    f"(rate limited) after {self._max_retries} retries.") from exc
+        except openai.APIStatusError as exc:
+            raise ModelError("server_error", f"The model endpoint {endpoint.base_url} answered {exc.status_code}: "
+                                             f"{exc.message}") from exc
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ModelError("server_error", f"The model endpoint {endpoint.base_url} could not be reached: "
+                                             f"{exc}") from exc
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+
+async def _collect(stream: Any, on_text: TextHook | None) -> ModelTurn:
+    text: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    prompt = completion = 0
+    finish = None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            delta = choice.delta
+            finish = choice.finish_reason or finish
+            if delta.content:
+                text.append(delta.content)
+                if on_text is not None:
+                    await on_text(delta.content)
+            for call in delta.tool_calls or []:
+                entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                entry["id"] = call.id or entry["id"]
+                if call.function is not None:
+                    entry["name"] += call.function.name or ""
+                    entry["arguments"] += call.function.arguments or ""
+    found = [FunctionCall(entry["id"] or f"call_{index}", entry["name"], entry["arguments"] or "{}")
+             for index, entry in sorted(calls.items())]
+    return ModelTurn("".join(text), found, prompt, completion, finish)
+
+
+def endpoint_map(raw: dict[str, Any]) -> dict[str, Endpoint]:
+    """TOOLSHED_MODEL_MAP's JSON: {"model": "http://host/v1"} or {"model": {"base_url": …, "api_key": …}}."""
+    routes = {}
+    for model, target in raw.items():
+        target = json.loads(target) if isinstance(target, str) and target.startswith("{") else target
+        routes[model] = Endpoint(target) if isinstance(target, str) else Endpoint(**target)
+    return routes
