@@ -107,4 +107,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE container_files_v2 RENAME TO container_files;
     CREATE INDEX container_files_order ON container_files (container_id, seq);
     """,
+    # 3: the Assistants API's objects. A thread's messages go with it.
+    """
+    CREATE TABLE assistants (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE threads (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        run_id TEXT,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_thread ON messages (thread_id, seq);
+    """,
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from orchestrator.assistants.service import Assistants
 from orchestrator.bindings import SandboxBindings
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
@@ -50,6 +51,7 @@ class Services:
     db: Database
     files: FileStore
     vector_stores: VectorStores
+    assistants: Assistants
     tools: ToolRegistry
     annotator: Annotator
     sandboxes: SandboxServices | None
@@ -84,7 +86,8 @@ class Services:
         ])
         annotator = Annotator(citations, sandboxes.bindings if sandboxes else None,
                               sandboxes.container_files.store if sandboxes else None)
-        return cls(settings, db, files, vector_stores, tools, annotator, sandboxes, problem)
+        return cls(settings, db, files, vector_stores, Assistants(db, files, vector_stores), tools, annotator,
+                   sandboxes, problem)
 
     async def close(self) -> None:
         if self.sandboxes is not None:

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from orchestrator.api.errors import APIError
+from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles
 from orchestrator.interpreter import Interpreter as InterpreterService
@@ -62,6 +63,10 @@ async def vector_stores(services: ServicesDep) -> VectorStores:
     return services.vector_stores
 
 
+async def assistants(services: ServicesDep) -> Assistants:
+    return services.assistants
+
+
 async def tools(services: ServicesDep) -> ToolRegistry:
     return services.tools
 
@@ -86,4 +91,5 @@ ContainerFilesDep = Annotated[ContainerFiles, Depends(container_files)]
 Files = Annotated[FileStore, Depends(files)]
 VectorStoresDep = Annotated[VectorStores, Depends(vector_stores)]
 Tools = Annotated[ToolRegistry, Depends(tools)]
+AssistantsDep = Annotated[Assistants, Depends(assistants)]
 AnnotatorDep = Annotated[Annotator, Depends(annotator)]

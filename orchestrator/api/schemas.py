@@ -25,12 +25,10 @@ class ListPage(BaseModel, Generic[T]):
 
 
 def page_of(items: list[Any], has_more: bool) -> dict[str, Any]:
-    return {
-        "data": items,
-        "first_id": items[0].id if items else None,
-        "last_id": items[-1].id if items else None,
-        "has_more": has_more,
-    }
+    """An OpenAI list page of objects (models, or stored bodies as dicts)."""
+    ids = [item["id"] if isinstance(item, dict) else item.id for item in items]
+    return {"object": "list", "data": items, "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None, "has_more": has_more}
 
 
 def paginate(items: list[Any], *, after: str | None, limit: int, order: str,

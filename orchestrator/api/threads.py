@@ -1,0 +1,71 @@
+"""/v1/threads and /v1/threads/{id}/messages (openai.types.beta.Thread and .threads.Message)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from orchestrator.api.assistant_schemas import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, resources_of
+from orchestrator.api.deps import AssistantsDep
+from orchestrator.api.schemas import Deleted, page_of
+from orchestrator.db import PageRequest
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+@router.post("")
+async def create_thread(assistants: AssistantsDep, body: ThreadCreate | None = None) -> dict[str, Any]:
+    body = body or ThreadCreate()
+    messages = [(message.fields(), message.attachment_list()) for message in body.messages or []]
+    return assistants.create_thread(resources_of(body.tool_resources), body.metadata, messages)
+
+
+@router.get("/{thread_id}")
+async def retrieve_thread(thread_id: str, assistants: AssistantsDep) -> dict[str, Any]:
+    return assistants.objects.get("threads", thread_id)
+
+
+@router.post("/{thread_id}")
+async def update_thread(thread_id: str, body: ThreadUpdate, assistants: AssistantsDep) -> dict[str, Any]:
+    return assistants.update_thread(thread_id, resources_of(body.tool_resources), body.metadata)
+
+
+@router.delete("/{thread_id}", response_model=Deleted)
+async def delete_thread(thread_id: str, assistants: AssistantsDep) -> Deleted:
+    assistants.objects.delete("threads", thread_id)
+    return Deleted(id=thread_id, object="thread.deleted")
+
+
+# ---- messages ---------------------------------------------------------------------------------------------------
+
+@router.post("/{thread_id}/messages")
+async def create_message(thread_id: str, body: MessageCreate, assistants: AssistantsDep) -> dict[str, Any]:
+    return assistants.create_message(thread_id, body.fields(), body.attachment_list())
+
+
+@router.get("/{thread_id}/messages")
+async def list_messages(thread_id: str, assistants: AssistantsDep, limit: Limit = 20,
+                        order: Literal["asc", "desc"] = "desc", after: str | None = None, before: str | None = None,
+                        run_id: str | None = None) -> dict[str, Any]:
+    items, has_more = assistants.messages(thread_id, PageRequest(limit, order, after, before), run_id)
+    return page_of(items, has_more)
+
+
+@router.get("/{thread_id}/messages/{message_id}")
+async def retrieve_message(thread_id: str, message_id: str, assistants: AssistantsDep) -> dict[str, Any]:
+    return assistants.objects.get("messages", message_id, thread_id=thread_id)
+
+
+@router.post("/{thread_id}/messages/{message_id}")
+async def update_message(thread_id: str, message_id: str, body: MessageUpdate,
+                         assistants: AssistantsDep) -> dict[str, Any]:
+    message = assistants.objects.get("messages", message_id, thread_id=thread_id)
+    return assistants.objects.replace("messages", {**message, "metadata": body.metadata or {}})
+
+
+@router.delete("/{thread_id}/messages/{message_id}", response_model=Deleted)
+async def delete_message(thread_id: str, message_id: str, assistants: AssistantsDep) -> Deleted:
+    assistants.objects.delete("messages", message_id, thread_id=thread_id)
+    return Deleted(id=message_id, object="thread.message.deleted")
