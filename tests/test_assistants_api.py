@@ -17,7 +17,7 @@ from orchestrator.localserver import Server
 from tests.datasets import DOCS
 
 # The SDK marks the Assistants API deprecated (OpenAI shut it down); serving it is the point.
-pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")]
+pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 FUNCTION = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",

@@ -194,7 +194,8 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
     assert db.version == len(MIGRATIONS)
     assert db.all("SELECT scope, key, container_id FROM sandbox_bindings") == [
         ("tool_calls", "thread-from-v0", "cntr_0123456789abcdef0123456789abcdef")]
-    assert db.one("SELECT name FROM sqlite_master WHERE name = 'threads'") is None
+    # The old binding table is gone; `threads` now holds the Assistants API's threads.
+    assert [row[1] for row in db.all("PRAGMA table_info(threads)")] == ["seq", "id", "body"]
     assert db.all("SELECT scope, key, marker, filename FROM citations") == [("tool_calls", "thread-from-v0", 0,
                                                                              "data.csv")]
     # A container file naming a file deleted long ago no longer points at it; the other keeps its file.
