@@ -26,8 +26,6 @@ class IngestionQueue:
         self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.idle = asyncio.Event()
-        self.idle.set()
 
     def start(self) -> int:
         """Start the worker and re-queue interrupted files; returns how many were re-queued."""
@@ -45,7 +43,6 @@ class IngestionQueue:
 
     def _nudge(self) -> None:
         if self._queue:
-            self.idle.clear()
             self._wake.set()
 
     async def close(self) -> None:
@@ -69,7 +66,6 @@ class IngestionQueue:
                 except Exception:
                     log.exception("ingestion into %s failed", store_id)
                     self._fail(store_id, batch)
-            self.idle.set()
 
     def _fail(self, store_id: str, file_ids: list[str]) -> None:
         for file_id in file_ids:

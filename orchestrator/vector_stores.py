@@ -48,11 +48,6 @@ class VectorStores:
             self._warming.cancel()
         self._engine.close()
 
-    @property
-    def idle(self) -> asyncio.Event:
-        """Set while no file waits to be indexed."""
-        return self._ingestion.idle
-
     # ---- stores --------------------------------------------------------------------------------------------
 
     def create(self, name: str, *, attachments: list[Attachment], metadata: dict[str, str] | None,

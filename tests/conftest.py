@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import docker
 import openai
@@ -69,30 +71,51 @@ def docker_ready() -> None:
     skip_unless_required(_docker_problem())
 
 
+@contextmanager
+def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
+    """A `toolshed serve` subprocess for the block; its containers are removed after."""
+    srv = Server(data_dir, **env)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        srv.remove_containers()
+
+
+def sdk_client(server: Server, timeout: float = 120) -> OpenAI:
+    return OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=timeout)
+
+
+@contextmanager
+def new_container(client: OpenAI, name: str = "test") -> Iterator[str]:
+    created = client.containers.create(name=name)
+    try:
+        yield created.id
+    finally:
+        try:
+            client.containers.delete(created.id)
+        except openai.NotFoundError:
+            pass  # the test deleted it
+
+
 @pytest.fixture(scope="session")
 def server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("server"), TOOLSHED_SANDBOX_DISK_QUOTA="64m",
-                 TOOLSHED_INTERRUPT_GRACE="1", TOOLSHED_MAX_EXPORT_BYTES=str(EXPORT_LIMIT),
-                 TOOLSHED_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT))
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.remove_containers()
+    with running_server(tmp_path_factory.mktemp("server"), TOOLSHED_SANDBOX_DISK_QUOTA="64m",
+                        TOOLSHED_INTERRUPT_GRACE="1", TOOLSHED_MAX_EXPORT_BYTES=str(EXPORT_LIMIT),
+                        TOOLSHED_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
 def client(server: Server) -> OpenAI:
-    return OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    return sdk_client(server)
 
 
 @pytest.fixture
 def container(client: OpenAI) -> Iterator[str]:
-    created = client.containers.create(name="test")
-    yield created.id
-    try:
-        client.containers.delete(created.id)
-    except openai.NotFoundError:
-        pass  # the test deleted it
+    with new_container(client) as container_id:
+        yield container_id
 
 
 def run(client: OpenAI, container_id: str, code: str, **extra: object) -> dict:

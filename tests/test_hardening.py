@@ -18,7 +18,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, logs, run
+from tests.conftest import Server, logs, new_container, run, running_server, sdk_client
 
 pytestmark = pytest.mark.docker
 
@@ -30,24 +30,20 @@ EXPORT_BUDGET = 48 * MIB
 
 @pytest.fixture(scope="module")
 def big_server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("hardening"), TOOLSHED_SANDBOX_EXPORT_BUDGET=str(EXPORT_BUDGET),
-                 TOOLSHED_POOL_SIZE="0")
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.remove_containers()
+    with running_server(tmp_path_factory.mktemp("hardening"), TOOLSHED_SANDBOX_EXPORT_BUDGET=str(EXPORT_BUDGET),
+                        TOOLSHED_POOL_SIZE="0") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def big_client(big_server: Server) -> OpenAI:
-    return OpenAI(base_url=f"{big_server.base_url}/v1", api_key="unused", max_retries=0, timeout=300)
+    return sdk_client(big_server, timeout=300)
 
 
 @pytest.fixture
 def big_container(big_client: OpenAI) -> Iterator[str]:
-    created = big_client.containers.create(name="hardening")
-    yield created.id
-    big_client.containers.delete(created.id)
+    with new_container(big_client, "hardening") as container_id:
+        yield container_id
 
 
 def rss_bytes(pid: int) -> int:
