@@ -13,7 +13,17 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from orchestrator import __version__
-from orchestrator.api import assistants, container_files, containers, deps, files, threads, tools, vector_stores
+from orchestrator.api import (
+    assistants,
+    container_files,
+    containers,
+    deps,
+    files,
+    runs,
+    threads,
+    tools,
+    vector_stores,
+)
 from orchestrator.api.body_limit import BodyLimit
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.config import Settings
@@ -54,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(tools.router)
     v1.include_router(vector_stores.router)
     v1.include_router(assistants.router)
+    v1.include_router(runs.router)
     v1.include_router(threads.router)
     app.include_router(v1)
 

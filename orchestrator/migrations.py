@@ -128,4 +128,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_by_thread ON messages (thread_id, seq);
     """,
+    # 4: runs and their steps. A partial unique index is the thread lock: at most one live run per thread.
+    """
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        body TEXT NOT NULL,
+        -- The conversation so far, kept while the run waits for tool outputs.
+        conversation TEXT
+    );
+    CREATE UNIQUE INDEX one_live_run_per_thread ON runs (thread_id)
+        WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+    CREATE TABLE run_steps (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX run_steps_by_run ON run_steps (run_id, seq);
+    """,
 ]

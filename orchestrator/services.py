@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from orchestrator.agent.chat import Endpoint, ModelClient, endpoint_map
+from orchestrator.assistants.runner import Runs
 from orchestrator.assistants.service import Assistants
 from orchestrator.bindings import SandboxBindings
 from orchestrator.config import Settings
@@ -52,6 +54,7 @@ class Services:
     files: FileStore
     vector_stores: VectorStores
     assistants: Assistants
+    runs: Runs
     tools: ToolRegistry
     annotator: Annotator
     sandboxes: SandboxServices | None
@@ -86,10 +89,18 @@ class Services:
         ])
         annotator = Annotator(citations, sandboxes.bindings if sandboxes else None,
                               sandboxes.container_files.store if sandboxes else None)
-        return cls(settings, db, files, vector_stores, Assistants(db, files, vector_stores), tools, annotator,
-                   sandboxes, problem)
+        assistants = Assistants(db, files, vector_stores)
+        model = ModelClient(Endpoint(settings.model_base_url, settings.model_api_key) if settings.model_base_url
+                            else None, endpoint_map(settings.model_map), timeout=settings.model_timeout,
+                            max_retries=settings.model_max_retries)
+        runs = Runs(assistants, model, tools, annotator)
+        ended = runs.recover()
+        if ended:
+            log.warning("%d runs were live when the server stopped; they ended failed", ended)
+        return cls(settings, db, files, vector_stores, assistants, runs, tools, annotator, sandboxes, problem)
 
     async def close(self) -> None:
+        await self.runs.close()
         if self.sandboxes is not None:
             await self.sandboxes.manager.close()
         await self.vector_stores.close()

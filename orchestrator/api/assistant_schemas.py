@@ -206,3 +206,52 @@ class ThreadCreate(StrictBody):
 class ThreadUpdate(StrictBody):
     tool_resources: ToolResources | None = None
     metadata: Metadata | None = None
+
+
+# ---- runs -------------------------------------------------------------------------------------------------------
+
+class RunCreate(StrictBody):
+    assistant_id: str
+    model: str | None = Field(None, min_length=1, max_length=256)
+    instructions: str | None = Field(None, max_length=256_000)
+    additional_instructions: str | None = Field(None, max_length=256_000)
+    additional_messages: list[MessageCreate] | None = None
+    tools: list[Tool] | None = Field(None, max_length=128)
+    metadata: Metadata | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_prompt_tokens: int | None = Field(None, ge=256)
+    max_completion_tokens: int | None = Field(None, ge=256)
+    truncation_strategy: dict[str, Any] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    stream: bool | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The run fields this request overrides (the rest come from the assistant)."""
+        given = self.model_dump(exclude_unset=True, exclude={"assistant_id", "additional_messages", "tools",
+                                                             "stream", "reasoning_effort"})
+        if self.tools is not None:
+            given["tools"] = dump_tools(self.tools)
+        if "metadata" in given and given["metadata"] is None:
+            given["metadata"] = {}
+        return {key: value for key, value in given.items() if value is not None or key == "instructions"}
+
+    def messages(self) -> list[tuple[dict[str, Any], list[MessageAttachment]]]:
+        return [(message.fields(), message.attachment_list()) for message in self.additional_messages or []]
+
+
+class ThreadAndRunCreate(RunCreate):
+    thread: ThreadCreate | None = None
+
+
+class ToolOutput(BaseModel):
+    tool_call_id: str
+    output: str = ""
+
+
+class ToolOutputs(StrictBody):
+    tool_outputs: list[ToolOutput]
+    stream: bool | None = None

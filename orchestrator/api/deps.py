@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from orchestrator.api.errors import APIError
+from orchestrator.assistants.runner import Runs
 from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles
@@ -67,6 +68,10 @@ async def assistants(services: ServicesDep) -> Assistants:
     return services.assistants
 
 
+async def runs(services: ServicesDep) -> Runs:
+    return services.runs
+
+
 async def tools(services: ServicesDep) -> ToolRegistry:
     return services.tools
 
@@ -92,4 +97,5 @@ Files = Annotated[FileStore, Depends(files)]
 VectorStoresDep = Annotated[VectorStores, Depends(vector_stores)]
 Tools = Annotated[ToolRegistry, Depends(tools)]
 AssistantsDep = Annotated[Assistants, Depends(assistants)]
+RunsDep = Annotated[Runs, Depends(runs)]
 AnnotatorDep = Annotated[Annotator, Depends(annotator)]

@@ -10,7 +10,6 @@ from orchestrator.api.deps import AnnotatorDep, Tools
 from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import artifact_wire, json_response
-from orchestrator.api.steps import tool_call_step
 from orchestrator.api.tool_schemas import (
     AnnotateRequest,
     FileCitation,
@@ -28,6 +27,7 @@ from orchestrator.bindings import TOOL_CALLS
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult
 from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolResources
+from orchestrator.tools.steps import tool_call_step
 
 router = APIRouter(tags=["tools"])
 
@@ -50,7 +50,7 @@ async def call_tool(body: ToolCallRequest, tools: Tools, request: Request) -> Re
     if isinstance(outcome, ToolProblem):
         raise APIError(400, outcome.message, param=outcome.param, code=outcome.code)
     assert isinstance(outcome, CodeInterpreterResult | FileSearchResult)
-    step = ToolCallsStepDetails(tool_calls=[tool_call_step(call.id, outcome)])
+    step = ToolCallsStepDetails.model_validate({"tool_calls": [tool_call_step(call.id, outcome)]})
     if isinstance(outcome, FileSearchResult):
         return json_response(ToolCallResponse(tool_call_id=call.id, output=outcome.output, status="completed",
                                               step_details=step, files=[], container_id=None))

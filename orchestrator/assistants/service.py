@@ -20,6 +20,8 @@ from orchestrator.vector_stores import Attachment, VectorStores
 from retrieval.ids import new_id
 
 MAX_CODE_FILES = 20
+# Run statuses that hold the thread lock.
+LIVE = ("queued", "in_progress", "requires_action", "cancelling")
 THREAD_STORE_DAYS = 7
 
 
@@ -91,10 +93,14 @@ class Assistants:
 
     # ---- messages ------------------------------------------------------------------------------------------
 
-    def create_message(self, thread_id: str, fields: dict[str, Any],
-                       attachments: list[MessageAttachment]) -> dict[str, Any]:
-        """`fields`: role, content (parts in the stored shape) and metadata."""
+    def create_message(self, thread_id: str, fields: dict[str, Any], attachments: list[MessageAttachment], *,
+                       run_lock: bool = True) -> dict[str, Any]:
+        """`fields`: role, content (parts in the stored shape) and metadata. While a run is live on the thread,
+        only that run adds messages (`run_lock=False`); anyone else gets OpenAI's thread-lock error."""
         thread = self.objects.get("threads", thread_id)
+        live = self.objects.live_run(thread_id, LIVE) if run_lock else None
+        if live is not None:
+            raise InvalidRequest(f"Can't add messages to {thread_id} while a run {live} is active.")
         self._check_attachments(attachments)
         for part in fields["content"]:
             if part["type"] == "image_file":

@@ -4,14 +4,16 @@ rest of each OpenAI object as a JSON body, read back as it was written."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Literal
 
 from orchestrator.db import Database, PageRequest
 from orchestrator.errors import NotFound
 from retrieval.sqlite import keyset_page
 
-Kind = Literal["assistants", "threads", "messages"]
-_NAMES = {"assistants": "assistant", "threads": "thread", "messages": "message"}
+Kind = Literal["assistants", "threads", "messages", "runs", "run_steps"]
+_NAMES = {"assistants": "assistant", "threads": "thread", "messages": "message", "runs": "run",
+          "run_steps": "run step"}
 
 
 class ObjectNotFound(NotFound):
@@ -42,6 +44,19 @@ class ObjectStore:
             raise ObjectNotFound(kind, body["id"])
         return body
 
+    def transition(self, run_id: str, allowed: tuple[str, ...], changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Compare-and-set on a run: apply `changes` (a new `status` among them) only if the run's status is one
+        of `allowed` now; the new body, or None if the run had moved on."""
+        with self._db.transaction() as conn:
+            row = conn.execute(f"SELECT body FROM runs WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
+                               (run_id, *allowed)).fetchone()
+            if row is None:
+                return None
+            body = {**json.loads(row[0]), **changes}
+            conn.execute("UPDATE runs SET body = ?, status = ? WHERE id = ?",
+                         (json.dumps(body), body["status"], run_id))
+        return body
+
     def delete(self, kind: Kind, object_id: str, **where: str) -> None:
         clauses = " AND ".join(["id = ?", *(f"{column} = ?" for column in where)])
         if not self._db.execute(f"DELETE FROM {kind} WHERE {clauses}", (object_id, *where.values())):
@@ -54,3 +69,32 @@ class ObjectStore:
             rows, has_more = keyset_page(conn, page, select="body", table=kind, where=clause,
                                          args=tuple(given.values()))
         return [json.loads(row[0]) for row in rows], has_more
+
+    # ---- runs ----------------------------------------------------------------------------------------------
+
+    def live_run(self, thread_id: str, live: tuple[str, ...]) -> str | None:
+        row = self._db.one(f"SELECT id FROM runs WHERE thread_id = ? AND status IN ({', '.join('?' * len(live))})",
+                           (thread_id, *live))
+        return row[0] if row else None
+
+    def live_runs(self, live: tuple[str, ...]) -> list[str]:
+        return [row[0] for row in self._db.all(
+            f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(live))})", live)]
+
+    def conversation(self, run_id: str) -> list[dict[str, Any]] | None:
+        row = self._db.one("SELECT conversation FROM runs WHERE id = ?", (run_id,))
+        return json.loads(row[0]) if row and row[0] else None
+
+    def save_conversation(self, run_id: str, conversation: list[dict[str, Any]]) -> None:
+        self._db.execute("UPDATE runs SET conversation = ? WHERE id = ?", (json.dumps(conversation), run_id))
+
+    def complete_function_step(self, run_id: str, outputs: dict[str, str]) -> None:
+        """Fill in the outputs of the run's waiting function-call step and mark it completed."""
+        row = self._db.one("SELECT body FROM run_steps WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,))
+        if row is None:
+            return
+        step = json.loads(row[0])
+        for call in step["step_details"].get("tool_calls", []):
+            if call["type"] == "function" and call["id"] in outputs:
+                call["function"]["output"] = outputs[call["id"]]
+        self.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time())})

@@ -1,0 +1,79 @@
+"""/v1/threads/{id}/runs, run steps, and /v1/threads/runs (openai.types.beta.threads.Run and runs.RunStep)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from orchestrator.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs, resources_of
+from orchestrator.api.deps import AssistantsDep, RunsDep
+from orchestrator.api.errors import APIError
+from orchestrator.api.schemas import page_of
+from orchestrator.db import PageRequest
+
+router = APIRouter(prefix="/threads", tags=["runs"])
+Limit = Annotated[int, Query(ge=1, le=100)]
+Order = Literal["asc", "desc"]
+# The SDK's *_and_poll helpers wait this long between polls (their default is a full second).
+POLL_HEADERS = {"openai-poll-after-ms": "100"}
+
+
+def _no_stream(stream: bool | None) -> None:
+    if stream:
+        raise APIError(400, "Streaming runs are not served yet; send stream=false and poll.", param="stream")
+
+
+@router.post("/runs")
+async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep, runs: RunsDep) -> dict[str, Any]:
+    _no_stream(body.stream)
+    given = body.thread
+    thread = assistants.create_thread(
+        resources_of(given.tool_resources) if given else resources_of(None), given.metadata if given else None,
+        [(m.fields(), m.attachment_list()) for m in (given.messages or [])] if given else [])
+    return runs.create(thread["id"], body.assistant_id, body.options(), body.messages())
+
+
+@router.post("/{thread_id}/runs")
+async def create_run(thread_id: str, body: RunCreate, runs: RunsDep) -> dict[str, Any]:
+    _no_stream(body.stream)
+    return runs.create(thread_id, body.assistant_id, body.options(), body.messages())
+
+
+@router.get("/{thread_id}/runs")
+async def list_runs(thread_id: str, assistants: AssistantsDep, limit: Limit = 20, order: Order = "desc",
+                    after: str | None = None, before: str | None = None) -> dict[str, Any]:
+    assistants.objects.get("threads", thread_id)
+    items, has_more = assistants.objects.page("runs", PageRequest(limit, order, after, before), thread_id=thread_id)
+    return page_of(items, has_more)
+
+
+@router.get("/{thread_id}/runs/{run_id}")
+async def retrieve_run(thread_id: str, run_id: str, assistants: AssistantsDep, response: Response) -> dict[str, Any]:
+    response.headers.update(POLL_HEADERS)
+    return assistants.objects.get("runs", run_id, thread_id=thread_id)
+
+
+@router.post("/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(thread_id: str, run_id: str, runs: RunsDep) -> dict[str, Any]:
+    return await runs.cancel(thread_id, run_id)
+
+
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(thread_id: str, run_id: str, body: ToolOutputs, runs: RunsDep) -> dict[str, Any]:
+    _no_stream(body.stream)
+    return runs.submit_tool_outputs(thread_id, run_id, [(o.tool_call_id, o.output) for o in body.tool_outputs])
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps")
+async def list_run_steps(thread_id: str, run_id: str, assistants: AssistantsDep, limit: Limit = 20,
+                         order: Order = "desc", after: str | None = None, before: str | None = None) -> dict[str, Any]:
+    assistants.objects.get("runs", run_id, thread_id=thread_id)
+    items, has_more = assistants.objects.page("run_steps", PageRequest(limit, order, after, before), run_id=run_id)
+    return page_of(items, has_more)
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_run_step(thread_id: str, run_id: str, step_id: str, assistants: AssistantsDep) -> dict[str, Any]:
+    assistants.objects.get("runs", run_id, thread_id=thread_id)
+    return assistants.objects.get("run_steps", step_id, run_id=run_id)

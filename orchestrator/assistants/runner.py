@@ -1,0 +1,257 @@
+"""Runs: the model and the hosted tools take turns on a thread until the model answers (a message), needs the
+caller's functions (`requires_action`), or fails.
+
+Every state is saved before anyone can see it, and status changes are compare-and-set, so a cancel and the
+loop never both win. Hosted tools run through the tool registry in the scope "assistants", keyed by thread id:
+each thread has its own sandbox and its own citation markers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from orchestrator import logs
+from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
+from orchestrator.assistants.service import LIVE, Assistants
+from orchestrator.db import PageRequest
+from orchestrator.errors import InvalidRequest
+from orchestrator.tools.annotations import Annotator
+from orchestrator.tools.code_interpreter import CodeInterpreterResult
+from orchestrator.tools.definitions import CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL
+from orchestrator.tools.file_search import FileSearchResult
+from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry, ToolResources
+from orchestrator.tools.steps import tool_call_step
+from retrieval.ids import new_id
+
+log = logging.getLogger("toolshed.runs")
+SCOPE = "assistants"
+_HOSTED = {"code_interpreter": CODE_INTERPRETER_TOOL, "file_search": FILE_SEARCH_TOOL}
+_MAX_TURNS = 16
+
+
+class Runs:
+    def __init__(self, assistants: Assistants, model: ModelClient, tools: ToolRegistry, annotator: Annotator) -> None:
+        self._assistants = assistants
+        self._objects = assistants.objects
+        self._model = model
+        self._tools = tools
+        self._annotator = annotator
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def create(self, thread_id: str, assistant_id: str, options: dict[str, Any],
+               additional_messages: list[tuple[dict[str, Any], list[Any]]]) -> dict[str, Any]:
+        """Save the run as `queued` (the thread lock refuses a second live run), add `additional_messages`,
+        then start it in the background."""
+        self._objects.get("threads", thread_id)
+        assistant = self._objects.get("assistants", assistant_id)
+        now = int(time.time())
+        run = {"id": new_id("run_", 12), "object": "thread.run", "created_at": now, "thread_id": thread_id,
+               "assistant_id": assistant_id, "status": "queued", "required_action": None, "last_error": None,
+               "expires_at": now + 600, "started_at": None, "cancelled_at": None, "failed_at": None,
+               "completed_at": None, "incomplete_details": None, "model": assistant["model"],
+               "instructions": assistant["instructions"], "tools": assistant["tools"], "metadata": {}, "usage": None,
+               "temperature": assistant.get("temperature"), "top_p": assistant.get("top_p"),
+               "max_prompt_tokens": None, "max_completion_tokens": None,
+               "truncation_strategy": {"type": "auto", "last_messages": None},
+               "response_format": assistant.get("response_format", "auto"), "tool_choice": "auto",
+               "parallel_tool_calls": True, **options}
+        try:
+            self._objects.insert("runs", run, thread_id=thread_id, status="queued")
+        except sqlite3.IntegrityError as exc:
+            live = self.live_run(thread_id)
+            raise InvalidRequest(f"Thread {thread_id} already has an active run {live}.") from exc
+        for fields, attachments in additional_messages:
+            self._assistants.create_message(thread_id, fields, attachments, run_lock=False)
+        self._start(run["id"])
+        return run
+
+    def live_run(self, thread_id: str) -> str | None:
+        return self._objects.live_run(thread_id, LIVE)
+
+    def _start(self, run_id: str) -> None:
+        task = asyncio.create_task(self._drive(run_id))
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+
+    async def _drive(self, run_id: str) -> None:
+        run = self._objects.transition(run_id, ("queued",), {"status": "in_progress", "started_at": int(time.time())})
+        if run is None:
+            return
+        with logs.bind(thread_id=run["thread_id"], run_id=run_id):
+            try:
+                await self._turns(run, self._objects.conversation(run_id) or self._prompt(run))
+            except ModelError as exc:
+                self._end(run_id, "failed", last_error={"code": exc.code, "message": str(exc)})
+            except asyncio.CancelledError:
+                self._end(run_id, "cancelled")
+                raise
+            except Exception as exc:
+                log.exception("run %s failed", run_id)
+                self._end(run_id, "failed", last_error={"code": "server_error", "message": f"The run failed: {exc}"})
+
+    async def _turns(self, run: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
+        usage = run.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for _ in range(_MAX_TURNS):
+            turn = await self._model.complete(run["model"], conversation, tools=self._definitions(run) or None,
+                                              temperature=run.get("temperature"), top_p=run.get("top_p"))
+            usage = _add(usage, turn)
+            if not turn.calls:
+                self._answer(run, turn, usage)
+                return
+            conversation.append({"role": "assistant", "content": turn.text or None, "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in turn.calls]})
+            functions = [c for c in turn.calls if c.name not in _HOSTED]
+            for call in (c for c in turn.calls if c.name in _HOSTED):
+                conversation.append({"role": "tool", "tool_call_id": call.id,
+                                     "content": await self._hosted(run, call.id, call.name, call.arguments, turn)})
+            if functions:
+                self._require_action(run, functions, conversation, usage)
+                return
+        self._end(run["id"], "failed", last_error={"code": "server_error",
+                                                   "message": f"The model called tools {_MAX_TURNS} times in a row."})
+
+    def _definitions(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        return [_HOSTED.get(tool["type"], tool) for tool in run["tools"]]
+
+    def _prompt(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        conversation: list[dict[str, Any]] = []
+        instructions = "\n\n".join(part for part in (run.get("instructions"), run.get("additional_instructions"))
+                                   if part)
+        if instructions:
+            conversation.append({"role": "system", "content": instructions})
+        messages, _ = self._assistants.messages(run["thread_id"], PageRequest(limit=10_000, order="asc"), None)
+        for message in messages:
+            text = "\n".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
+            conversation.append({"role": message["role"], "content": text})
+        return conversation
+
+    async def _hosted(self, run: dict[str, Any], call_id: str, name: str, arguments: str, turn: ModelTurn) -> str:
+        """Run one hosted tool call as a `tool_calls` step; returns what the model reads."""
+        step = self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+        outcome = await self._tools.call(ToolCall(call_id, name, arguments),
+                                         ToolContext(SCOPE, run["thread_id"], self._resources(run)))
+        if isinstance(outcome, CodeInterpreterResult | FileSearchResult):
+            details = tool_call_step(call_id, outcome)
+        else:
+            assert isinstance(outcome, ToolProblem)
+            details = {"id": call_id, "type": "code_interpreter", "code_interpreter": {
+                "input": arguments, "outputs": [{"type": "logs", "logs": outcome.output}]}}
+        self._finish_step(step, {"type": "tool_calls", "tool_calls": [details]}, turn)
+        return outcome.output
+
+    def _resources(self, run: dict[str, Any]) -> ToolResources:
+        thread = self._objects.get("threads", run["thread_id"])
+        assistant = self._objects.get("assistants", run["assistant_id"])
+        files: list[str] = []
+        stores: list[str] = []
+        for resources in (assistant["tool_resources"], thread["tool_resources"]):
+            files += resources.get("code_interpreter", {}).get("file_ids", [])
+            stores += resources.get("file_search", {}).get("vector_store_ids", [])
+        return ToolResources(list(dict.fromkeys(files)), list(dict.fromkeys(stores)))
+
+    def _require_action(self, run: dict[str, Any], calls: list[Any], conversation: list[dict[str, Any]],
+                        usage: dict[str, int]) -> None:
+        required = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls]
+        self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": [
+            {**call, "function": {**call["function"], "output": None}} for call in required]})
+        self._objects.save_conversation(run["id"], conversation)
+        self._objects.transition(run["id"], ("in_progress",), {
+            "status": "requires_action", "usage": usage,
+            "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required}}})
+
+    def _answer(self, run: dict[str, Any], turn: ModelTurn, usage: dict[str, int]) -> None:
+        step = self._step(run, "message_creation", {"type": "message_creation", "message_creation": {"message_id": ""}})
+        found = self._annotator.annotate(SCOPE, run["thread_id"], turn.text)
+        annotations: list[dict[str, Any]] = [
+            {"type": "file_path", "text": a.text, "start_index": a.start_index, "end_index": a.end_index,
+             "file_path": {"file_id": a.file_id}} for a in found.file_paths]
+        annotations += [{"type": "file_citation", "text": a.text, "start_index": a.start_index,
+                         "end_index": a.end_index, "file_citation": {"file_id": a.source.file_id}}
+                        for a in found.citations]
+        annotations.sort(key=lambda a: a["start_index"])
+        content = [{"type": "text", "text": {"value": turn.text, "annotations": annotations}}]
+        message = self._assistants.create_message(run["thread_id"], {
+            "role": "assistant", "content": content, "metadata": {}, "assistant_id": run["assistant_id"],
+            "run_id": run["id"]}, [], run_lock=False)
+        self._finish_step(step, {"type": "message_creation", "message_creation": {"message_id": message["id"]}}, turn)
+        self._end(run["id"], "completed", usage=usage)
+
+    # ---- steps and endings ---------------------------------------------------------------------------------
+
+    def _step(self, run: dict[str, Any], kind: str, details: dict[str, Any]) -> dict[str, Any]:
+        step = {"id": new_id("step_", 12), "object": "thread.run.step", "created_at": int(time.time()),
+                "assistant_id": run["assistant_id"], "thread_id": run["thread_id"], "run_id": run["id"],
+                "type": kind, "status": "in_progress", "step_details": details, "last_error": None,
+                "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None, "metadata": {},
+                "usage": None}
+        return self._objects.insert("run_steps", step, run_id=run["id"])
+
+    def _finish_step(self, step: dict[str, Any], details: dict[str, Any], turn: ModelTurn) -> None:
+        self._objects.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time()),
+                                            "step_details": details, "usage": _add(None, turn)})
+
+    def _end(self, run_id: str, status: str, **changes: Any) -> dict[str, Any] | None:
+        stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}[status]
+        return self._objects.transition(run_id, LIVE, {"status": status, stamp: int(time.time()), "expires_at": None,
+                                                       "required_action": None, **changes})
+
+    # ---- the caller's side ---------------------------------------------------------------------------------
+
+    def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[tuple[str, str]]) -> dict[str, Any]:
+        run = self._objects.get("runs", run_id, thread_id=thread_id)
+        if run["status"] != "requires_action":
+            raise InvalidRequest(f"Runs in status \"{run['status']}\" do not accept tool outputs.")
+        expected = [call["id"] for call in run["required_action"]["submit_tool_outputs"]["tool_calls"]]
+        given = dict(outputs)
+        if sorted(given) != sorted(expected) or len(given) != len(outputs):
+            raise InvalidRequest(f"Expected exactly one output for each of the tool calls {', '.join(expected)}.",
+                                 param="tool_outputs")
+        conversation = self._objects.conversation(run_id) or []
+        conversation += [{"role": "tool", "tool_call_id": call_id, "content": given[call_id]} for call_id in expected]
+        self._objects.save_conversation(run_id, conversation)
+        self._objects.complete_function_step(run_id, given)
+        resumed = self._objects.transition(run_id, ("requires_action",), {"status": "queued", "required_action": None})
+        if resumed is None:
+            raise InvalidRequest("The run no longer waits for tool outputs.")
+        self._start(run_id)
+        return resumed
+
+    async def cancel(self, thread_id: str, run_id: str) -> dict[str, Any]:
+        run = self._objects.get("runs", run_id, thread_id=thread_id)
+        if run["status"] not in LIVE:
+            raise InvalidRequest(f"Cannot cancel run with status '{run['status']}'.")
+        self._objects.transition(run_id, LIVE, {"status": "cancelling"})
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        return self._end(run_id, "cancelled") or self._objects.get("runs", run_id)
+
+    def recover(self) -> int:
+        """After a restart, no run is still being driven: every live one ends `failed`, saying why."""
+        ended = 0
+        for run_id in self._objects.live_runs(LIVE):
+            ended += self._end(run_id, "failed", last_error={
+                "code": "server_error", "message": "The server restarted while this run was live."}) is not None
+        return ended
+
+    async def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
+def _add(usage: dict[str, int] | None, turn: ModelTurn) -> dict[str, int]:
+    usage = usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    prompt = usage["prompt_tokens"] + turn.prompt_tokens
+    completion = usage["completion_tokens"] + turn.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+

@@ -1,0 +1,27 @@
+"""The one mapper from a tool outcome to its run-step shape (an item of `step_details.tool_calls` of an
+Assistants run step, as openai.types.beta.threads.runs.ToolCall), used by POST /v1/tool_calls and by runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.interpreter import Image, Item
+from orchestrator.tools.code_interpreter import CodeInterpreterResult
+from orchestrator.tools.file_search import FileSearchResult
+
+
+def output_shape(item: Item) -> dict[str, Any]:
+    """A cell output as a code_interpreter step output: logs, or an image file."""
+    if isinstance(item, Image):
+        return {"type": "image", "image": {"file_id": item.file_id}}
+    return {"type": "logs", "logs": item.text}
+
+
+def tool_call_step(call_id: str, outcome: CodeInterpreterResult | FileSearchResult) -> dict[str, Any]:
+    if isinstance(outcome, CodeInterpreterResult):
+        return {"id": call_id, "type": "code_interpreter", "code_interpreter": {
+            "input": outcome.code, "outputs": [output_shape(item) for item in outcome.run.items]}}
+    results = [{"file_id": hit.file_id, "file_name": hit.filename, "score": round(hit.score, 6),
+                "content": [{"type": "text", "text": hit.text}], "page": hit.page, "marker": source.label}
+               for hit, source in zip(outcome.hits, outcome.sources, strict=True)]
+    return {"id": call_id, "type": "file_search", "file_search": {"results": results}}
