@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
-from openai import OpenAI
-from openai.types.beta.threads import Message, Run
+from openai import AssistantEventHandler, OpenAI
+from openai.types.beta import AssistantStreamEvent
+from openai.types.beta.threads import Message, Run, Text, TextDelta
 from openai.types.beta.threads.runs import RunStep
+from typing_extensions import override
 
 from orchestrator.localserver import Server
 from tests.conftest import running_server, sdk_client
@@ -164,3 +167,71 @@ def test_a_run_live_when_the_server_stops_is_failed_after_the_restart(model: Scr
         after = client.beta.threads.runs.retrieve(run.id, thread_id=thread)
         assert after.status == "failed" and "restarted" in after.last_error.message
         model.turns.clear()
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, object]]:
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+            events.append((name, data if data == "[DONE]" else json.loads(data)))
+    return events
+
+
+def test_a_streamed_run_sends_openais_events_in_order(client: OpenAI, run_server: Server,
+                                                      model: ScriptedModel) -> None:
+    model.say(Turn(tool_calls=[("code_interpreter", json.dumps({"code": "print(6 * 7)"}))]),
+              Turn(text="Done: 42.", pieces=3))
+    assistant, thread = ask(client, "6 x 7?", tools=[{"type": "code_interpreter"}])
+    with httpx.stream("POST", f"{run_server.base_url}/v1/threads/{thread}/runs", timeout=120,
+                      json={"assistant_id": assistant, "stream": True}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    names = [name for name, _ in events]
+    assert names == [
+        "thread.run.created", "thread.run.queued", "thread.run.in_progress",
+        "thread.run.step.created", "thread.run.step.in_progress", "thread.run.step.delta", "thread.run.step.delta",
+        "thread.run.step.completed",
+        "thread.run.step.created", "thread.run.step.in_progress", "thread.message.created",
+        "thread.message.in_progress", "thread.message.delta", "thread.message.delta", "thread.message.delta",
+        "thread.message.completed", "thread.run.step.completed", "thread.run.completed", "done"]
+    header, output = (data["delta"]["step_details"]["tool_calls"][0] for name, data in events  # type: ignore[index]
+                      if name == "thread.run.step.delta")
+    assert header["index"] == 0 and header["code_interpreter"]["input"] == "print(6 * 7)"
+    assert output["code_interpreter"]["outputs"] == [{"index": 0, "type": "logs", "logs": "42\n"}]
+    pieces = [data["delta"]["content"][0] for name, data in events if name == "thread.message.delta"]  # type: ignore[index]
+    assert "".join(p["text"]["value"] for p in pieces) == "Done: 42." and all(p["index"] == 0 for p in pieces)
+    assert events[-1] == ("done", "[DONE]")
+
+
+def test_the_sdk_event_handler_submits_outputs_inside_on_event(client: OpenAI, model: ScriptedModel) -> None:
+    weather = {"type": "function", "function": {"name": "get_temperature", "parameters": {"type": "object"}}}
+    model.say(Turn(text="Let me check. ", tool_calls=[("get_temperature", "{}")]), Turn(text="It is 57F."))
+    assistant, thread = ask(client, "How warm is it?", tools=[weather])
+    collected: list[str] = []
+
+    class Handler(AssistantEventHandler):
+        @override
+        def on_text_delta(self, delta: TextDelta, snapshot: Text) -> None:
+            collected.append(delta.value or "")
+
+        @override
+        def on_event(self, event: AssistantStreamEvent) -> None:
+            if event.event == "thread.run.requires_action":
+                calls = event.data.required_action.submit_tool_outputs.tool_calls
+                with client.beta.threads.runs.submit_tool_outputs_stream(
+                        thread_id=event.data.thread_id, run_id=event.data.id, event_handler=Handler(),
+                        tool_outputs=[{"tool_call_id": call.id, "output": "57"} for call in calls]) as stream:
+                    stream.until_done()
+
+    with client.beta.threads.runs.stream(thread_id=thread, assistant_id=assistant, event_handler=Handler()) as stream:
+        stream.until_done()
+        first = stream.get_final_run()
+    assert first.status == "requires_action"
+    assert "".join(collected) == "Let me check. It is 57F."
+    [final] = client.beta.threads.runs.list(thread).data
+    assert final.status == "completed"
+    texts = [m.content[0].text.value for m in client.beta.threads.messages.list(thread, order="asc").data]
+    assert texts == ["How warm is it?", "Let me check. ", "It is 57F."]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.sse import EventSourceResponse, format_sse_event
 
 from orchestrator.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs, resources_of
 from orchestrator.api.deps import AssistantsDep, RunsDep
-from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import page_of
+from orchestrator.assistants.events import Event, until_final
+from orchestrator.assistants.runner import Runs
 from orchestrator.db import PageRequest
 
 router = APIRouter(prefix="/threads", tags=["runs"])
@@ -19,25 +24,42 @@ Order = Literal["asc", "desc"]
 POLL_HEADERS = {"openai-poll-after-ms": "100"}
 
 
-def _no_stream(stream: bool | None) -> None:
-    if stream:
-        raise APIError(400, "Streaming runs are not served yet; send stream=false and poll.", param="stream")
+def _stream(queue: asyncio.Queue[Event], first: list[Event], runs: Runs, run_id: str) -> EventSourceResponse:
+    """Server-Sent Events as OpenAI sends them: `event: <name>` and the object as `data`, ending with
+    `event: done` / `data: [DONE]` after the event that ends this request. A client that leaves stops only its
+    stream; the run goes on."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            for name, data in first:
+                yield format_sse_event(event=name, data_str=json.dumps(data))
+            async for name, data in until_final(queue):
+                yield format_sse_event(event=name, data_str=json.dumps(data))
+            yield format_sse_event(event="done", data_str="[DONE]")
+        finally:
+            runs.events.forget(run_id, queue)
+
+    return EventSourceResponse(frames(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/runs")
-async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep, runs: RunsDep) -> dict[str, Any]:
-    _no_stream(body.stream)
+@router.post("/runs", response_model=None)
+async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep,
+                                runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
     given = body.thread
     thread = assistants.create_thread(
         resources_of(given.tool_resources) if given else resources_of(None), given.metadata if given else None,
         [(m.fields(), m.attachment_list()) for m in (given.messages or [])] if given else [])
-    return runs.create(thread["id"], body.assistant_id, body.options(), body.messages())
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    run = runs.create(thread["id"], body.assistant_id, body.options(), body.messages(),
+                      queue if body.stream else None)
+    return _stream(queue, [("thread.created", thread)], runs, run["id"]) if body.stream else run
 
 
-@router.post("/{thread_id}/runs")
-async def create_run(thread_id: str, body: RunCreate, runs: RunsDep) -> dict[str, Any]:
-    _no_stream(body.stream)
-    return runs.create(thread_id, body.assistant_id, body.options(), body.messages())
+@router.post("/{thread_id}/runs", response_model=None)
+async def create_run(thread_id: str, body: RunCreate, runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    run = runs.create(thread_id, body.assistant_id, body.options(), body.messages(), queue if body.stream else None)
+    return _stream(queue, [], runs, run["id"]) if body.stream else run
 
 
 @router.get("/{thread_id}/runs")
@@ -59,10 +81,13 @@ async def cancel_run(thread_id: str, run_id: str, runs: RunsDep) -> dict[str, An
     return await runs.cancel(thread_id, run_id)
 
 
-@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
-async def submit_tool_outputs(thread_id: str, run_id: str, body: ToolOutputs, runs: RunsDep) -> dict[str, Any]:
-    _no_stream(body.stream)
-    return runs.submit_tool_outputs(thread_id, run_id, [(o.tool_call_id, o.output) for o in body.tool_outputs])
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+async def submit_tool_outputs(thread_id: str, run_id: str, body: ToolOutputs,
+                              runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    run = runs.submit_tool_outputs(thread_id, run_id, [(o.tool_call_id, o.output) for o in body.tool_outputs],
+                                   queue if body.stream else None)
+    return _stream(queue, [], runs, run_id) if body.stream else run
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps")

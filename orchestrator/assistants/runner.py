@@ -16,15 +16,18 @@ from typing import Any
 
 from orchestrator import logs
 from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
+from orchestrator.assistants.events import Event, EventHub
 from orchestrator.assistants.service import LIVE, Assistants
+from orchestrator.assistants.writer import MessageWriter
 from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
+from orchestrator.interpreter import Item
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.definitions import CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL
 from orchestrator.tools.file_search import FileSearchResult
 from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry, ToolResources
-from orchestrator.tools.steps import tool_call_step
+from orchestrator.tools.steps import code_of, output_shape, tool_call_step
 from retrieval.ids import new_id
 
 log = logging.getLogger("toolshed.runs")
@@ -41,11 +44,13 @@ class Runs:
         self._tools = tools
         self._annotator = annotator
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.events = EventHub()
 
     def create(self, thread_id: str, assistant_id: str, options: dict[str, Any],
-               additional_messages: list[tuple[dict[str, Any], list[Any]]]) -> dict[str, Any]:
+               additional_messages: list[tuple[dict[str, Any], list[Any]]],
+               watcher: asyncio.Queue[Event] | None = None) -> dict[str, Any]:
         """Save the run as `queued` (the thread lock refuses a second live run), add `additional_messages`,
-        then start it in the background."""
+        then start it in the background; `watcher` (a stream) sees every event from `thread.run.created` on."""
         self._objects.get("threads", thread_id)
         assistant = self._objects.get("assistants", assistant_id)
         now = int(time.time())
@@ -66,6 +71,10 @@ class Runs:
             raise InvalidRequest(f"Thread {thread_id} already has an active run {live}.") from exc
         for fields, attachments in additional_messages:
             self._assistants.create_message(thread_id, fields, attachments, run_lock=False)
+        if watcher is not None:
+            self.events.add(run["id"], watcher)
+        self.events.emit(run["id"], "thread.run.created", run)
+        self.events.emit(run["id"], "thread.run.queued", run)
         self._start(run["id"])
         return run
 
@@ -83,6 +92,7 @@ class Runs:
         run = self._objects.transition(run_id, ("queued",), {"status": "in_progress", "started_at": int(time.time())})
         if run is None:
             return
+        self.events.emit(run_id, "thread.run.in_progress", run)
         with logs.bind(thread_id=run["thread_id"], run_id=run_id):
             try:
                 await self._turns(run, self._objects.conversation(run_id) or self._prompt(run))
@@ -98,11 +108,17 @@ class Runs:
     async def _turns(self, run: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
         usage = run.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         for _ in range(_MAX_TURNS):
+            writer = MessageWriter(run, self._assistants, self.events, self._annotator, self._step, SCOPE)
             turn = await self._model.complete(run["model"], conversation, tools=self._definitions(run) or None,
-                                              temperature=run.get("temperature"), top_p=run.get("top_p"))
+                                              temperature=run.get("temperature"), top_p=run.get("top_p"),
+                                              on_text=writer.piece)
             usage = _add(usage, turn)
+            if writer.finish(turn.text) is not None:
+                assert writer.step is not None and writer.message is not None
+                self._finish_step(writer.step, {"type": "message_creation",
+                                                "message_creation": {"message_id": writer.message["id"]}}, turn)
             if not turn.calls:
-                self._answer(run, turn, usage)
+                self._end(run["id"], "completed", usage=usage)
                 return
             conversation.append({"role": "assistant", "content": turn.text or None, "tool_calls": [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -135,8 +151,22 @@ class Runs:
     async def _hosted(self, run: dict[str, Any], call_id: str, name: str, arguments: str, turn: ModelTurn) -> str:
         """Run one hosted tool call as a `tool_calls` step; returns what the model reads."""
         step = self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+        header: dict[str, Any] = {"index": 0, "id": call_id, "type": name}
+        if name == "code_interpreter":
+            header["code_interpreter"] = {"input": code_of(arguments), "outputs": []}
+        else:
+            header["file_search"] = {}
+        self._step_delta(step, header)
+        outputs = 0
+
+        async def on_output(item: Item) -> None:
+            nonlocal outputs
+            self._step_delta(step, {"index": 0, "type": "code_interpreter", "code_interpreter": {
+                "outputs": [{"index": outputs, **output_shape(item)}]}})
+            outputs += 1
+
         outcome = await self._tools.call(ToolCall(call_id, name, arguments),
-                                         ToolContext(SCOPE, run["thread_id"], self._resources(run)))
+                                         ToolContext(SCOPE, run["thread_id"], self._resources(run), on_output))
         if isinstance(outcome, CodeInterpreterResult | FileSearchResult):
             details = tool_call_step(call_id, outcome)
         else:
@@ -163,26 +193,11 @@ class Runs:
         self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": [
             {**call, "function": {**call["function"], "output": None}} for call in required]})
         self._objects.save_conversation(run["id"], conversation)
-        self._objects.transition(run["id"], ("in_progress",), {
+        waiting = self._objects.transition(run["id"], ("in_progress",), {
             "status": "requires_action", "usage": usage,
             "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required}}})
-
-    def _answer(self, run: dict[str, Any], turn: ModelTurn, usage: dict[str, int]) -> None:
-        step = self._step(run, "message_creation", {"type": "message_creation", "message_creation": {"message_id": ""}})
-        found = self._annotator.annotate(SCOPE, run["thread_id"], turn.text)
-        annotations: list[dict[str, Any]] = [
-            {"type": "file_path", "text": a.text, "start_index": a.start_index, "end_index": a.end_index,
-             "file_path": {"file_id": a.file_id}} for a in found.file_paths]
-        annotations += [{"type": "file_citation", "text": a.text, "start_index": a.start_index,
-                         "end_index": a.end_index, "file_citation": {"file_id": a.source.file_id}}
-                        for a in found.citations]
-        annotations.sort(key=lambda a: a["start_index"])
-        content = [{"type": "text", "text": {"value": turn.text, "annotations": annotations}}]
-        message = self._assistants.create_message(run["thread_id"], {
-            "role": "assistant", "content": content, "metadata": {}, "assistant_id": run["assistant_id"],
-            "run_id": run["id"]}, [], run_lock=False)
-        self._finish_step(step, {"type": "message_creation", "message_creation": {"message_id": message["id"]}}, turn)
-        self._end(run["id"], "completed", usage=usage)
+        if waiting is not None:
+            self.events.emit(run["id"], "thread.run.requires_action", waiting)
 
     # ---- steps and endings ---------------------------------------------------------------------------------
 
@@ -192,20 +207,33 @@ class Runs:
                 "type": kind, "status": "in_progress", "step_details": details, "last_error": None,
                 "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None, "metadata": {},
                 "usage": None}
-        return self._objects.insert("run_steps", step, run_id=run["id"])
+        self._objects.insert("run_steps", step, run_id=run["id"])
+        self.events.emit(run["id"], "thread.run.step.created", step)
+        self.events.emit(run["id"], "thread.run.step.in_progress", step)
+        return step
+
+    def _step_delta(self, step: dict[str, Any], call: dict[str, Any]) -> None:
+        self.events.emit(step["run_id"], "thread.run.step.delta", {
+            "id": step["id"], "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}}})
 
     def _finish_step(self, step: dict[str, Any], details: dict[str, Any], turn: ModelTurn) -> None:
-        self._objects.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time()),
-                                            "step_details": details, "usage": _add(None, turn)})
+        done = self._objects.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time()),
+                                                   "step_details": details, "usage": _add(None, turn)})
+        self.events.emit(step["run_id"], "thread.run.step.completed", done)
 
     def _end(self, run_id: str, status: str, **changes: Any) -> dict[str, Any] | None:
         stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}[status]
-        return self._objects.transition(run_id, LIVE, {"status": status, stamp: int(time.time()), "expires_at": None,
-                                                       "required_action": None, **changes})
+        ended = self._objects.transition(run_id, LIVE, {"status": status, stamp: int(time.time()), "expires_at": None,
+                                                        "required_action": None, **changes})
+        if ended is not None:
+            self.events.emit(run_id, f"thread.run.{status}", ended)
+        return ended
 
     # ---- the caller's side ---------------------------------------------------------------------------------
 
-    def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[tuple[str, str]]) -> dict[str, Any]:
+    def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[tuple[str, str]],
+                            watcher: asyncio.Queue[Event] | None = None) -> dict[str, Any]:
         run = self._objects.get("runs", run_id, thread_id=thread_id)
         if run["status"] != "requires_action":
             raise InvalidRequest(f"Runs in status \"{run['status']}\" do not accept tool outputs.")
@@ -217,10 +245,15 @@ class Runs:
         conversation = self._objects.conversation(run_id) or []
         conversation += [{"role": "tool", "tool_call_id": call_id, "content": given[call_id]} for call_id in expected]
         self._objects.save_conversation(run_id, conversation)
-        self._objects.complete_function_step(run_id, given)
         resumed = self._objects.transition(run_id, ("requires_action",), {"status": "queued", "required_action": None})
         if resumed is None:
             raise InvalidRequest("The run no longer waits for tool outputs.")
+        if watcher is not None:
+            self.events.add(run_id, watcher)
+        step = self._objects.complete_function_step(run_id, given)
+        if step is not None:
+            self.events.emit(run_id, "thread.run.step.completed", step)
+        self.events.emit(run_id, "thread.run.queued", resumed)
         self._start(run_id)
         return resumed
 
@@ -228,7 +261,9 @@ class Runs:
         run = self._objects.get("runs", run_id, thread_id=thread_id)
         if run["status"] not in LIVE:
             raise InvalidRequest(f"Cannot cancel run with status '{run['status']}'.")
-        self._objects.transition(run_id, LIVE, {"status": "cancelling"})
+        cancelling = self._objects.transition(run_id, LIVE, {"status": "cancelling"})
+        if cancelling is not None:
+            self.events.emit(run_id, "thread.run.cancelling", cancelling)
         task = self._tasks.get(run_id)
         if task is not None:
             task.cancel()

@@ -88,13 +88,13 @@ class ObjectStore:
     def save_conversation(self, run_id: str, conversation: list[dict[str, Any]]) -> None:
         self._db.execute("UPDATE runs SET conversation = ? WHERE id = ?", (json.dumps(conversation), run_id))
 
-    def complete_function_step(self, run_id: str, outputs: dict[str, str]) -> None:
+    def complete_function_step(self, run_id: str, outputs: dict[str, str]) -> dict[str, Any] | None:
         """Fill in the outputs of the run's waiting function-call step and mark it completed."""
         row = self._db.one("SELECT body FROM run_steps WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,))
         if row is None:
-            return
+            return None
         step = json.loads(row[0])
         for call in step["step_details"].get("tool_calls", []):
             if call["type"] == "function" and call["id"] in outputs:
                 call["function"]["output"] = outputs[call["id"]]
-        self.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time())})
+        return self.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time())})

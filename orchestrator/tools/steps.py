@@ -3,6 +3,7 @@ Assistants run step, as openai.types.beta.threads.runs.ToolCall), used by POST /
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from orchestrator.interpreter import Image, Item
@@ -15,6 +16,15 @@ def output_shape(item: Item) -> dict[str, Any]:
     if isinstance(item, Image):
         return {"type": "image", "image": {"file_id": item.file_id}}
     return {"type": "logs", "logs": item.text}
+
+
+def code_of(arguments: str) -> str:
+    """The `code` of code_interpreter arguments as the model sent them, or "" if they do not parse."""
+    try:
+        code = json.loads(arguments).get("code", "")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    return code if isinstance(code, str) else ""
 
 
 def tool_call_step(call_id: str, outcome: CodeInterpreterResult | FileSearchResult) -> dict[str, Any]:
