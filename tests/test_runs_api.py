@@ -235,3 +235,21 @@ def test_the_sdk_event_handler_submits_outputs_inside_on_event(client: OpenAI, m
     assert final.status == "completed"
     texts = [m.content[0].text.value for m in client.beta.threads.messages.list(thread, order="asc").data]
     assert texts == ["How warm is it?", "Let me check. ", "It is 57F."]
+
+
+def test_tool_choice_and_response_format_reach_the_model(client: OpenAI, run_server: Server,
+                                                         model: ScriptedModel) -> None:
+    model.say(Turn(tool_calls=[("code_interpreter", json.dumps({"code": "print(1)"}))]), Turn(text='{"a": 1}'))
+    assistant, thread = ask(client, "JSON please", tools=[{"type": "code_interpreter"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread, assistant_id=assistant, tool_choice={"type": "code_interpreter"},
+        response_format={"type": "json_object"})
+    assert run.status == "completed" and run.tool_choice.type == "code_interpreter"
+    sent = model.requests[-2]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "code_interpreter"}}
+    assert sent["response_format"] == {"type": "json_object"}
+    for choice in ({"type": "function", "function": {"name": "nope"}}, {"type": "file_search"}, "sometimes"):
+        response = httpx.post(f"{run_server.base_url}/v1/threads/{thread}/runs",
+                              json={"assistant_id": assistant, "tool_choice": choice})
+        assert response.status_code == 400, choice
+        assert response.json()["error"]["message"]

@@ -210,6 +210,17 @@ class ThreadUpdate(StrictBody):
 
 # ---- runs -------------------------------------------------------------------------------------------------------
 
+class NamedFunction(BaseModel):
+    name: str
+
+
+class ToolChoice(BaseModel):
+    """A named tool the model must call: a function by name, or a hosted tool."""
+
+    type: Literal["function", "code_interpreter", "file_search"]
+    function: NamedFunction | None = None
+
+
 class RunCreate(StrictBody):
     assistant_id: str
     model: str | None = Field(None, min_length=1, max_length=256)
@@ -223,16 +234,23 @@ class RunCreate(StrictBody):
     max_prompt_tokens: int | None = Field(None, ge=256)
     max_completion_tokens: int | None = Field(None, ge=256)
     truncation_strategy: dict[str, Any] | None = None
-    tool_choice: Any = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
     stream: bool | None = None
 
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, value: ResponseFormat | None) -> ResponseFormat | None:
+        return AssistantFields._known_format(value)
+
     def options(self) -> dict[str, Any]:
         """The run fields this request overrides (the rest come from the assistant)."""
-        given = self.model_dump(exclude_unset=True, exclude={"assistant_id", "additional_messages", "tools",
-                                                             "stream", "reasoning_effort"})
+        given = self.model_dump(exclude_unset=True, exclude_none=False, exclude={
+            "assistant_id", "additional_messages", "tools", "stream", "reasoning_effort"})
+        if isinstance(self.tool_choice, ToolChoice):
+            given["tool_choice"] = self.tool_choice.model_dump(exclude_none=True)
         if self.tools is not None:
             given["tools"] = dump_tools(self.tools)
         if "metadata" in given and given["metadata"] is None:

@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator import logs
 from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
 from orchestrator.assistants.events import Event, EventHub
+from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice
 from orchestrator.assistants.service import LIVE, Assistants
 from orchestrator.assistants.writer import MessageWriter
 from orchestrator.db import PageRequest
@@ -64,6 +65,7 @@ class Runs:
                "truncation_strategy": {"type": "auto", "last_messages": None},
                "response_format": assistant.get("response_format", "auto"), "tool_choice": "auto",
                "parallel_tool_calls": True, **options}
+        check_tool_choice(run)
         try:
             self._objects.insert("runs", run, thread_id=thread_id, status="queued")
         except sqlite3.IntegrityError as exc:
@@ -111,6 +113,8 @@ class Runs:
             writer = MessageWriter(run, self._assistants, self.events, self._annotator, self._step, SCOPE)
             turn = await self._model.complete(run["model"], conversation, tools=self._definitions(run) or None,
                                               temperature=run.get("temperature"), top_p=run.get("top_p"),
+                                              tool_choice=model_tool_choice(run["tool_choice"]),
+                                              response_format=model_format(run["response_format"]),
                                               on_text=writer.piece)
             usage = _add(usage, turn)
             if writer.finish(turn.text) is not None:
