@@ -42,6 +42,15 @@ RECLAIMED = Counter("toolshed_sandboxes_reaped", "Containers reclaimed, files ke
 for _reason in ("idle", "lifetime", "capacity", "stopped"):
     RECLAIMED.labels(_reason)  # exported as 0 from the start, so rate() works before the first reclaim
 
+RUNS = Counter("toolshed_runs", "Assistants runs, by final status.", ["status"], registry=REGISTRY)
+RUN_SECONDS = Histogram("toolshed_run_seconds", "Time from a run's creation to its end.",
+                        buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+MODEL_CALL_SECONDS = Histogram("toolshed_model_call_seconds", "One chat completion of a run, streamed to its end.",
+                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+MODEL_TOKENS = Counter("toolshed_model_tokens", "Tokens the model endpoint reported, by kind.", ["kind"],
+                       registry=REGISTRY)
+TOOL_CALLS = Counter("toolshed_run_tool_calls", "Tool calls made by runs, by tool.", ["tool"], registry=REGISTRY)
+
 _REASONS = {"TimeoutError": "timeout", "OutOfMemoryError": "oom", "KernelDied": "kernel_died"}
 
 
@@ -55,6 +64,17 @@ def record_execution(execution: Execution) -> None:
     exported = sum(1 for a in execution.artifacts if a.file_id is not None)
     ARTIFACTS.inc(exported)
     ARTIFACTS_SKIPPED.inc(len(execution.artifacts) - exported)
+
+
+def record_run(status: str, seconds: float) -> None:
+    RUNS.labels(status).inc()
+    RUN_SECONDS.observe(seconds)
+
+
+def record_model_call(seconds: float, prompt_tokens: int, completion_tokens: int) -> None:
+    MODEL_CALL_SECONDS.observe(seconds)
+    MODEL_TOKENS.labels("prompt").inc(prompt_tokens)
+    MODEL_TOKENS.labels("completion").inc(completion_tokens)
 
 
 class LifecycleMetrics:

@@ -27,6 +27,7 @@ class Turn:
     status: int = 200
     delay: float = 0.0
     pieces: int = 4
+    piece_delay: float = 0.0  # between streamed pieces of text
     prompt_tokens: int = 10
 
 
@@ -106,7 +107,7 @@ async def _chunks(model: str, turn: Turn):  # noqa: ANN202 - an async generator 
     size = max(1, -(-len(turn.text) // turn.pieces)) if turn.text else 1
     for start in range(0, len(turn.text), size):
         yield frame({"content": turn.text[start:start + size]})
-        await asyncio.sleep(0)
+        await asyncio.sleep(turn.piece_delay)
     for index, call in enumerate(_calls(turn)):
         arguments = call["function"]["arguments"]
         half = len(arguments) // 2

@@ -19,7 +19,7 @@ from openai.types.beta.threads.runs import RunStep
 from typing_extensions import override
 
 from orchestrator.localserver import Server
-from tests.conftest import running_server, sdk_client
+from tests.conftest import metric_value, running_server, sdk_client
 from tests.scripted_model import ScriptedModel, Turn
 
 pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -253,3 +253,28 @@ def test_tool_choice_and_response_format_reach_the_model(client: OpenAI, run_ser
                               json={"assistant_id": assistant, "tool_choice": choice})
         assert response.status_code == 400, choice
         assert response.json()["error"]["message"]
+
+
+def test_a_message_cut_by_a_cancel_is_incomplete(client: OpenAI, model: ScriptedModel) -> None:
+    model.say(Turn(text="one two three four five six", pieces=6, piece_delay=2.0))
+    assistant, thread = ask(client, "Count slowly.")
+    run = client.beta.threads.runs.create(thread_id=thread, assistant_id=assistant)
+    deadline = time.monotonic() + 30
+    while len(client.beta.threads.messages.list(thread).data) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.beta.threads.runs.cancel(run.id, thread_id=thread).status == "cancelled"
+    [cut, _] = client.beta.threads.messages.list(thread).data
+    assert cut.status == "incomplete" and cut.incomplete_details.reason == "run_cancelled"
+    assert cut.incomplete_at is not None
+
+
+def test_metrics_count_runs_model_calls_and_tool_calls(run_server: Server) -> None:
+    text = httpx.get(f"{run_server.base_url}/metrics").text
+    assert metric_value(text, 'toolshed_runs_total{status="completed"}') >= 3
+    assert metric_value(text, 'toolshed_runs_total{status="failed"}') >= 1
+    assert metric_value(text, 'toolshed_runs_total{status="cancelled"}') >= 1
+    assert metric_value(text, 'toolshed_run_tool_calls_total{tool="code_interpreter"}') >= 2
+    assert metric_value(text, 'toolshed_run_tool_calls_total{tool="function"}') >= 2
+    assert metric_value(text, 'toolshed_model_tokens_total{kind="prompt"}') > 0
+    assert metric_value(text, "toolshed_model_call_seconds_count") >= 3

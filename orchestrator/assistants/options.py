@@ -1,11 +1,15 @@
-"""A run's options as the model endpoint takes them: `tool_choice` (hosted tools are functions there) and
-`response_format`, checked when the run is created."""
+"""What a run gives its model and its tools: the starting conversation, the tool resources, and the options
+(`tool_choice`, where hosted tools are functions, and `response_format`), checked when the run is created."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.assistants.service import Assistants
+from orchestrator.assistants.store import ObjectStore
+from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
+from orchestrator.tools.registry import ToolResources
 
 
 def check_tool_choice(run: dict[str, Any]) -> None:
@@ -31,3 +35,29 @@ def model_tool_choice(choice: Any) -> Any:
 
 def model_format(response_format: Any) -> Any:
     return None if response_format in (None, "auto") else response_format
+
+
+def prompt(assistants: Assistants, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation a run starts from: its instructions, then the thread's messages, oldest first."""
+    conversation: list[dict[str, Any]] = []
+    instructions = "\n\n".join(part for part in (run.get("instructions"), run.get("additional_instructions"))
+                               if part)
+    if instructions:
+        conversation.append({"role": "system", "content": instructions})
+    messages, _ = assistants.messages(run["thread_id"], PageRequest(limit=10_000, order="asc"), None)
+    for message in messages:
+        text = "\n".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
+        conversation.append({"role": message["role"], "content": text})
+    return conversation
+
+
+def resources(objects: ObjectStore, run: dict[str, Any]) -> ToolResources:
+    """The files and vector stores a run's hosted tools may use: the assistant's and the thread's."""
+    thread = objects.get("threads", run["thread_id"])
+    assistant = objects.get("assistants", run["assistant_id"])
+    files: list[str] = []
+    stores: list[str] = []
+    for resources in (assistant["tool_resources"], thread["tool_resources"]):
+        files += resources.get("code_interpreter", {}).get("file_ids", [])
+        stores += resources.get("file_search", {}).get("vector_store_ids", [])
+    return ToolResources(list(dict.fromkeys(files)), list(dict.fromkeys(stores)))

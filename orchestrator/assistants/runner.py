@@ -17,17 +17,17 @@ from typing import Any
 from orchestrator import logs
 from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
 from orchestrator.assistants.events import Event, EventHub
-from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice
+from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt, resources
 from orchestrator.assistants.service import LIVE, Assistants
 from orchestrator.assistants.writer import MessageWriter
-from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
 from orchestrator.interpreter import Item
+from orchestrator.metrics import TOOL_CALLS, record_model_call, record_run
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.definitions import CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL
 from orchestrator.tools.file_search import FileSearchResult
-from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry, ToolResources
+from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry
 from orchestrator.tools.steps import code_of, output_shape, tool_call_step
 from retrieval.ids import new_id
 
@@ -45,6 +45,7 @@ class Runs:
         self._tools = tools
         self._annotator = annotator
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._writers: dict[str, MessageWriter] = {}
         self.events = EventHub()
 
     def create(self, thread_id: str, assistant_id: str, options: dict[str, Any],
@@ -97,7 +98,7 @@ class Runs:
         self.events.emit(run_id, "thread.run.in_progress", run)
         with logs.bind(thread_id=run["thread_id"], run_id=run_id):
             try:
-                await self._turns(run, self._objects.conversation(run_id) or self._prompt(run))
+                await self._turns(run, self._objects.conversation(run_id) or prompt(self._assistants, run))
             except ModelError as exc:
                 self._end(run_id, "failed", last_error={"code": exc.code, "message": str(exc)})
             except asyncio.CancelledError:
@@ -106,16 +107,23 @@ class Runs:
             except Exception as exc:
                 log.exception("run %s failed", run_id)
                 self._end(run_id, "failed", last_error={"code": "server_error", "message": f"The run failed: {exc}"})
+            finally:
+                writer = self._writers.pop(run_id, None)
+                if writer is not None:
+                    writer.cut("run_cancelled" if self._status(run_id) == "cancelled" else "run_failed")
 
     async def _turns(self, run: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
         usage = run.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         for _ in range(_MAX_TURNS):
-            writer = MessageWriter(run, self._assistants, self.events, self._annotator, self._step, SCOPE)
+            writer = self._writers[run["id"]] = MessageWriter(run, self._assistants, self.events, self._annotator,
+                                                              self._step, SCOPE)
+            started = time.monotonic()
             turn = await self._model.complete(run["model"], conversation, tools=self._definitions(run) or None,
                                               temperature=run.get("temperature"), top_p=run.get("top_p"),
                                               tool_choice=model_tool_choice(run["tool_choice"]),
                                               response_format=model_format(run["response_format"]),
                                               on_text=writer.piece)
+            record_model_call(time.monotonic() - started, turn.prompt_tokens, turn.completion_tokens)
             usage = _add(usage, turn)
             if writer.finish(turn.text) is not None:
                 assert writer.step is not None and writer.message is not None
@@ -140,18 +148,6 @@ class Runs:
     def _definitions(self, run: dict[str, Any]) -> list[dict[str, Any]]:
         return [_HOSTED.get(tool["type"], tool) for tool in run["tools"]]
 
-    def _prompt(self, run: dict[str, Any]) -> list[dict[str, Any]]:
-        conversation: list[dict[str, Any]] = []
-        instructions = "\n\n".join(part for part in (run.get("instructions"), run.get("additional_instructions"))
-                                   if part)
-        if instructions:
-            conversation.append({"role": "system", "content": instructions})
-        messages, _ = self._assistants.messages(run["thread_id"], PageRequest(limit=10_000, order="asc"), None)
-        for message in messages:
-            text = "\n".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
-            conversation.append({"role": message["role"], "content": text})
-        return conversation
-
     async def _hosted(self, run: dict[str, Any], call_id: str, name: str, arguments: str, turn: ModelTurn) -> str:
         """Run one hosted tool call as a `tool_calls` step; returns what the model reads."""
         step = self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
@@ -169,8 +165,9 @@ class Runs:
                 "outputs": [{"index": outputs, **output_shape(item)}]}})
             outputs += 1
 
+        TOOL_CALLS.labels(name).inc()
         outcome = await self._tools.call(ToolCall(call_id, name, arguments),
-                                         ToolContext(SCOPE, run["thread_id"], self._resources(run), on_output))
+                                         ToolContext(SCOPE, run["thread_id"], resources(self._objects, run), on_output))
         if isinstance(outcome, CodeInterpreterResult | FileSearchResult):
             details = tool_call_step(call_id, outcome)
         else:
@@ -180,20 +177,11 @@ class Runs:
         self._finish_step(step, {"type": "tool_calls", "tool_calls": [details]}, turn)
         return outcome.output
 
-    def _resources(self, run: dict[str, Any]) -> ToolResources:
-        thread = self._objects.get("threads", run["thread_id"])
-        assistant = self._objects.get("assistants", run["assistant_id"])
-        files: list[str] = []
-        stores: list[str] = []
-        for resources in (assistant["tool_resources"], thread["tool_resources"]):
-            files += resources.get("code_interpreter", {}).get("file_ids", [])
-            stores += resources.get("file_search", {}).get("vector_store_ids", [])
-        return ToolResources(list(dict.fromkeys(files)), list(dict.fromkeys(stores)))
-
     def _require_action(self, run: dict[str, Any], calls: list[Any], conversation: list[dict[str, Any]],
                         usage: dict[str, int]) -> None:
         required = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                     for c in calls]
+        TOOL_CALLS.labels("function").inc(len(required))
         self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": [
             {**call, "function": {**call["function"], "output": None}} for call in required]})
         self._objects.save_conversation(run["id"], conversation)
@@ -231,8 +219,12 @@ class Runs:
         ended = self._objects.transition(run_id, LIVE, {"status": status, stamp: int(time.time()), "expires_at": None,
                                                         "required_action": None, **changes})
         if ended is not None:
+            record_run(status, time.time() - ended["created_at"])
             self.events.emit(run_id, f"thread.run.{status}", ended)
         return ended
+
+    def _status(self, run_id: str) -> str:
+        return str(self._objects.get("runs", run_id)["status"])
 
     # ---- the caller's side ---------------------------------------------------------------------------------
 

@@ -40,6 +40,15 @@ class MessageWriter:
         self._events.emit(run["id"], "thread.message.created", self.message)
         self._events.emit(run["id"], "thread.message.in_progress", self.message)
 
+    def cut(self, reason: str) -> None:
+        """The run ended mid-message (reason run_cancelled or run_failed): the message says so."""
+        if self.message is None or self.message["status"] != "in_progress":
+            return
+        self.message = self._assistants.objects.replace("messages", {
+            **self.message, "status": "incomplete", "incomplete_at": int(time.time()),
+            "incomplete_details": {"reason": reason}})
+        self._events.emit(self._run["id"], "thread.message.incomplete", self.message)
+
     def finish(self, text: str) -> dict[str, Any] | None:
         """Complete the message with the whole text and its annotations; None if the model wrote no text."""
         if self.message is None:
