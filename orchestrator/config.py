@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     model_map: dict[str, Any] = Field(default_factory=dict)
     model_timeout: float = Field(120.0, gt=0)
     model_max_retries: int = Field(3, ge=0)
+    # How much a prompt may hold (truncation_strategy auto fits the conversation within it), and how long a run
+    # may stay live before it ends `expired` (OpenAI: 10 minutes).
+    model_context_tokens: int = Field(16_384, ge=1024)
+    run_expiry_seconds: float = Field(600.0, gt=0)
 
     embedding_model: str = "all-MiniLM-L6-v2"
     search_dense_weight: float = 0.5

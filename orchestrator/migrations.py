@@ -149,4 +149,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX run_steps_by_run ON run_steps (run_id, seq);
     """,
+    # 5: OpenAI's v2 citation markers 【search:result†name】: which search of the conversation, and which of its
+    # results. Older rows keep answering to their single number (`marker`).
+    """
+    ALTER TABLE citations ADD COLUMN search INTEGER;
+    ALTER TABLE citations ADD COLUMN result INTEGER;
+    UPDATE citations SET search = marker, result = 0;
+    CREATE UNIQUE INDEX citations_by_search ON citations (scope, key, search, result);
+    """,
 ]

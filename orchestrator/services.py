@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from orchestrator.agent.chat import Endpoint, ModelClient, endpoint_map
-from orchestrator.assistants.runner import Runs
+from orchestrator.assistants.runner import RunLimits, Runs
 from orchestrator.assistants.service import Assistants
 from orchestrator.bindings import SandboxBindings
 from orchestrator.config import Settings
@@ -93,7 +93,8 @@ class Services:
         model = ModelClient(Endpoint(settings.model_base_url, settings.model_api_key) if settings.model_base_url
                             else None, endpoint_map(settings.model_map), timeout=settings.model_timeout,
                             max_retries=settings.model_max_retries)
-        runs = Runs(assistants, model, tools, annotator)
+        runs = Runs(assistants, model, tools, annotator,
+                    RunLimits(settings.model_context_tokens, settings.run_expiry_seconds))
         ended = runs.recover()
         if ended:
             log.warning("%d runs were live when the server stopped; they ended failed", ended)

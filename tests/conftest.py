@@ -19,6 +19,7 @@ from openai import OpenAI
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
 from retrieval.embedding import SentenceTransformerEmbedder
+from tests.scripted_model import ScriptedModel
 
 # CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.
 REQUIRE_DOCKER = any(os.environ.get(name, "").lower() in ("1", "true", "yes")
@@ -97,6 +98,14 @@ def new_container(client: OpenAI, name: str = "test") -> Iterator[str]:
             client.containers.delete(created.id)
         except openai.NotFoundError:
             pass  # the test deleted it
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[ScriptedModel]:
+    """The scripted chat-completions server a module's runs talk to."""
+    scripted = ScriptedModel().start()
+    yield scripted
+    scripted.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import uvicorn
@@ -29,6 +29,7 @@ class Turn:
     pieces: int = 4
     piece_delay: float = 0.0  # between streamed pieces of text
     prompt_tokens: int = 10
+    cut: bool = False  # set when max_tokens cut the turn short
 
 
 class ScriptedModel:
@@ -65,6 +66,7 @@ class ScriptedModel:
         body = await request.json()
         self.requests.append(body)
         turn = self.turns.popleft() if self.turns else Turn(text="(no more script)")
+        turn = _capped(turn, body.get("max_tokens"))
         if turn.delay:
             await asyncio.sleep(turn.delay)
         if turn.status != 200:
@@ -75,8 +77,21 @@ class ScriptedModel:
         return JSONResponse(_whole(body["model"], turn))
 
 
+def _capped(turn: Turn, max_tokens: int | None) -> Turn:
+    """The turn as a real server would cut it at `max_tokens` (a token being a word here): its text shortened,
+    its tool calls lost, finish_reason `length`."""
+    words = turn.text.split(" ")
+    if max_tokens is None or len(words) + 5 * len(turn.tool_calls) <= max_tokens:
+        return turn
+    return replace(turn, text=" ".join(words[:max_tokens]), tool_calls=[], cut=True)
+
+
+def _finish(turn: Turn) -> str:
+    return "length" if turn.cut else "tool_calls" if turn.tool_calls else "stop"
+
+
 def _usage(turn: Turn) -> dict[str, int]:
-    completion = max(1, len(turn.text.split())) + 5 * len(turn.tool_calls)
+    completion = len(turn.text.split(" ")) + 5 * len(turn.tool_calls)
     return {"prompt_tokens": turn.prompt_tokens, "completion_tokens": completion,
             "total_tokens": turn.prompt_tokens + completion}
 
@@ -92,7 +107,7 @@ def _whole(model: str, turn: Turn) -> dict[str, Any]:
         message["tool_calls"] = _calls(turn)
     return {"id": "chatcmpl-scripted", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if turn.tool_calls else "stop"}], "usage": _usage(turn)}
+                         "finish_reason": _finish(turn)}], "usage": _usage(turn)}
 
 
 async def _chunks(model: str, turn: Turn):  # noqa: ANN202 - an async generator of SSE frames
@@ -114,7 +129,7 @@ async def _chunks(model: str, turn: Turn):  # noqa: ANN202 - an async generator 
         yield frame({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
                                      "function": {"name": call["function"]["name"], "arguments": arguments[:half]}}]})
         yield frame({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]})
-    yield frame({}, "tool_calls" if turn.tool_calls else "stop", _usage(turn))
+    yield frame({}, _finish(turn), _usage(turn))
     yield b"data: [DONE]\n\n"
 
 

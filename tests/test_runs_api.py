@@ -20,16 +20,10 @@ from typing_extensions import override
 
 from orchestrator.localserver import Server
 from tests.conftest import metric_value, running_server, sdk_client
+from tests.run_helpers import ask, sse_events
 from tests.scripted_model import ScriptedModel, Turn
 
 pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ScriptedModel]:
-    scripted = ScriptedModel().start()
-    yield scripted
-    scripted.stop()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +37,6 @@ def run_server(docker_ready: None, model: ScriptedModel, tmp_path_factory: pytes
 @pytest.fixture(scope="module")
 def client(run_server: Server) -> OpenAI:
     return sdk_client(run_server)
-
-
-def ask(client: OpenAI, text: str, **assistant: object) -> tuple[str, str]:
-    created = client.beta.assistants.create(model=str(assistant.pop("model", "scripted")), **assistant)  # type: ignore[arg-type]
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
-    return created.id, thread.id
 
 
 def strict(model: type, obj: object) -> None:
@@ -167,17 +155,6 @@ def test_a_run_live_when_the_server_stops_is_failed_after_the_restart(model: Scr
         after = client.beta.threads.runs.retrieve(run.id, thread_id=thread)
         assert after.status == "failed" and "restarted" in after.last_error.message
         model.turns.clear()
-
-
-def sse_events(response: httpx.Response) -> list[tuple[str, object]]:
-    events, name = [], None
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            data = line.removeprefix("data: ")
-            events.append((name, data if data == "[DONE]" else json.loads(data)))
-    return events
 
 
 def test_a_streamed_run_sends_openais_events_in_order(client: OpenAI, run_server: Server,

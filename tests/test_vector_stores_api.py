@@ -174,9 +174,10 @@ def test_file_search_tool_call_and_citations(server: Server, papers: str) -> Non
     results = step["file_search"]["results"]
     assert step["type"] == "file_search" and results[0]["file_name"] == PDF.name and results[0]["page"] == 4
     first, second = results[0]["marker"], results[1]["marker"]
-    assert first == f"【0†{PDF.name}】" and first in body["output"] and second in body["output"]
+    assert first == f"【0:0†{PDF.name}】" and second.startswith("【0:1†") and first in body["output"] and second in \
+        body["output"]
 
-    answer = f"Attention scales the dot products by 1/sqrt(d_k) {first}. Unrelated 【99†nothing.pdf】."
+    answer = f"Attention scales the dot products by 1/sqrt(d_k) {first}. Unrelated 【9:9†nothing.pdf】."
     part = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_cite", "text": answer}).json()
     [citation] = part["text"]["annotations"]
     assert citation["type"] == "file_citation" and citation["file_citation"]["file_id"] == results[0]["file_id"]
@@ -185,7 +186,11 @@ def test_file_search_tool_call_and_citations(server: Server, papers: str) -> Non
 
     again = tool_call(server, "thread_cite", "file_search", {"query": "ducks"}, resources).json()
     assert again["step_details"]["tool_calls"][0]["file_search"]["results"][0]["marker"].startswith(
-        f"【{len(results)}†")  # markers keep counting within a thread
+        "【1:0†")  # searches keep counting within a thread
+    legacy = f"as before 【{len(results)}†ducks】"  # the older single-number form: the thread's n-th result
+    [old] = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_cite", "text": legacy}).json()[
+        "text"]["annotations"]
+    assert old["text"] == legacy[old["start_index"]:old["end_index"]] == legacy[10:]
     other = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_other", "text": answer})
     assert other.json()["text"]["annotations"] == []
 

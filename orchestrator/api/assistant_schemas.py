@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from orchestrator.api.schemas import StrictBody
 from orchestrator.api.vector_store_schemas import ChunkingRequest, Metadata
@@ -221,6 +221,17 @@ class ToolChoice(BaseModel):
     function: NamedFunction | None = None
 
 
+class TruncationStrategy(BaseModel):
+    type: Literal["auto", "last_messages"]
+    last_messages: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _count_given(self) -> TruncationStrategy:
+        if self.type == "last_messages" and self.last_messages is None:
+            raise ValueError("truncation_strategy of type last_messages needs last_messages.")
+        return self
+
+
 class RunCreate(StrictBody):
     assistant_id: str
     model: str | None = Field(None, min_length=1, max_length=256)
@@ -233,7 +244,7 @@ class RunCreate(StrictBody):
     top_p: float | None = Field(None, ge=0, le=1)
     max_prompt_tokens: int | None = Field(None, ge=256)
     max_completion_tokens: int | None = Field(None, ge=256)
-    truncation_strategy: dict[str, Any] | None = None
+    truncation_strategy: TruncationStrategy | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
@@ -263,6 +274,10 @@ class RunCreate(StrictBody):
 
 class ThreadAndRunCreate(RunCreate):
     thread: ThreadCreate | None = None
+
+
+class RunUpdate(StrictBody):
+    metadata: Metadata | None = None
 
 
 class ToolOutput(BaseModel):

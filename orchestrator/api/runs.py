@@ -10,31 +10,55 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from orchestrator.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs, resources_of
+from orchestrator.api.assistant_schemas import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs, resources_of
 from orchestrator.api.deps import AssistantsDep, RunsDep
 from orchestrator.api.schemas import page_of
 from orchestrator.assistants.events import Event, until_final
 from orchestrator.assistants.runner import Runs
 from orchestrator.db import PageRequest
+from orchestrator.errors import InvalidRequest
+from orchestrator.tools.steps import without_result_content
 
 router = APIRouter(prefix="/threads", tags=["runs"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Literal["asc", "desc"]
+# The SDK sends list parameters as `include[]=…`.
+Include = Annotated[list[str] | None, Query(alias="include[]")]
+RESULT_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 # The SDK's *_and_poll helpers wait this long between polls (their default is a full second).
 POLL_HEADERS = {"openai-poll-after-ms": "100"}
 
 
-def _stream(queue: asyncio.Queue[Event], first: list[Event], runs: Runs, run_id: str) -> EventSourceResponse:
+def _included(include: list[str] | None) -> bool:
+    """Whether the request asked for file_search result content; anything else it asks to include is a 400."""
+    unknown = sorted(set(include or []) - {RESULT_CONTENT})
+    if unknown:
+        raise InvalidRequest(f"Unknown include value(s) {', '.join(unknown)}; the only one is {RESULT_CONTENT}.",
+                             param="include")
+    return bool(include)
+
+
+def _step(step: dict[str, Any], with_content: bool) -> dict[str, Any]:
+    return step if with_content else without_result_content(step)
+
+
+def _stream(queue: asyncio.Queue[Event], first: list[Event], runs: Runs, run_id: str,
+            with_content: bool = False) -> EventSourceResponse:
     """Server-Sent Events as OpenAI sends them: `event: <name>` and the object as `data`, ending with
     `event: done` / `data: [DONE]` after the event that ends this request. A client that leaves stops only its
     stream; the run goes on."""
 
+    def frame(name: str, data: dict[str, Any]) -> bytes:
+        if data.get("object") == "thread.run.step":
+            data = _step(data, with_content)
+        return format_sse_event(event=name, data_str=json.dumps(data))
+
     async def frames() -> AsyncIterator[bytes]:
         try:
             for name, data in first:
-                yield format_sse_event(event=name, data_str=json.dumps(data))
+                yield frame(name, data)
             async for name, data in until_final(queue):
-                yield format_sse_event(event=name, data_str=json.dumps(data))
+                yield frame(name, data)
             yield format_sse_event(event="done", data_str="[DONE]")
         finally:
             runs.events.forget(run_id, queue)
@@ -45,6 +69,7 @@ def _stream(queue: asyncio.Queue[Event], first: list[Event], runs: Runs, run_id:
 @router.post("/runs", response_model=None)
 async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep,
                                 runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
+    """Create a thread and run it (OpenAI takes no `include` here)."""
     given = body.thread
     thread = assistants.create_thread(
         resources_of(given.tool_resources) if given else resources_of(None), given.metadata if given else None,
@@ -56,10 +81,12 @@ async def create_thread_and_run(body: ThreadAndRunCreate, assistants: Assistants
 
 
 @router.post("/{thread_id}/runs", response_model=None)
-async def create_run(thread_id: str, body: RunCreate, runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
+async def create_run(thread_id: str, body: RunCreate, runs: RunsDep,
+                     include: Include = None) -> dict[str, Any] | EventSourceResponse:
+    with_content = _included(include)
     queue: asyncio.Queue[Event] = asyncio.Queue()
     run = runs.create(thread_id, body.assistant_id, body.options(), body.messages(), queue if body.stream else None)
-    return _stream(queue, [], runs, run["id"]) if body.stream else run
+    return _stream(queue, [], runs, run["id"], with_content) if body.stream else run
 
 
 @router.get("/{thread_id}/runs")
@@ -74,6 +101,11 @@ async def list_runs(thread_id: str, assistants: AssistantsDep, limit: Limit = 20
 async def retrieve_run(thread_id: str, run_id: str, assistants: AssistantsDep, response: Response) -> dict[str, Any]:
     response.headers.update(POLL_HEADERS)
     return assistants.objects.get("runs", run_id, thread_id=thread_id)
+
+
+@router.post("/{thread_id}/runs/{run_id}")
+async def update_run(thread_id: str, run_id: str, body: RunUpdate, runs: RunsDep) -> dict[str, Any]:
+    return runs.update(thread_id, run_id, body.metadata)
 
 
 @router.post("/{thread_id}/runs/{run_id}/cancel")
@@ -92,13 +124,17 @@ async def submit_tool_outputs(thread_id: str, run_id: str, body: ToolOutputs,
 
 @router.get("/{thread_id}/runs/{run_id}/steps")
 async def list_run_steps(thread_id: str, run_id: str, assistants: AssistantsDep, limit: Limit = 20,
-                         order: Order = "desc", after: str | None = None, before: str | None = None) -> dict[str, Any]:
+                         order: Order = "desc", after: str | None = None, before: str | None = None,
+                         include: Include = None) -> dict[str, Any]:
+    with_content = _included(include)
     assistants.objects.get("runs", run_id, thread_id=thread_id)
     items, has_more = assistants.objects.page("run_steps", PageRequest(limit, order, after, before), run_id=run_id)
-    return page_of(items, has_more)
+    return page_of([_step(item, with_content) for item in items], has_more)
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
-async def retrieve_run_step(thread_id: str, run_id: str, step_id: str, assistants: AssistantsDep) -> dict[str, Any]:
+async def retrieve_run_step(thread_id: str, run_id: str, step_id: str, assistants: AssistantsDep,
+                            include: Include = None) -> dict[str, Any]:
+    with_content = _included(include)
     assistants.objects.get("runs", run_id, thread_id=thread_id)
-    return assistants.objects.get("run_steps", step_id, run_id=run_id)
+    return _step(assistants.objects.get("run_steps", step_id, run_id=run_id), with_content)

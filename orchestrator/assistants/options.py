@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.assistants.budget import last_messages
 from orchestrator.assistants.service import Assistants
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
-from orchestrator.tools.registry import ToolResources
+from orchestrator.tools.registry import SearchSettings, ToolResources
 
 
 def check_tool_choice(run: dict[str, Any]) -> None:
@@ -38,14 +39,15 @@ def model_format(response_format: Any) -> Any:
 
 
 def prompt(assistants: Assistants, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The conversation a run starts from: its instructions, then the thread's messages, oldest first."""
+    """The conversation a run starts from: its instructions, then the thread's messages, oldest first (the last
+    n only, under `truncation_strategy` `last_messages`)."""
     conversation: list[dict[str, Any]] = []
     instructions = "\n\n".join(part for part in (run.get("instructions"), run.get("additional_instructions"))
                                if part)
     if instructions:
         conversation.append({"role": "system", "content": instructions})
     messages, _ = assistants.messages(run["thread_id"], PageRequest(limit=10_000, order="asc"), None)
-    for message in messages:
+    for message in last_messages(messages, run["truncation_strategy"]):
         text = "\n".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
         conversation.append({"role": message["role"], "content": text})
     return conversation
@@ -61,3 +63,13 @@ def resources(objects: ObjectStore, run: dict[str, Any]) -> ToolResources:
         files += resources.get("code_interpreter", {}).get("file_ids", [])
         stores += resources.get("file_search", {}).get("vector_store_ids", [])
     return ToolResources(list(dict.fromkeys(files)), list(dict.fromkeys(stores)))
+
+
+def search_settings(run: dict[str, Any]) -> SearchSettings:
+    """The run's file_search tool settings: its `max_num_results` and `ranking_options.score_threshold`."""
+    for tool in run["tools"]:
+        if tool["type"] == "file_search":
+            settings = tool.get("file_search") or {}
+            ranking = settings.get("ranking_options") or {}
+            return SearchSettings(settings.get("max_num_results"), ranking.get("score_threshold", 0.0))
+    return SearchSettings()

@@ -10,43 +10,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import logs
 from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
+from orchestrator.assistants.budget import Budget, fit
 from orchestrator.assistants.events import Event, EventHub
-from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt, resources
+from orchestrator.assistants.hosted import HOSTED, SCOPE, HostedCalls
+from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt
 from orchestrator.assistants.service import LIVE, Assistants
+from orchestrator.assistants.steps import StepLog, usage_of
 from orchestrator.assistants.writer import MessageWriter
 from orchestrator.errors import InvalidRequest
-from orchestrator.interpreter import Item
 from orchestrator.metrics import TOOL_CALLS, record_model_call, record_run
 from orchestrator.tools.annotations import Annotator
-from orchestrator.tools.code_interpreter import CodeInterpreterResult
-from orchestrator.tools.definitions import CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL
-from orchestrator.tools.file_search import FileSearchResult
-from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry
-from orchestrator.tools.steps import code_of, output_shape, tool_call_step
+from orchestrator.tools.registry import ToolRegistry
 from retrieval.ids import new_id
 
 log = logging.getLogger("toolshed.runs")
-SCOPE = "assistants"
-_HOSTED = {"code_interpreter": CODE_INTERPRETER_TOOL, "file_search": FILE_SEARCH_TOOL}
 _MAX_TURNS = 16
+# How a run's ending leaves a message the model was still writing.
+_CUT = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    context_tokens: int = 16_384  # what one prompt may hold (truncation_strategy auto)
+    expiry_seconds: float = 600.0  # how long a run may stay live
 
 
 class Runs:
-    def __init__(self, assistants: Assistants, model: ModelClient, tools: ToolRegistry, annotator: Annotator) -> None:
+    def __init__(self, assistants: Assistants, model: ModelClient, tools: ToolRegistry, annotator: Annotator,
+                 limits: RunLimits | None = None) -> None:
         self._assistants = assistants
         self._objects = assistants.objects
         self._model = model
         self._tools = tools
         self._annotator = annotator
+        self._limits = limits or RunLimits()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._expiries: dict[str, asyncio.Task[None]] = {}
         self._writers: dict[str, MessageWriter] = {}
         self.events = EventHub()
+        self._steps = StepLog(self._objects, self.events)
+        self._hosted = HostedCalls(tools, self._objects, self._steps)
 
     def create(self, thread_id: str, assistant_id: str, options: dict[str, Any],
                additional_messages: list[tuple[dict[str, Any], list[Any]]],
@@ -58,11 +69,11 @@ class Runs:
         now = int(time.time())
         run = {"id": new_id("run_", 12), "object": "thread.run", "created_at": now, "thread_id": thread_id,
                "assistant_id": assistant_id, "status": "queued", "required_action": None, "last_error": None,
-               "expires_at": now + 600, "started_at": None, "cancelled_at": None, "failed_at": None,
-               "completed_at": None, "incomplete_details": None, "model": assistant["model"],
-               "instructions": assistant["instructions"], "tools": assistant["tools"], "metadata": {}, "usage": None,
-               "temperature": assistant.get("temperature"), "top_p": assistant.get("top_p"),
-               "max_prompt_tokens": None, "max_completion_tokens": None,
+               "expires_at": now + math.ceil(self._limits.expiry_seconds), "started_at": None,
+               "cancelled_at": None, "failed_at": None, "completed_at": None, "incomplete_details": None,
+               "model": assistant["model"], "instructions": assistant["instructions"], "tools": assistant["tools"],
+               "metadata": {}, "usage": None, "temperature": assistant.get("temperature"),
+               "top_p": assistant.get("top_p"), "max_prompt_tokens": None, "max_completion_tokens": None,
                "truncation_strategy": {"type": "auto", "last_messages": None},
                "response_format": assistant.get("response_format", "auto"), "tool_choice": "auto",
                "parallel_tool_calls": True, **options}
@@ -78,6 +89,7 @@ class Runs:
             self.events.add(run["id"], watcher)
         self.events.emit(run["id"], "thread.run.created", run)
         self.events.emit(run["id"], "thread.run.queued", run)
+        self._arm_expiry(run["id"], self._limits.expiry_seconds)
         self._start(run["id"])
         return run
 
@@ -108,37 +120,48 @@ class Runs:
                 log.exception("run %s failed", run_id)
                 self._end(run_id, "failed", last_error={"code": "server_error", "message": f"The run failed: {exc}"})
             finally:
-                writer = self._writers.pop(run_id, None)
-                if writer is not None:
-                    writer.cut("run_cancelled" if self._status(run_id) == "cancelled" else "run_failed")
+                self._writers.pop(run_id, None)
 
     async def _turns(self, run: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
-        usage = run.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        usage = run.get("usage") or usage_of(0, 0)
         for _ in range(_MAX_TURNS):
+            budget = Budget.of(run, usage)
+            if (reason := budget.exhausted()) is not None:
+                self._end(run["id"], "incomplete", usage=usage, incomplete_details={"reason": reason})
+                return
+            sent = conversation
+            if run["truncation_strategy"]["type"] == "auto":
+                sent = fit(conversation, budget.prompt_limit(self._limits.context_tokens))
             writer = self._writers[run["id"]] = MessageWriter(run, self._assistants, self.events, self._annotator,
-                                                              self._step, SCOPE)
+                                                              self._steps.open, SCOPE)
             started = time.monotonic()
-            turn = await self._model.complete(run["model"], conversation, tools=self._definitions(run) or None,
-                                              temperature=run.get("temperature"), top_p=run.get("top_p"),
-                                              tool_choice=model_tool_choice(run["tool_choice"]),
-                                              response_format=model_format(run["response_format"]),
-                                              on_text=writer.piece)
+            tools = self._definitions(run)
+            turn = await self._model.complete(
+                run["model"], sent, tools=tools or None, temperature=run.get("temperature"), top_p=run.get("top_p"),
+                tool_choice=model_tool_choice(run["tool_choice"]), max_tokens=budget.completion,
+                parallel_tool_calls=None if not tools or run["parallel_tool_calls"] else False,
+                response_format=model_format(run["response_format"]), on_text=writer.piece)
             record_model_call(time.monotonic() - started, turn.prompt_tokens, turn.completion_tokens)
             usage = _add(usage, turn)
-            if writer.finish(turn.text) is not None:
+            cut_short = turn.finish_reason == "length"
+            if writer.finish(turn.text, cut_short) is not None:
                 assert writer.step is not None and writer.message is not None
-                self._finish_step(writer.step, {"type": "message_creation",
-                                                "message_creation": {"message_id": writer.message["id"]}}, turn)
+                self._steps.finish(writer.step, {"type": "message_creation", "message_creation": {
+                    "message_id": writer.message["id"]}}, _add(None, turn))
+            if cut_short:
+                self._end(run["id"], "incomplete", usage=usage,
+                          incomplete_details={"reason": "max_completion_tokens"})
+                return
             if not turn.calls:
                 self._end(run["id"], "completed", usage=usage)
                 return
             conversation.append({"role": "assistant", "content": turn.text or None, "tool_calls": [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                 for c in turn.calls]})
-            functions = [c for c in turn.calls if c.name not in _HOSTED]
-            for call in (c for c in turn.calls if c.name in _HOSTED):
+            functions = [c for c in turn.calls if c.name not in HOSTED]
+            for call in (c for c in turn.calls if c.name in HOSTED):
                 conversation.append({"role": "tool", "tool_call_id": call.id,
-                                     "content": await self._hosted(run, call.id, call.name, call.arguments, turn)})
+                                     "content": await self._hosted.run(run, call, _add(None, turn))})
             if functions:
                 self._require_action(run, functions, conversation, usage)
                 return
@@ -146,43 +169,14 @@ class Runs:
                                                    "message": f"The model called tools {_MAX_TURNS} times in a row."})
 
     def _definitions(self, run: dict[str, Any]) -> list[dict[str, Any]]:
-        return [_HOSTED.get(tool["type"], tool) for tool in run["tools"]]
-
-    async def _hosted(self, run: dict[str, Any], call_id: str, name: str, arguments: str, turn: ModelTurn) -> str:
-        """Run one hosted tool call as a `tool_calls` step; returns what the model reads."""
-        step = self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-        header: dict[str, Any] = {"index": 0, "id": call_id, "type": name}
-        if name == "code_interpreter":
-            header["code_interpreter"] = {"input": code_of(arguments), "outputs": []}
-        else:
-            header["file_search"] = {}
-        self._step_delta(step, header)
-        outputs = 0
-
-        async def on_output(item: Item) -> None:
-            nonlocal outputs
-            self._step_delta(step, {"index": 0, "type": "code_interpreter", "code_interpreter": {
-                "outputs": [{"index": outputs, **output_shape(item)}]}})
-            outputs += 1
-
-        TOOL_CALLS.labels(name).inc()
-        outcome = await self._tools.call(ToolCall(call_id, name, arguments),
-                                         ToolContext(SCOPE, run["thread_id"], resources(self._objects, run), on_output))
-        if isinstance(outcome, CodeInterpreterResult | FileSearchResult):
-            details = tool_call_step(call_id, outcome)
-        else:
-            assert isinstance(outcome, ToolProblem)
-            details = {"id": call_id, "type": "code_interpreter", "code_interpreter": {
-                "input": arguments, "outputs": [{"type": "logs", "logs": outcome.output}]}}
-        self._finish_step(step, {"type": "tool_calls", "tool_calls": [details]}, turn)
-        return outcome.output
+        return [HOSTED.get(tool["type"], tool) for tool in run["tools"]]
 
     def _require_action(self, run: dict[str, Any], calls: list[Any], conversation: list[dict[str, Any]],
                         usage: dict[str, int]) -> None:
         required = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                     for c in calls]
         TOOL_CALLS.labels("function").inc(len(required))
-        self._step(run, "tool_calls", {"type": "tool_calls", "tool_calls": [
+        self._steps.open(run, "tool_calls", {"type": "tool_calls", "tool_calls": [
             {**call, "function": {**call["function"], "output": None}} for call in required]})
         self._objects.save_conversation(run["id"], conversation)
         waiting = self._objects.transition(run["id"], ("in_progress",), {
@@ -191,42 +185,47 @@ class Runs:
         if waiting is not None:
             self.events.emit(run["id"], "thread.run.requires_action", waiting)
 
-    # ---- steps and endings ---------------------------------------------------------------------------------
-
-    def _step(self, run: dict[str, Any], kind: str, details: dict[str, Any]) -> dict[str, Any]:
-        step = {"id": new_id("step_", 12), "object": "thread.run.step", "created_at": int(time.time()),
-                "assistant_id": run["assistant_id"], "thread_id": run["thread_id"], "run_id": run["id"],
-                "type": kind, "status": "in_progress", "step_details": details, "last_error": None,
-                "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None, "metadata": {},
-                "usage": None}
-        self._objects.insert("run_steps", step, run_id=run["id"])
-        self.events.emit(run["id"], "thread.run.step.created", step)
-        self.events.emit(run["id"], "thread.run.step.in_progress", step)
-        return step
-
-    def _step_delta(self, step: dict[str, Any], call: dict[str, Any]) -> None:
-        self.events.emit(step["run_id"], "thread.run.step.delta", {
-            "id": step["id"], "object": "thread.run.step.delta",
-            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}}})
-
-    def _finish_step(self, step: dict[str, Any], details: dict[str, Any], turn: ModelTurn) -> None:
-        done = self._objects.replace("run_steps", {**step, "status": "completed", "completed_at": int(time.time()),
-                                                   "step_details": details, "usage": _add(None, turn)})
-        self.events.emit(step["run_id"], "thread.run.step.completed", done)
+    # ---- endings -------------------------------------------------------------------------------------------
 
     def _end(self, run_id: str, status: str, **changes: Any) -> dict[str, Any] | None:
-        stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}[status]
-        ended = self._objects.transition(run_id, LIVE, {"status": status, stamp: int(time.time()), "expires_at": None,
-                                                        "required_action": None, **changes})
+        stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}.get(status)
+        ended = self._objects.transition(run_id, LIVE, {
+            "status": status, "expires_at": None, "required_action": None, **changes,
+            **({stamp: int(time.time())} if stamp else {})})
         if ended is not None:
+            writer = self._writers.get(run_id)
+            if writer is not None and status in _CUT:
+                writer.cut(_CUT[status])
+            expiry = self._expiries.pop(run_id, None)
+            if expiry is not None and expiry is not asyncio.current_task():
+                expiry.cancel()
+            self._steps.end_open(ended)
             record_run(status, time.time() - ended["created_at"])
             self.events.emit(run_id, f"thread.run.{status}", ended)
         return ended
 
-    def _status(self, run_id: str) -> str:
-        return str(self._objects.get("runs", run_id)["status"])
+    def _arm_expiry(self, run_id: str, delay: float) -> None:
+        self._expiries[run_id] = asyncio.create_task(self._expire(run_id, delay))
+
+    async def _expire(self, run_id: str, delay: float) -> None:
+        """A run still live at its `expires_at` (a `requires_action` nobody answered, or a run that took too
+        long) ends `expired`; whatever it was doing stops."""
+        await asyncio.sleep(max(delay, 0.0))
+        if self._end(run_id, "expired") is not None:
+            task = self._tasks.get(run_id)
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task})
 
     # ---- the caller's side ---------------------------------------------------------------------------------
+
+    def update(self, thread_id: str, run_id: str, metadata: dict[str, str] | None) -> dict[str, Any]:
+        """Only `metadata` of a run is the caller's to change."""
+        run = self._objects.get("runs", run_id, thread_id=thread_id)
+        if metadata is None:
+            return run
+        changed = self._objects.transition(run_id, (run["status"],), {"metadata": metadata})
+        return changed if changed is not None else self.update(thread_id, run_id, metadata)
 
     def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[tuple[str, str]],
                             watcher: asyncio.Queue[Event] | None = None) -> dict[str, Any]:
@@ -267,22 +266,26 @@ class Runs:
         return self._end(run_id, "cancelled") or self._objects.get("runs", run_id)
 
     def recover(self) -> int:
-        """After a restart, no run is still being driven: every live one ends `failed`, saying why."""
+        """After a restart, no run is still being driven: every run that was being driven ends `failed`, saying
+        why; one waiting for tool outputs keeps waiting until its `expires_at`. Returns how many ended."""
         ended = 0
         for run_id in self._objects.live_runs(LIVE):
+            run = self._objects.get("runs", run_id)
+            if run["status"] == "requires_action":
+                self._arm_expiry(run_id, run["expires_at"] - time.time())
+                continue
             ended += self._end(run_id, "failed", last_error={
                 "code": "server_error", "message": "The server restarted while this run was live."}) is not None
         return ended
 
     async def close(self) -> None:
-        for task in list(self._tasks.values()):
+        tasks = [*self._tasks.values(), *self._expiries.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _add(usage: dict[str, int] | None, turn: ModelTurn) -> dict[str, int]:
-    usage = usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    prompt = usage["prompt_tokens"] + turn.prompt_tokens
-    completion = usage["completion_tokens"] + turn.completion_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage = usage or usage_of(0, 0)
+    return usage_of(usage["prompt_tokens"] + turn.prompt_tokens, usage["completion_tokens"] + turn.completion_tokens)
 

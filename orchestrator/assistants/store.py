@@ -88,6 +88,16 @@ class ObjectStore:
     def save_conversation(self, run_id: str, conversation: list[dict[str, Any]]) -> None:
         self._db.execute("UPDATE runs SET conversation = ? WHERE id = ?", (json.dumps(conversation), run_id))
 
+    def open_steps(self, run_id: str) -> list[dict[str, Any]]:
+        return [json.loads(row[0]) for row in self._db.all(
+            "SELECT body FROM run_steps WHERE run_id = ? AND json_extract(body, '$.status') = 'in_progress'",
+            (run_id,))]
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's steps, oldest first."""
+        return [json.loads(row[0]) for row in self._db.all(
+            "SELECT body FROM run_steps WHERE run_id = ? ORDER BY seq", (run_id,))]
+
     def complete_function_step(self, run_id: str, outputs: dict[str, str]) -> dict[str, Any] | None:
         """Fill in the outputs of the run's waiting function-call step and mark it completed."""
         row = self._db.one("SELECT body FROM run_steps WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,))

@@ -49,13 +49,43 @@ class MessageWriter:
             "incomplete_details": {"reason": reason}})
         self._events.emit(self._run["id"], "thread.message.incomplete", self.message)
 
-    def finish(self, text: str) -> dict[str, Any] | None:
-        """Complete the message with the whole text and its annotations; None if the model wrote no text."""
+    def finish(self, text: str, cut_short: bool = False) -> dict[str, Any] | None:
+        """Complete the message: the whole text with its annotations, then an `image_file` part for each figure
+        the run's code displayed since its last message. None if the model wrote no text.
+        `cut_short`: the model hit its token limit mid-answer, so the message ends `incomplete` (max_tokens)."""
         if self.message is None:
             if not text:
-                return None
+                return None  # figures wait for the message that talks about them
             self._start()
+        images = self._figures()
         assert self.message is not None
+        figures = [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in images]
+        if figures:
+            parts = [{"index": index, **part} for index, part in enumerate(figures, start=1)]
+            self._events.emit(self._run["id"], "thread.message.delta", {
+                "id": self.message["id"], "object": "thread.message.delta", "delta": {"content": parts}})
+        now = int(time.time())
+        ending = ({"status": "incomplete", "incomplete_at": now, "incomplete_details": {"reason": "max_tokens"}}
+                  if cut_short else {"status": "completed", "completed_at": now})
+        self.message = self._assistants.objects.replace("messages", {
+            **self.message, **ending, "content": [self._text_part(text), *figures]})
+        self._events.emit(self._run["id"], f"thread.message.{self.message['status']}", self.message)
+        return self.message
+
+    def _figures(self) -> list[str]:
+        """The file ids of the images the run's code_interpreter steps showed after the run's last message (this
+        message's own step aside: it opened before the turn's tool calls ran)."""
+        images: list[str] = []
+        for step in self._assistants.objects.steps(self._run["id"]):
+            details = step["step_details"]
+            if details["type"] == "message_creation" and step["id"] != (self.step or {}).get("id"):
+                images.clear()
+            for call in details.get("tool_calls", []):
+                images += [output["image"]["file_id"] for output in call.get("code_interpreter", {}).get("outputs", [])
+                           if output["type"] == "image"]
+        return images
+
+    def _text_part(self, text: str) -> dict[str, Any]:
         found = self._annotator.annotate(self._scope, self._run["thread_id"], text)
         annotations: list[dict[str, Any]] = [
             {"type": "file_path", "text": a.text, "start_index": a.start_index, "end_index": a.end_index,
@@ -64,8 +94,4 @@ class MessageWriter:
                          "end_index": a.end_index, "file_citation": {"file_id": a.source.file_id}}
                         for a in found.citations]
         annotations.sort(key=lambda a: a["start_index"])
-        self.message = self._assistants.objects.replace("messages", {
-            **self.message, "status": "completed", "completed_at": int(time.time()),
-            "content": [{"type": "text", "text": {"value": text, "annotations": annotations}}]})
-        self._events.emit(self._run["id"], "thread.message.completed", self.message)
-        return self.message
+        return {"type": "text", "text": {"value": text, "annotations": annotations}}

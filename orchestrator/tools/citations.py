@@ -1,7 +1,8 @@
 """What each conversation's file searches returned, so the markers a model keeps in its answer can be cited later.
 
-Markers are numbered per thread (`【0†a.pdf】`, `【1†b.md】`, ...) and never reused, so markers from different
-searches in one conversation cannot collide.
+Markers are OpenAI's v2 form `【search:result†name】`: the conversation's search number (counting from 0, never
+reused) and the result's place in it, so markers from different searches in one conversation cannot collide. The
+older single-number form `【n†name】` still resolves, by the conversation-wide result number.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from dataclasses import dataclass
 
 from orchestrator.db import Database
 
-# 【n†name】 with the ASCII fallbacks some models produce ([n†name]); the name part is informational only.
-MARKER = re.compile(r"【(\d+)(?::\d+)?†([^】]*)】")
+# 【n:m†name】 or 【n†name】; the name part is informational only.
+MARKER = re.compile(r"【(\d+)(?::(\d+))?†([^】]*)】")
 
 
 @dataclass(frozen=True)
 class Source:
-    marker: int
+    search: int
+    result: int
     file_id: str
     filename: str
     page: int | None
@@ -25,7 +27,7 @@ class Source:
 
     @property
     def label(self) -> str:
-        return f"【{self.marker}†{self.filename}】"
+        return f"【{self.search}:{self.result}†{self.filename}】"
 
 
 @dataclass(frozen=True)
@@ -36,27 +38,36 @@ class CitationAnnotation:
     source: Source
 
 
+_COLUMNS = "search, result, file_id, filename, page, quote"
+
+
 class CitationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     def remember(self, scope: str, key: str, results: list[tuple[str, str, int | None, str]]) -> list[Source]:
-        """Number (file_id, filename, page, quote) results for the conversation; returns them with markers."""
+        """Number one search's (file_id, filename, page, quote) results for the conversation; returns them with
+        their markers."""
         with self._db.transaction() as conn:
-            first = conn.execute("SELECT COALESCE(MAX(marker) + 1, 0) FROM citations WHERE scope = ? AND key = ?",
-                                 (scope, key)).fetchone()[0]
-            sources = [Source(first + i, *result) for i, result in enumerate(results)]
-            conn.executemany("INSERT INTO citations (scope, key, marker, file_id, filename, page, quote) VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?)",
-                             [(scope, key, s.marker, s.file_id, s.filename, s.page, s.quote) for s in sources])
+            search, marker = conn.execute(
+                "SELECT COALESCE(MAX(search) + 1, 0), COALESCE(MAX(marker) + 1, 0) FROM citations "
+                "WHERE scope = ? AND key = ?", (scope, key)).fetchone()
+            sources = [Source(search, i, *result) for i, result in enumerate(results)]
+            conn.executemany(f"INSERT INTO citations (scope, key, marker, {_COLUMNS}) VALUES ({', '.join('?' * 9)})",
+                             [(scope, key, marker + i, s.search, s.result, s.file_id, s.filename, s.page, s.quote)
+                              for i, s in enumerate(sources)])
         return sources
 
     def annotations(self, scope: str, key: str, text: str) -> list[CitationAnnotation]:
         """A file_citation for every marker in `text` that this conversation's searches produced."""
         found = []
         for match in MARKER.finditer(text):
-            row = self._db.one("SELECT marker, file_id, filename, page, quote FROM citations WHERE scope = ? AND "
-                               "key = ? AND marker = ?", (scope, key, int(match.group(1))))
+            if match.group(2) is None:
+                row = self._db.one(f"SELECT {_COLUMNS} FROM citations WHERE scope = ? AND key = ? AND marker = ?",
+                                   (scope, key, int(match.group(1))))
+            else:
+                row = self._db.one(f"SELECT {_COLUMNS} FROM citations WHERE scope = ? AND key = ? AND search = ? "
+                                   "AND result = ?", (scope, key, int(match.group(1)), int(match.group(2))))
             if row is not None:
                 found.append(CitationAnnotation(match.group(0), match.start(), match.end(), Source(*row)))
         return found

@@ -21,6 +21,7 @@ class FileSearchResult:
     hits: list[Hit]
     sources: list[Source]
     output: str  # what goes back to the model
+    score_threshold: float = 0.0
 
 
 class FileSearchTool:
@@ -42,10 +43,12 @@ class FileSearchTool:
         if not store_ids:
             return ToolProblem("file_search needs tool_resources.file_search.vector_store_ids.",
                                "missing_vector_stores", "tool_resources.file_search.vector_store_ids")
-        hits = await self._stores.search(store_ids, query, k=self._max_results)
+        settings = context.search
+        hits = await self._stores.search(store_ids, query, k=settings.max_results or self._max_results,
+                                         score_threshold=settings.score_threshold)
         sources = self._citations.remember(context.scope, context.key, [
             (h.file_id, h.filename, h.page, h.text[:_QUOTE_CHARS]) for h in hits])
-        return FileSearchResult(query, hits, sources, model_output(hits, sources))
+        return FileSearchResult(query, hits, sources, model_output(hits, sources), settings.score_threshold)
 
 
 def model_output(hits: list[Hit], sources: list[Source]) -> str:

@@ -29,6 +29,15 @@ class ToolResources:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    """How file_search searches for this caller: an assistant's `file_search.max_num_results` and
+    `ranking_options.score_threshold` (None: the tool's default count)."""
+
+    max_results: int | None = None
+    score_threshold: float = 0.0
+
+
+@dataclass(frozen=True)
 class ToolContext:
     """Whose call this is: the face's scope and its conversation key (a thread id), what it may use, and who
     wants each output as it is produced (a streamed run step), if anyone."""
@@ -37,6 +46,7 @@ class ToolContext:
     key: str
     resources: ToolResources = field(default_factory=ToolResources)
     on_output: ItemHook | None = None
+    search: SearchSettings = field(default_factory=SearchSettings)
 
 
 class Outcome(Protocol):

@@ -10,6 +10,9 @@ from orchestrator.interpreter import Image, Item
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult
 
+# The name OpenAI's file_search steps give their default ranker (hybrid search here).
+RANKER = "default_2024_08_21"
+
 
 def output_shape(item: Item) -> dict[str, Any]:
     """A cell output as a code_interpreter step output: logs, or an image file."""
@@ -34,4 +37,19 @@ def tool_call_step(call_id: str, outcome: CodeInterpreterResult | FileSearchResu
     results = [{"file_id": hit.file_id, "file_name": hit.filename, "score": round(hit.score, 6),
                 "content": [{"type": "text", "text": hit.text}], "page": hit.page, "marker": source.label}
                for hit, source in zip(outcome.hits, outcome.sources, strict=True)]
-    return {"id": call_id, "type": "file_search", "file_search": {"results": results}}
+    return {"id": call_id, "type": "file_search", "file_search": {
+        "ranking_options": {"ranker": RANKER, "score_threshold": outcome.score_threshold}, "results": results}}
+
+
+def without_result_content(step: dict[str, Any]) -> dict[str, Any]:
+    """A run step as OpenAI serves it unless asked for
+    `include[]=step_details.tool_calls[*].file_search.results[*].content`: file_search results without their
+    text."""
+    calls = step.get("step_details", {}).get("tool_calls")
+    if not calls or not any(call["type"] == "file_search" for call in calls):
+        return step
+    trimmed = [{**call, "file_search": {**call["file_search"], "results": [
+        {key: value for key, value in result.items() if key != "content"}
+        for result in call["file_search"].get("results", [])]}} if call["type"] == "file_search" else call
+        for call in calls]
+    return {**step, "step_details": {**step["step_details"], "tool_calls": trimmed}}
