@@ -41,6 +41,7 @@ unit: venv
 bench: image
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/assistants.py
 
 clean:
 	rm -rf $(VENV) .toolshed

@@ -36,6 +36,7 @@ class ScriptedModel:
     def __init__(self) -> None:
         self.turns: deque[Turn] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.first_pieces: list[float] = []  # perf_counter() as each streamed answer's first text leaves
         self.port = _free_port()
         app = FastAPI()
         app.post("/v1/chat/completions")(self._complete)
@@ -73,7 +74,7 @@ class ScriptedModel:
             return JSONResponse({"error": {"message": f"scripted {turn.status}", "type": "server_error",
                                            "param": None, "code": None}}, status_code=turn.status)
         if body.get("stream"):
-            return StreamingResponse(_chunks(body["model"], turn), media_type="text/event-stream")
+            return StreamingResponse(_chunks(body["model"], turn, self.first_pieces), media_type="text/event-stream")
         return JSONResponse(_whole(body["model"], turn))
 
 
@@ -110,7 +111,7 @@ def _whole(model: str, turn: Turn) -> dict[str, Any]:
                          "finish_reason": _finish(turn)}], "usage": _usage(turn)}
 
 
-async def _chunks(model: str, turn: Turn):  # noqa: ANN202 - an async generator of SSE frames
+async def _chunks(model: str, turn: Turn, first_pieces: list[float]):  # noqa: ANN202 - an async generator of SSE frames
     def frame(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
         chunk = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": int(time.time()),
                  "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -121,6 +122,8 @@ async def _chunks(model: str, turn: Turn):  # noqa: ANN202 - an async generator 
     yield frame({"role": "assistant", "content": ""})
     size = max(1, -(-len(turn.text) // turn.pieces)) if turn.text else 1
     for start in range(0, len(turn.text), size):
+        if start == 0:
+            first_pieces.append(time.perf_counter())
         yield frame({"content": turn.text[start:start + size]})
         await asyncio.sleep(turn.piece_delay)
     for index, call in enumerate(_calls(turn)):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import openai
+from openai import AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 TextHook = Callable[[str], Awaitable[None]]
 
@@ -75,10 +77,12 @@ class ModelClient:
         endpoint = self.endpoint(model)
         given = {name: value for name, value in options.items() if value is not None}
         try:
-            # The options go as raw body fields: they are the caller's OpenAI-shaped values, passed on unchanged.
-            stream = await self._client(endpoint).chat.completions.create(
-                model=model, messages=cast(Any, messages), stream=True, stream_options={"include_usage": True},
-                extra_body=given or None)
+            # A plain POST of the body as given: the messages and options are already OpenAI-shaped, and the
+            # SDK's per-field transform of `create` costs ~0.2 ms a message (36 ms for a 200-message thread).
+            stream = await self._client(endpoint).post(
+                "/chat/completions", cast_to=ChatCompletion, stream=True, stream_cls=AsyncStream[ChatCompletionChunk],
+                body={"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True},
+                      **given})
             return await _collect(stream, on_text)
         except openai.RateLimitError as exc:
             raise ModelError("rate_limit_exceeded", f"The model endpoint {endpoint.base_url} kept answering 429 "
