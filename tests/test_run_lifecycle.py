@@ -5,9 +5,11 @@ OpenAI's errors for bad limits."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -166,3 +168,43 @@ def test_bad_limits_and_includes_are_openai_errors(client: OpenAI, run_server: S
     response = httpx.post(f"{run_server.base_url}/v1/threads/{thread}/runs?include[]=step_details.secrets",
                           json={"assistant_id": assistant})
     assert response.status_code == 400 and response.json()["error"]["param"] == "include"
+
+
+def test_run_overrides_reach_the_model(client: OpenAI, model: ScriptedModel) -> None:
+    assistant = client.beta.assistants.create(model="scripted", instructions="Be brief.", tools=[LOOKUP])
+    model.say(Turn(text="Bonjour."))
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, model="other-model", instructions="Be kind.",
+        thread={"messages": [{"role": "user", "content": "Hello."}]}, tools=[], temperature=0.2)
+    assert run.status == "completed" and run.model == "other-model" and run.tools == []
+    request = model.requests[-1]
+    assert request["model"] == "other-model" and request["temperature"] == 0.2 and "tools" not in request
+    assert request["messages"][0] == {"role": "system", "content": "Be kind."}
+    model.say(Turn(text="Oui."))
+    again = client.beta.threads.runs.create_and_poll(
+        thread_id=run.thread_id, assistant_id=assistant.id, parallel_tool_calls=False,
+        additional_instructions="Answer in French.", additional_messages=[{"role": "user", "content": "Et alors?"}])
+    assert model.requests[-1]["messages"][0] == {"role": "system", "content": "Be brief.\n\nAnswer in French."}
+    assert again.status == "completed" and model.requests[-1]["parallel_tool_calls"] is False
+    assert conversation_of(model.requests[-1])[1:] == ["Hello.", "Bonjour.", "Et alors?"]
+    [message] = client.beta.threads.messages.list(run.thread_id, run_id=again.id).data
+    assert message.content[0].text.value == "Oui."
+
+
+def test_a_users_images_reach_the_model_as_content_parts(client: OpenAI, model: ScriptedModel,
+                                                         tmp_path: Path) -> None:
+    picture = tmp_path / "dot.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n-not-really-a-png")
+    uploaded = client.files.create(file=picture.open("rb"), purpose="vision")
+    model.say(Turn(text="A dot."))
+    assistant = client.beta.assistants.create(model="scripted")
+    run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, thread={"messages": [{
+        "role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                    {"type": "image_file", "image_file": {"file_id": uploaded.id, "detail": "low"}},
+                                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]})
+    assert run.status == "completed"
+    text, inline, linked = model.requests[-1]["messages"][-1]["content"]
+    assert text == {"type": "text", "text": "What is this?"}
+    assert inline["image_url"]["detail"] == "low"
+    assert base64.b64decode(inline["image_url"]["url"].split(",", 1)[1]) == picture.read_bytes()
+    assert linked == {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}

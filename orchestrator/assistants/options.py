@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 from typing import Any
 
 from orchestrator.assistants.budget import last_messages
@@ -49,8 +51,26 @@ def prompt(assistants: Assistants, run: dict[str, Any]) -> list[dict[str, Any]]:
     messages, _ = assistants.messages(run["thread_id"], PageRequest(limit=10_000, order="asc"), None)
     for message in last_messages(messages, run["truncation_strategy"]):
         text = "\n".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
-        conversation.append({"role": message["role"], "content": text})
+        images = [_image(assistants, part) for part in message["content"] if part["type"] != "text"]
+        if message["role"] == "user" and images:
+            # Chat completions take images only from users, as content parts beside the text.
+            conversation.append({"role": "user", "content": [{"type": "text", "text": text}, *images]})
+        else:
+            conversation.append({"role": message["role"], "content": text})
     return conversation
+
+
+def _image(assistants: Assistants, part: dict[str, Any]) -> dict[str, Any]:
+    """A message's image as a chat-completions content part: an image_url as given, an uploaded image_file as a
+    data URL of its bytes (the model's server cannot reach this one's files)."""
+    if part["type"] == "image_url":
+        return {"type": "image_url", "image_url": part["image_url"]}
+    stored = assistants.files.get(part["image_file"]["file_id"])
+    kind = mimetypes.guess_type(stored.filename)[0] or "image/png"
+    data = base64.b64encode(assistants.files.blob_path(stored.id).read_bytes()).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:{kind};base64,{data}",
+                                               **({"detail": part["image_file"]["detail"]}
+                                                  if part["image_file"].get("detail") else {})}}
 
 
 def resources(objects: ObjectStore, run: dict[str, Any]) -> ToolResources:

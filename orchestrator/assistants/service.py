@@ -21,6 +21,8 @@ from retrieval.ids import new_id
 
 MAX_CODE_FILES = 20
 # Run statuses that hold the thread lock.
+# The largest image a message may show its model (sent inline, as OpenAI's vision input limit).
+MAX_IMAGE_BYTES = 20 << 20
 LIVE = ("queued", "in_progress", "requires_action", "cancelling")
 THREAD_STORE_DAYS = 7
 
@@ -51,7 +53,7 @@ class MessageAttachment:
 class Assistants:
     def __init__(self, db: Database, files: FileStore, vector_stores: VectorStores) -> None:
         self.objects = ObjectStore(db)
-        self._files = files
+        self.files = files
         self._stores = vector_stores
 
     # ---- assistants ----------------------------------------------------------------------------------------
@@ -103,8 +105,10 @@ class Assistants:
             raise InvalidRequest(f"Can't add messages to {thread_id} while a run {live} is active.")
         self._check_attachments(attachments)
         for part in fields["content"]:
-            if part["type"] == "image_file":
-                self._files.get(part["image_file"]["file_id"])
+            if part["type"] == "image_file" and self.files.get(part["image_file"]["file_id"]).bytes > MAX_IMAGE_BYTES:
+                raise InvalidRequest(f"image_file {part['image_file']['file_id']} is larger than "
+                                     f"{MAX_IMAGE_BYTES >> 20} MB; a model takes images up to that size.",
+                                     param="content")
         self._attach(thread, attachments)
         now = int(time.time())
         body = {"id": new_id("msg_", 12), "object": "thread.message", "created_at": now, "thread_id": thread_id,
@@ -128,7 +132,7 @@ class Assistants:
                 raise InvalidRequest(f"code_interpreter takes at most {MAX_CODE_FILES} files; got {len(ids)}.",
                                      param=f"{param}.code_interpreter.file_ids")
             for file_id in ids:
-                self._files.get(file_id)
+                self.files.get(file_id)
             result["code_interpreter"] = {"file_ids": list(ids)}
         if resources.vector_store_ids is not None or resources.new_vector_stores:
             ids = list(resources.vector_store_ids or [])
@@ -145,7 +149,7 @@ class Assistants:
 
     def _check_attachments(self, attachments: list[MessageAttachment]) -> None:
         for attachment in attachments:
-            self._files.get(attachment.file_id)
+            self.files.get(attachment.file_id)
 
     def _attach(self, thread: dict[str, Any], attachments: list[MessageAttachment]) -> None:
         resources = thread["tool_resources"]
