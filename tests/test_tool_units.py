@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.db import Database
 from orchestrator.interpreter import CellRun, Image, Logs
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError
 from orchestrator.tools.annotations import file_path_annotations
+from orchestrator.tools.citations import CitationStore
 from orchestrator.tools.code_interpreter import model_output
+from orchestrator.tools.file_search import best_quote
 
 
 def test_annotations_have_exact_indices_and_prefer_the_longest_path() -> None:
@@ -24,6 +27,40 @@ def test_annotations_have_exact_indices_and_prefer_the_longest_path() -> None:
         ("a.csv.gz", "file-gz"), ("a.csv", "file-a"), ("my%20report.pdf", "file-r"), ("sub/x.png", "file-x")]
     for annotation in found:
         assert text[annotation.start_index:annotation.end_index] == annotation.text
+
+
+def test_a_path_matches_only_at_a_path_boundary() -> None:
+    files = {"summary.csv": "file-s"}
+    for text in ("see sandbox:/mnt/data/summary.csv.bak now", "sandbox:/mnt/data/summary.csv_old",
+                 "sandbox:/mnt/data/summary.csvx", "sandbox:/mnt/data/summary.csv/part"):
+        assert file_path_annotations(text, files) == [], text
+    for text in ("saved to sandbox:/mnt/data/summary.csv.", "[s](sandbox:/mnt/data/summary.csv)",
+                 "sandbox:/mnt/data/summary.csv, and more", "sandbox:/mnt/data/summary.csv"):
+        [found] = file_path_annotations(text, files)
+        assert text[found.start_index:found.end_index] == "sandbox:/mnt/data/summary.csv", text
+
+
+def test_a_marker_naming_another_file_is_unresolved(tmp_path: Path) -> None:
+    store = CitationStore(Database(tmp_path / "meta.db"))
+    ibm, adam = store.remember("s", "t", [("file-ibm", "ibm-granite.pdf", 3, "Granite is a model family."),
+                                          ("file-adam", "arxiv-1412.6980-adam.pdf", 2, "beta1 = 0.9.")])
+    wrong = ibm.label.replace("ibm-granite.pdf", "adam.pdf")
+    text = f"Wrong {wrong}, right 【0:1†adam.pdf】, shortened 【0:0†granite】, placeholder 【0:0†source】, " \
+           "unknown 【7:7†x.pdf】."
+    cited, unresolved = store.annotations("s", "t", text)
+    assert [(c.text, c.source.file_id) for c in cited] == [
+        ("【0:1†adam.pdf】", "file-adam"), ("【0:0†granite】", "file-ibm"), ("【0:0†source】", "file-ibm")]
+    assert [u.text for u in unresolved] == ["【0:0†adam.pdf】", "【7:7†x.pdf】"]
+    assert "ibm-granite.pdf" in unresolved[0].reason
+    assert all(text[u.start_index:u.end_index] == u.text for u in unresolved) and adam.result == 1
+
+
+def test_a_quote_is_the_sentence_that_answers_the_query() -> None:
+    passage = ("We used the Adam optimizer. " * 3 + "Good default settings for the tested machine learning problems "
+               "are alpha = 0.001, beta1 = 0.9, beta2 = 0.999 and epsilon = 10^-8. All operations are element-wise. "
+               + "Filler text follows here. " * 40)
+    quote = best_quote(passage, "What are Adam's default settings?")
+    assert quote.startswith("Good default settings") and "epsilon" in quote and len(quote) <= 400
 
 
 def test_annotations_of_text_without_files_are_empty() -> None:

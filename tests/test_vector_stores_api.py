@@ -182,12 +182,19 @@ def test_file_search_tool_call_and_citations(server: Server, papers: str) -> Non
     [citation] = part["text"]["annotations"]
     assert citation["type"] == "file_citation" and citation["file_citation"]["file_id"] == results[0]["file_id"]
     assert answer[citation["start_index"]:citation["end_index"]] == citation["text"] == first
-    assert citation["file_citation"]["page"] == 4 and citation["file_citation"]["quote"]
+    assert citation["file_citation"]["page"] == 4
+    quote = citation["file_citation"]["quote"]  # the sentence that answers, not the whole ~1,000-character chunk
+    assert quote in results[0]["content"][0]["text"] and len(quote) <= 400 and "dot" in quote.lower()
+    assert [u["text"] for u in part["unresolved"]] == ["【9:9†nothing.pdf】"]
+    mixed_up = first.replace(PDF.name, DOCX.name)  # the number of one file, the name of another
+    swapped = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_cite", "text": mixed_up})
+    assert swapped.json()["text"]["annotations"] == []
+    assert DOCX.name in swapped.json()["unresolved"][0]["text"]
 
     again = tool_call(server, "thread_cite", "file_search", {"query": "ducks"}, resources).json()
     assert again["step_details"]["tool_calls"][0]["file_search"]["results"][0]["marker"].startswith(
         "【1:0†")  # searches keep counting within a thread
-    legacy = f"as before 【{len(results)}†ducks】"  # the older single-number form: the thread's n-th result
+    legacy = f"as before 【{len(results)}†source】"  # the older single-number form: the thread's n-th result
     [old] = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_cite", "text": legacy}).json()[
         "text"]["annotations"]
     assert old["text"] == legacy[old["start_index"]:old["end_index"]] == legacy[10:]

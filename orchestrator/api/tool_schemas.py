@@ -128,9 +128,18 @@ class TextValue(BaseModel):
     annotations: list[FilePathAnnotationWire | FileCitationAnnotationWire]
 
 
+class UnresolvedMarkerWire(BaseModel):
+    text: str
+    start_index: int
+    end_index: int
+    reason: str
+
+
 class TextContentPart(BaseModel):
     type: Literal["text"] = "text"
     text: TextValue
+    # Toolshed extension: markers that cite nothing (unknown, or naming another file than their result's).
+    unresolved: list[UnresolvedMarkerWire] = Field(default_factory=list)
 
 
 class ToolList(BaseModel):

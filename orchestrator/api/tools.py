@@ -22,6 +22,7 @@ from orchestrator.api.tool_schemas import (
     ToolCallResponse,
     ToolCallsStepDetails,
     ToolList,
+    UnresolvedMarkerWire,
 )
 from orchestrator.bindings import TOOL_CALLS
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
@@ -75,4 +76,6 @@ async def annotate(body: AnnotateRequest, annotator: AnnotatorDep) -> TextConten
         for a in found.citations
     ]
     annotations.sort(key=lambda a: a.start_index)
-    return TextContentPart(text=TextValue(value=body.text, annotations=annotations))
+    return TextContentPart(text=TextValue(value=body.text, annotations=annotations), unresolved=[
+        UnresolvedMarkerWire(text=u.text, start_index=u.start_index, end_index=u.end_index, reason=u.reason)
+        for u in found.unresolved])

@@ -3,6 +3,7 @@ piece of text, grown by one delta per piece, completed with its annotations when
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from orchestrator.assistants.events import EventHub
 from orchestrator.assistants.service import Assistants
 from orchestrator.tools.annotations import Annotator
 
+log = logging.getLogger("toolshed.runs")
 StepMaker = Callable[[dict[str, Any], str, dict[str, Any]], dict[str, Any]]
 
 
@@ -87,6 +89,8 @@ class MessageWriter:
 
     def _text_part(self, text: str) -> dict[str, Any]:
         found = self._annotator.annotate(self._scope, self._run["thread_id"], text)
+        for marker in found.unresolved:
+            log.warning("the answer's marker %s cites nothing: %s", marker.text, marker.reason)
         annotations: list[dict[str, Any]] = [
             {"type": "file_path", "text": a.text, "start_index": a.start_index, "end_index": a.end_index,
              "file_path": {"file_id": a.file_id}} for a in found.file_paths]

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from orchestrator.bindings import SandboxBindings
 from orchestrator.container_files import ContainerFileStore
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
-from orchestrator.tools.citations import CitationAnnotation, CitationStore
+from orchestrator.tools.citations import CitationAnnotation, CitationStore, UnresolvedMarker
 
 PREFIX = f"sandbox:{CONTAINER_DATA_DIR}/"
 # Characters that would continue a file name; anything else after a known path ends the reference.
@@ -45,17 +45,28 @@ def file_path_annotations(text: str, files: dict[str, str]) -> list[FilePathAnno
         rest = start + len(PREFIX)
         for spelled, file_id in spellings:
             end = rest + len(spelled)
-            if text.startswith(spelled, rest) and (end == len(text) or text[end] not in _NAME_CHARS):
+            if text.startswith(spelled, rest) and _ends_name(text, end):
                 found.append(FilePathAnnotation(text[start:end], start, end, file_id))
                 break
         start = text.find(PREFIX, rest)
     return found
 
 
+def _ends_name(text: str, end: int) -> bool:
+    """Whether a path can end at `end`: not inside a longer name (`a.csv` in `a.csv.bak` or `a.csv_old`); a dot
+    that ends the sentence is not part of the name."""
+    if end == len(text):
+        return True
+    if text[end] == ".":
+        return end + 1 == len(text) or text[end + 1] not in _NAME_CHARS
+    return text[end] not in _NAME_CHARS
+
+
 @dataclass(frozen=True)
 class Annotations:
     file_paths: list[FilePathAnnotation]
     citations: list[CitationAnnotation]
+    unresolved: list[UnresolvedMarker]
 
 
 class Annotator:
@@ -74,4 +85,5 @@ class Annotator:
             container_id = self._bindings.container_of(scope, key)
             records = self._container_files.all(container_id) if container_id else []
             file_paths = file_path_annotations(text, {r.path: r.file_id for r in records if r.file_id})
-        return Annotations(file_paths, self._citations.annotations(scope, key, text))
+        citations, unresolved = self._citations.annotations(scope, key, text)
+        return Annotations(file_paths, citations, unresolved)

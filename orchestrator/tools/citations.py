@@ -38,6 +38,24 @@ class CitationAnnotation:
     source: Source
 
 
+@dataclass(frozen=True)
+class UnresolvedMarker:
+    """A marker in the answer that cites nothing: no search of this conversation gave it, or the file it names
+    is not the file behind its number (the model mixed up its sources)."""
+
+    text: str
+    start_index: int
+    end_index: int
+    reason: str
+
+
+def names_match(written: str, filename: str) -> bool:
+    """Whether the name a model wrote in a marker can mean `filename`: the same name, or a part of it (models
+    shorten long names), or OpenAI's placeholder `source`; never another file's name."""
+    written, filename = written.strip().casefold(), filename.casefold()
+    return written in ("", "source") or written in filename or filename in written
+
+
 _COLUMNS = "search, result, file_id, filename, page, quote"
 
 
@@ -58,9 +76,11 @@ class CitationStore:
                               for i, s in enumerate(sources)])
         return sources
 
-    def annotations(self, scope: str, key: str, text: str) -> list[CitationAnnotation]:
-        """A file_citation for every marker in `text` that this conversation's searches produced."""
-        found = []
+    def annotations(self, scope: str, key: str, text: str) -> tuple[list[CitationAnnotation], list[UnresolvedMarker]]:
+        """A file_citation for every marker in `text` that this conversation's searches produced and whose name
+        fits the file behind it; the other markers, unresolved, with why."""
+        found: list[CitationAnnotation] = []
+        unresolved: list[UnresolvedMarker] = []
         for match in MARKER.finditer(text):
             if match.group(2) is None:
                 row = self._db.one(f"SELECT {_COLUMNS} FROM citations WHERE scope = ? AND key = ? AND marker = ?",
@@ -68,6 +88,12 @@ class CitationStore:
             else:
                 row = self._db.one(f"SELECT {_COLUMNS} FROM citations WHERE scope = ? AND key = ? AND search = ? "
                                    "AND result = ?", (scope, key, int(match.group(1)), int(match.group(2))))
-            if row is not None:
+            if row is None:
+                reason = "no search of this conversation gave this marker"
+            elif not names_match(match.group(3), row[3]):
+                reason = f"the marker names {match.group(3).strip()!r}, but its result is from {row[3]!r}"
+            else:
                 found.append(CitationAnnotation(match.group(0), match.start(), match.end(), Source(*row)))
-        return found
+                continue
+            unresolved.append(UnresolvedMarker(match.group(0), match.start(), match.end(), reason))
+        return found, unresolved

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from orchestrator.tools.citations import CitationStore, Source
@@ -12,7 +14,9 @@ from orchestrator.vector_stores import VectorStores
 from retrieval.models import Hit
 
 MAX_RESULTS = 10
-_QUOTE_CHARS = 2000
+_QUOTE_CHARS = 400
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,25 @@ class FileSearchTool:
         hits = await self._stores.search(store_ids, query, k=settings.max_results or self._max_results,
                                          score_threshold=settings.score_threshold)
         sources = self._citations.remember(context.scope, context.key, [
-            (h.file_id, h.filename, h.page, h.text[:_QUOTE_CHARS]) for h in hits])
+            (h.file_id, h.filename, h.page, best_quote(h.text, query)) for h in hits])
         return FileSearchResult(query, hits, sources, model_output(hits, sources), settings.score_threshold)
+
+
+def best_quote(text: str, query: str) -> str:
+    """The sentence of a passage that shares the most words with the query, with the next one if both fit in
+    `_QUOTE_CHARS`, verbatim: what a citation quotes, instead of the whole passage."""
+    cuts = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
+    spans = [(start, end) for start, end in pairwise(cuts) if text[start:end].strip()]
+    if not spans:
+        return text[:_QUOTE_CHARS]
+    wanted = {word.casefold() for word in _WORD.findall(query) if len(word) > 2}
+    scores = [len(wanted & {w.casefold() for w in _WORD.findall(text[start:end])}) for start, end in spans]
+    best = scores.index(max(scores))
+    start, end = spans[best]
+    if best + 1 < len(spans) and spans[best + 1][1] - start <= _QUOTE_CHARS:
+        end = spans[best + 1][1]
+    quote = text[start:end].strip()
+    return quote if len(quote) <= _QUOTE_CHARS else quote[:_QUOTE_CHARS - 1] + "…"
 
 
 def model_output(hits: list[Hit], sources: list[Source]) -> str:
