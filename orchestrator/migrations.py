@@ -157,4 +157,11 @@ MIGRATIONS: list[str] = [
     UPDATE citations SET search = marker, result = 0;
     CREATE UNIQUE INDEX citations_by_search ON citations (scope, key, search, result);
     """,
+    # 6: a deleted file is no longer citable.
+    """
+    CREATE TRIGGER forget_deleted_file_citations AFTER DELETE ON files
+    BEGIN
+        DELETE FROM citations WHERE file_id = OLD.id;
+    END;
+    """,
 ]

@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator.ingestion import IngestionQueue
 from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
 from orchestrator.storage import FileStore
-from retrieval.models import Batch, Chunk, ChunkingStrategy, Hit, SearchMode, Store, StoreFile
+from retrieval.models import Batch, ChunkingStrategy, Hit, IndexedChunk, SearchMode, Store, StoreFile
 from retrieval.sqlite import PageRequest
 from retrieval.vector_store import VectorStoreEngine
 
@@ -101,7 +101,15 @@ class VectorStores:
     async def detach(self, store_id: str, file_id: str) -> None:
         await asyncio.to_thread(self._engine.remove_file, store_id, file_id)
 
-    def chunks(self, store_id: str, file_id: str) -> list[Chunk]:
+    async def forget_file(self, file_id: str) -> list[str]:
+        """Detach a file from every store that indexed it (before the file itself is deleted); returns the
+        stores."""
+        stores = self._engine.stores_with_file(file_id)
+        for store_id in stores:
+            await self.detach(store_id, file_id)
+        return stores
+
+    def chunks(self, store_id: str, file_id: str) -> list[IndexedChunk]:
         return self._engine.chunks(store_id, file_id)
 
     def create_batch(self, store_id: str, attachments: list[Attachment]) -> Batch:

@@ -190,6 +190,11 @@ class Catalog(SQLite):
             raise StoreFileNotFound(store_id, file_id)
         return _file_of(row)
 
+    def stores_with_file(self, file_id: str) -> list[str]:
+        with self.read() as conn:
+            return [row[0] for row in conn.execute("SELECT DISTINCT store_id FROM store_files WHERE file_id = ?",
+                                                   (file_id,))]
+
     def files(self, store_id: str, *, status: str | None = None, batch_id: str | None = None) -> list[StoreFile]:
         """A store's files, oldest first."""
         sql, args = f"SELECT {_FILE_COLUMNS} FROM store_files WHERE store_id = ?", [store_id]

@@ -32,6 +32,14 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class IndexedChunk:
+    """A chunk as a store holds it: with its id there (a search hit's `chunk_id`)."""
+
+    id: int
+    chunk: Chunk
+
+
+@dataclass(frozen=True)
 class ChunkingStrategy:
     """OpenAI's chunking_strategy: `auto`, or `static` with a size and an overlap in tokens."""
 

@@ -26,7 +26,17 @@ from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, fuse
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
-from retrieval.models import Chunk, ChunkingStrategy, Document, FileError, Hit, SearchMode, Store, StoreFile
+from retrieval.models import (
+    Chunk,
+    ChunkingStrategy,
+    Document,
+    FileError,
+    Hit,
+    IndexedChunk,
+    SearchMode,
+    Store,
+    StoreFile,
+)
 from retrieval.parsing import parse
 from retrieval.vector_cache import VectorCache
 
@@ -203,6 +213,9 @@ class VectorStoreEngine:
             self._indexes.mark_seen(store_id)
         self._indexes.maybe_checkpoint(store_id)
 
+    def stores_with_file(self, file_id: str) -> list[str]:
+        return self._catalog.stores_with_file(file_id)
+
     def update_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> StoreFile:
         self._catalog.file(store_id, file_id)
         with self._catalog.write() as conn:
@@ -214,13 +227,13 @@ class VectorStoreEngine:
         with self._catalog.read() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM chunks WHERE store_id = ?", (store_id,)).fetchone()[0])
 
-    def chunks(self, store_id: str, file_id: str) -> list[Chunk]:
+    def chunks(self, store_id: str, file_id: str) -> list[IndexedChunk]:
         """The indexed chunks of a file, in order."""
         self._catalog.file(store_id, file_id)
         with self._catalog.read() as conn:
-            rows = conn.execute("SELECT text, page, start, end, tokens FROM chunks WHERE store_id = ? AND file_id = ? "
-                                "ORDER BY ordinal", (store_id, file_id)).fetchall()
-        return [Chunk(*row) for row in rows]
+            rows = conn.execute("SELECT id, text, page, start, end, tokens FROM chunks WHERE store_id = ? AND "
+                                "file_id = ? ORDER BY ordinal", (store_id, file_id)).fetchall()
+        return [IndexedChunk(row[0], Chunk(*row[1:])) for row in rows]
 
     # ---- the vector index ----------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,12 @@ def test_upload_and_search_cites_the_right_file(client: OpenAI, papers: str) -> 
                                        max_num_results=3)
     assert page.data[0].filename == PDF.name and "softmax" in page.data[0].content[0].text.lower()
     assert page.data[0].score >= page.data[-1].score
+    top = page.data[0].model_dump()  # page and chunk id ride along as extra fields, as in file_search steps
+    assert top["page"] == 4 and isinstance(top["chunk_id"], int)
+    chunks = list(client.vector_stores.files.content(page.data[0].file_id, vector_store_id=papers))
+    [same] = [c for c in chunks if c.model_dump()["chunk_id"] == top["chunk_id"]]
+    assert same.text == page.data[0].content[0].text and same.model_dump()["page"] == 4
+    assert {c.model_dump()["page"] for c in chunks} == set(range(1, 16))
     # The docx and the markdown file tell the same duck story; both must outrank the paper.
     ducks = client.vector_stores.search(papers, query="what do ducks like to eat", max_num_results=2)
     assert {(r.filename, r.attributes["kind"]) for r in ducks.data} == {(MD.name, "notes"), (DOCX.name, "office")}
@@ -112,6 +119,30 @@ def test_file_listing_content_and_deletion(client: OpenAI, papers: str) -> None:
     client.vector_stores.delete(store.id)
     with pytest.raises(openai.NotFoundError):
         client.vector_stores.retrieve(store.id)
+
+
+def test_deleting_a_file_deletes_it_from_every_store_and_citation(client: OpenAI, server: Server) -> None:
+    with open(MD, "rb") as fh:
+        uploaded = client.files.create(file=fh, purpose="assistants")
+    stores = [client.vector_stores.create(name=f"both {n}", file_ids=[uploaded.id]).id for n in range(2)]
+    for store_id in stores:
+        while client.vector_stores.retrieve(store_id).file_counts.completed < 1:
+            time.sleep(0.2)
+    call = {"thread_id": "thread_forget", "tool_call": {"id": "call_1", "type": "function", "function": {
+        "name": "file_search", "arguments": json.dumps({"query": "duck"})}},
+        "tool_resources": {"file_search": {"vector_store_ids": stores[:1]}}}
+    marker = httpx.post(f"{server.base_url}/v1/tool_calls", json=call).json()["step_details"]["tool_calls"][0][
+        "file_search"]["results"][0]["marker"]
+    assert client.files.delete(uploaded.id).deleted
+    for store_id in stores:
+        assert client.vector_stores.search(store_id, query="duck").data == []
+        assert client.vector_stores.files.list(vector_store_id=store_id).data == []
+        counts = client.vector_stores.retrieve(store_id).file_counts
+        assert (counts.total, counts.completed) == (0, 0)
+    cited = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_forget", "text": marker})
+    assert cited.json()["text"]["annotations"] == [] and cited.json()["unresolved"]
+    with pytest.raises(openai.NotFoundError):
+        client.files.delete(uploaded.id)
 
 
 def test_bad_files_fail_with_a_clear_last_error(client: OpenAI, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api.deps import Config, Files
+from orchestrator.api.deps import Config, Files, VectorStoresDep
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
 from orchestrator.db import PageRequest
@@ -45,7 +45,11 @@ async def retrieve_file(file_id: str, store: Files) -> FileObject:
 
 
 @router.delete("/{file_id}", response_model=Deleted)
-async def delete_file(file_id: str, store: Files) -> Deleted:
+async def delete_file(file_id: str, store: Files, vector_stores: VectorStoresDep) -> Deleted:
+    """The file leaves every vector store that indexed it first (so it is no longer searchable, and the stores'
+    file_counts stay true); its citations go with the file."""
+    store.get(file_id)
+    await vector_stores.forget_file(file_id)
     store.delete(file_id)
     return Deleted(id=file_id, object="file")
 

@@ -227,11 +227,21 @@ class SearchResult(BaseModel):
     score: float
     attributes: Attributes
     content: list[TextContent]
+    # Toolshed extensions: where the passage is.
+    page: int | None
+    chunk_id: int
 
     @classmethod
     def of(cls, hit: Hit) -> SearchResult:
         return cls(file_id=hit.file_id, filename=hit.filename, score=round(hit.score, 6), attributes=hit.attributes,
-                   content=[TextContent(text=hit.text)])
+                   content=[TextContent(text=hit.text)], page=hit.page, chunk_id=hit.chunk_id)
+
+
+class ChunkContent(TextContent):
+    """A chunk of `files/{id}/content`, with where it is (Toolshed extensions)."""
+
+    page: int | None
+    chunk_id: int
 
 
 class SearchResultsPage(BaseModel):
@@ -244,6 +254,6 @@ class SearchResultsPage(BaseModel):
 
 class FileContentPage(BaseModel):
     object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
-    data: list[TextContent]
+    data: list[ChunkContent]
     has_more: bool = False
     next_page: str | None = None

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from orchestrator.api.deps import VectorStoresDep as Stores
-from orchestrator.api.schemas import Deleted, ListPage, TextContent, page_of
+from orchestrator.api.schemas import Deleted, ListPage, page_of
 from orchestrator.api.vector_store_schemas import (
     BatchFile,
+    ChunkContent,
     FileBatchCreate,
     FileBatchObject,
     FileContentPage,
@@ -114,7 +115,8 @@ async def delete_vector_store_file(store_id: str, file_id: str, stores: Stores) 
 
 @router.get("/{store_id}/files/{file_id}/content", response_model=FileContentPage)
 async def vector_store_file_content(store_id: str, file_id: str, stores: Stores) -> FileContentPage:
-    return FileContentPage(data=[TextContent(text=c.text) for c in stores.chunks(store_id, file_id)])
+    return FileContentPage(data=[ChunkContent(text=c.chunk.text, page=c.chunk.page, chunk_id=c.id)
+                                 for c in stores.chunks(store_id, file_id)])
 
 
 # ---- file batches -----------------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ def tool_call_step(call_id: str, outcome: CodeInterpreterResult | FileSearchResu
         return {"id": call_id, "type": "code_interpreter", "code_interpreter": {
             "input": outcome.code, "outputs": [output_shape(item) for item in outcome.run.items]}}
     results = [{"file_id": hit.file_id, "file_name": hit.filename, "score": round(hit.score, 6),
-                "content": [{"type": "text", "text": hit.text}], "page": hit.page, "marker": source.label}
+                "content": [{"type": "text", "text": hit.text}], "page": hit.page, "chunk_id": hit.chunk_id,
+                "marker": source.label}
                for hit, source in zip(outcome.hits, outcome.sources, strict=True)]
     return {"id": call_id, "type": "file_search", "file_search": {
         "ranking_options": {"ranker": RANKER, "score_threshold": outcome.score_threshold}, "results": results}}
