@@ -157,7 +157,11 @@ class ContainerFiles:
 
     async def upload(self, container_id: str, filename: str, chunks: Iterable[bytes], *,
                      file_id: str | None = None) -> ContainerFile:
-        """Write a file into /mnt/data under its (sanitised) name, replacing any file of that name."""
+        """Write a file into /mnt/data under its (sanitised) name, replacing any file of that name. A name with a
+        folder in it is refused: it would otherwise land somewhere the caller did not ask for."""
+        if "/" in filename.strip("/") or "\\" in filename:
+            raise InvalidRequest(f"The file name '{filename}' has a folder in it; upload the file by its own name and "
+                                 "move it with code.", param="file")
         path = safe_filename(filename)
         async with self._lock(container_id):
             return await asyncio.to_thread(self._write, container_id, path, chunks, file_id)

@@ -6,6 +6,7 @@ either a complete file or nothing visible.
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import re
 import time
@@ -44,6 +45,11 @@ class StoredFile:
     purpose: str
     bytes: int
     created_at: int
+
+
+def media_type(filename: str) -> str:
+    """What a download of `filename` is, by its extension (application/octet-stream when unknown)."""
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
 def safe_filename(name: str) -> str:

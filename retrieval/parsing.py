@@ -47,9 +47,11 @@ def parse(path: Path, filename: str) -> list[Page]:
     else:
         raise FileProblem("unsupported_file", f"Files of type '{suffix or 'unknown'}' are not supported.")
     pages = [page for page in pages if page.text.strip()]
-    if not pages:
-        raise FileProblem("unsupported_file", "The file has no extractable text (a scanned PDF needs OCR, "
+    if not pages and suffix == ".pdf":
+        raise FileProblem("unsupported_file", "The PDF has no extractable text (a scanned PDF needs OCR, "
                                               "which is not supported).")
+    if not pages:
+        raise FileProblem("unsupported_file", "The file has no text to index (it is empty or only whitespace).")
     return pages
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -44,7 +46,9 @@ def test_file_upload_limits_and_names(server: Server, client: OpenAI) -> None:
 
 
 def test_container_files_sdk_round_trip(client: OpenAI, container: str) -> None:
-    uploaded = client.containers.files.create(container, file=("../../input.txt", b"hello sandbox"))
+    with pytest.raises(openai.BadRequestError, match="folder"):  # a traversal is refused, not silently renamed
+        client.containers.files.create(container, file=("../../input.txt", b"hello sandbox"))
+    uploaded = client.containers.files.create(container, file=("input.txt", b"hello sandbox"))
     assert (uploaded.object, uploaded.path, uploaded.source, uploaded.bytes) == \
         ("container.file", "/mnt/data/input.txt", "user", 13)
     assert uploaded.id.startswith("cfile_") and uploaded.container_id == container
@@ -92,3 +96,24 @@ def test_container_file_errors(server: Server, client: OpenAI, container: str) -
     run(client, container, "import os; os.makedirs('/mnt/data/taken.txt')")
     in_the_way = httpx.post(f"{base}/{container}/files", files={"file": ("taken.txt", b"x")})
     assert in_the_way.status_code == 400 and "folder" in in_the_way.json()["error"]["message"]
+
+
+def test_a_name_with_a_folder_is_refused_and_downloads_say_what_they_are(server: Server, client: OpenAI,
+                                                                          container: str) -> None:
+    base = f"{server.base_url}/v1/containers/{container}/files"
+    nested = httpx.post(base, files={"file": ("sub/dir/x.csv", b"a,b\n")})
+    assert nested.status_code == 400 and "sub/dir/x.csv" in nested.json()["error"]["message"]
+    assert "x.csv" not in logs(run(client, container, "import os; print(os.listdir('/mnt/data'))"))
+    made = httpx.post(base, files={"file": ("x.csv", b"a,b\n")}).json()
+    download = httpx.get(f"{base}/{made['id']}/content")
+    assert download.headers["content-type"].startswith("text/csv") and download.content == b"a,b\n"
+
+
+def test_a_tool_call_may_set_its_cells_timeout(server: Server) -> None:
+    started = time.monotonic()
+    slow = httpx.post(f"{server.base_url}/v1/tool_calls", timeout=60, json={
+        "thread_id": "thread_timeout", "timeout": 1,
+        "tool_call": {"id": "call_t", "type": "function", "function": {
+            "name": "code_interpreter", "arguments": {"code": "import time\ntime.sleep(30)"}}}})
+    assert slow.status_code == 200 and slow.json()["status"] == "timed_out"
+    assert time.monotonic() - started < 15

@@ -15,7 +15,7 @@ from orchestrator.api.deps import Config, ContainerFilesDep, Manager
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import ContainerFileCopy, ContainerFileObject, Deleted, ListPage, page_of
 from orchestrator.db import PageRequest
-from orchestrator.storage import FileTooLarge, limit_size
+from orchestrator.storage import FileTooLarge, limit_size, media_type
 
 router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"])
 
@@ -77,8 +77,7 @@ async def container_file_content(container_id: str, file_id: str, manager: Manag
     await manager.get(container_id)
     record, chunks = container_files.open(container_id, file_id)
     name = record.path.rsplit("/", 1)[-1]
-    return StreamingResponse(chunks, media_type="application/octet-stream",
-                             headers={"Content-Disposition": _attachment(name)})
+    return StreamingResponse(chunks, media_type=media_type(name), headers={"Content-Disposition": _attachment(name)})
 
 
 def _attachment(name: str) -> str:

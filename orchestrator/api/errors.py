@@ -62,7 +62,9 @@ def envelope(exc: Exception) -> tuple[int, dict]:
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    loc = [str(part) for part in first.get("loc", ())]
+    # The first part says where the value came from (body, query string, path); a field may be named "query".
+    loc = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
     param = ".".join(loc) or None
     if first.get("type") == "json_invalid":
         return "We could not parse the JSON body of your request.", None

@@ -12,7 +12,7 @@ from orchestrator.api.deps import Config, Files, VectorStoresDep
 from orchestrator.api.errors import APIError
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
 from orchestrator.db import PageRequest
-from orchestrator.storage import FileTooLarge
+from orchestrator.storage import FileTooLarge, media_type
 
 router = APIRouter(prefix="/files", tags=["files"])
 PURPOSES = {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
@@ -57,6 +57,5 @@ async def delete_file(file_id: str, store: Files, vector_stores: VectorStoresDep
 @router.get("/{file_id}/content")
 async def file_content(file_id: str, store: Files) -> FileResponse:
     stored = store.get(file_id)
-    return FileResponse(store.blob_path(file_id), filename=stored.filename,
-                        media_type="application/octet-stream")
+    return FileResponse(store.blob_path(file_id), filename=stored.filename, media_type=media_type(stored.filename))
 

@@ -3,6 +3,7 @@ and message-annotation objects of openai.types.beta."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -13,7 +14,11 @@ from orchestrator.api.schemas import ArtifactWire, ImageOutputWire, LogsOutput, 
 
 class FunctionCall(BaseModel):
     name: str
-    arguments: str
+    # Many non-OpenAI servers hand on arguments as a JSON object rather than a JSON string: both are taken.
+    arguments: str | dict[str, Any]
+
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
 
 
 class ToolCallWire(BaseModel):
@@ -39,6 +44,7 @@ class ToolCallRequest(StrictBody):
     thread_id: str = Field(min_length=1, max_length=256)
     tool_call: ToolCallWire
     tool_resources: ToolResourcesWire | None = None
+    timeout: float | None = Field(None, gt=0)  # seconds a code_interpreter cell may run
 
 
 class CodeInterpreterDetails(BaseModel):

@@ -40,12 +40,13 @@ async def list_tools(tools: Tools) -> ToolList:
 
 @router.post("/tool_calls", response_model=ToolCallResponse)
 async def call_tool(body: ToolCallRequest, tools: Tools, request: Request) -> Response:
-    call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments)
+    call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments_json())
     resources = body.tool_resources
     code_interpreter = resources.code_interpreter if resources else None
     file_search = resources.file_search if resources else None
     context = ToolContext(TOOL_CALLS, body.thread_id, ToolResources(
-        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else []))
+        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else []),
+        timeout=body.timeout)
     outcome = await unless_disconnected(request, asyncio.create_task(tools.call(call, context)))
     # This face's contract: a call the model got wrong is the assistant server's 400, not a tool output.
     if isinstance(outcome, ToolProblem):

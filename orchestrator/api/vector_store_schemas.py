@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from orchestrator.api.schemas import StrictBody, TextContent
 from orchestrator.vector_stores import Attachment
@@ -128,6 +128,13 @@ class SearchRequest(StrictBody):
     max_num_results: int = Field(10, ge=1, le=50)
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
+
+    @field_validator("query")
+    @classmethod
+    def _something_to_search(cls, query: str | list[str]) -> str | list[str]:
+        if not (query.strip() if isinstance(query, str) else any(part.strip() for part in query)):
+            raise ValueError("query must not be empty.")
+        return query
 
     def text(self) -> str:
         return self.query if isinstance(self.query, str) else "\n".join(self.query)

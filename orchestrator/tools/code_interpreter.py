@@ -41,7 +41,7 @@ class CodeInterpreterTool:
             raise EngineUnavailable("The sandbox engine is not running, so code_interpreter is unavailable.")
         container_id = await self._bindings.sandbox_for(context.scope, context.key,
                                                         context.resources.code_interpreter_file_ids)
-        run = await self._interpreter.run(container_id, code, on_item=context.on_output)
+        run = await self._interpreter.run(container_id, code, context.timeout, on_item=context.on_output)
         return CodeInterpreterResult(run, code, container_id, model_output(run, self._max_chars))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.tools.citations import CitationStore, Source
 from orchestrator.tools.definitions import FILE_SEARCH, FILE_SEARCH_TOOL
-from orchestrator.tools.registry import Outcome, ToolCall, ToolContext, ToolProblem, string_argument
+from orchestrator.tools.registry import Outcome, ToolCall, ToolContext, string_argument
 from orchestrator.vector_stores import VectorStores
 from retrieval.models import Hit
 
@@ -45,8 +45,9 @@ class FileSearchTool:
             return query
         store_ids = context.resources.vector_store_ids
         if not store_ids:
-            return ToolProblem("file_search needs tool_resources.file_search.vector_store_ids.",
-                               "missing_vector_stores", "tool_resources.file_search.vector_store_ids")
+            # Not the model's mistake: nobody attached files. The model reads that and answers without them.
+            return FileSearchResult(query, [], [], "There are no files to search: no vector store is attached "
+                                                   "to this conversation.")
         settings = context.search
         hits = await self._stores.search(store_ids, query, k=settings.max_results or self._max_results,
                                          score_threshold=settings.score_threshold)

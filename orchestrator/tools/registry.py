@@ -47,6 +47,7 @@ class ToolContext:
     resources: ToolResources = field(default_factory=ToolResources)
     on_output: ItemHook | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
+    timeout: float | None = None  # for a code cell; None: the server's default
 
 
 class Outcome(Protocol):
