@@ -10,11 +10,14 @@ from __future__ import annotations
 import codecs
 import json
 import logging
-import zipfile
+import re
+from collections import Counter
 from pathlib import Path
 
 from retrieval.errors import FileProblem
+from retrieval.html_text import html_text
 from retrieval.models import Page
+from retrieval.office import docx_text, pptx_pages
 
 # pypdf reports every odd font and broken xref on its logger; the page text is what matters here.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -27,6 +30,8 @@ TEXT_SUFFIXES = frozenset((
 ))
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 _SNIFF_BYTES = 8192
+_GLYPH_NAMES = re.compile(r"(?:/[A-Za-z]{1,3}\d{1,5}){2,}")
+_DIGITS = re.compile(r"\d+|\b[ivxlc]+\b")
 
 
 def parse(path: Path, filename: str) -> list[Page]:
@@ -35,11 +40,11 @@ def parse(path: Path, filename: str) -> list[Page]:
     if suffix == ".pdf":
         pages = _pdf(path)
     elif suffix == ".docx":
-        pages = [Page(None, _docx(path))]
+        pages = [Page(None, docx_text(path))]
     elif suffix == ".pptx":
-        pages = _pptx(path)
+        pages = pptx_pages(path)
     elif suffix in HTML_SUFFIXES:
-        pages = [Page(None, _html(_read_text(path)))]
+        pages = [Page(None, html_text(_read_text(path)))]
     elif suffix == ".json":
         pages = [Page(None, _json(_read_text(path)))]
     elif suffix in TEXT_SUFFIXES or _looks_like_text(path):
@@ -63,54 +68,13 @@ def _pdf(path: Path) -> list[Page]:
         reader = PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):
             raise FileProblem("invalid_file", "The PDF is encrypted with a password.")
-        return [Page(number, _clean(page.extract_text() or "")) for number, page in enumerate(reader.pages, 1)]
+        return without_running_lines([Page(number, _clean(page.extract_text() or ""))
+                                      for number, page in enumerate(reader.pages, 1)])
     except FileProblem:
         raise
     except (PdfReadError, FileNotDecryptedError, ValueError, KeyError, TypeError, AttributeError,
             RecursionError) as exc:
         raise FileProblem("invalid_file", f"The PDF could not be read: {exc}") from exc
-
-
-def _docx(path: Path) -> str:
-    import docx
-    from docx.opc.exceptions import PackageNotFoundError
-
-    try:
-        document = docx.Document(str(path))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise FileProblem("invalid_file", f"The docx could not be read: {exc}") from exc
-    parts = [paragraph.text for paragraph in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
-    return "\n".join(parts)
-
-
-def _pptx(path: Path) -> list[Page]:
-    import pptx
-    from pptx.exc import PackageNotFoundError
-
-    try:
-        presentation = pptx.Presentation(str(path))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise FileProblem("invalid_file", f"The pptx could not be read: {exc}") from exc
-    pages = []
-    for number, slide in enumerate(presentation.slides, 1):
-        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
-        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-            texts.append(slide.notes_slide.notes_text_frame.text)
-        pages.append(Page(number, "\n".join(t for t in texts if t.strip())))
-    return pages
-
-
-def _html(markup: str) -> str:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(markup, "html.parser")
-    for hidden in soup(["script", "style", "noscript", "template", "svg", "head"]):
-        hidden.decompose()
-    lines = (line.strip() for line in soup.get_text("\n").splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def _json(text: str) -> str:
@@ -148,5 +112,24 @@ def _looks_like_text(path: Path) -> bool:
 
 
 def _clean(text: str) -> str:
-    # pypdf keeps hyphenated line breaks and NULs from some fonts; both hurt tokenisation.
-    return text.replace("\x00", "").replace("-\n", "")
+    # pypdf keeps hyphenated line breaks and NULs from some fonts; both hurt tokenisation. A font without a
+    # Unicode map comes out as its glyph names (/g72/g86/g3...), which are no text at all.
+    return _GLYPH_NAMES.sub(" ", text.replace("\x00", "").replace("-\n", ""))
+
+
+def without_running_lines(pages: list[Page]) -> list[Page]:
+    """Pages without their running headers and footers: a line (page numbers aside) that recurs on a quarter of
+    the pages (three at least) of a document of four or more is the page's furniture, not its text. Books put
+    one header on even pages and another on odd ones, hence a quarter."""
+    if len(pages) < 4:
+        return pages
+    seen: Counter[str] = Counter()
+    for page in pages:
+        seen.update({_running_key(line) for line in page.text.splitlines() if line.strip()})
+    running = {key for key, count in seen.items() if count >= max(3, len(pages) / 4) and key}
+    return [Page(page.number, "\n".join(line for line in page.text.splitlines() if _running_key(line) not in running))
+            for page in pages]
+
+
+def _running_key(line: str) -> str:
+    return _DIGITS.sub("#", " ".join(line.split())).casefold()

@@ -282,8 +282,8 @@ class VectorStoreEngine:
             ranked = fuse(dense, keyword, self.dense_weight)
         else:
             ranked = sorted(dense if mode == "dense" else keyword, key=lambda hit: (-hit[1], hit[0]))
-        ranked = [(cid, score) for cid, score in ranked if score >= score_threshold][:k]
-        return self._hits(ranked)
+        ranked = [(cid, score) for cid, score in ranked if score >= score_threshold]
+        return _distinct(self._hits(ranked[:3 * k]))[:k]
 
     def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
         files = [f.file_id for f in self._catalog.files(store_id, status="completed")
@@ -307,3 +307,16 @@ class VectorStoreEngine:
                 [cid for cid, _ in ranked])}
         return [Hit(cid, rows[cid][1], rows[cid][2], score, rows[cid][3], rows[cid][4], json.loads(rows[cid][5]))
                 for cid, score in ranked if cid in rows]
+
+
+def _distinct(hits: list[Hit]) -> list[Hit]:
+    """Hits without repeats of a better hit's text (a PDF that repeats a page, a file uploaded twice): the same
+    passage twice tells a reader nothing new and takes a slot from another."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        key = " ".join(hit.text.split()).casefold()
+        if key not in seen:
+            seen.add(key)
+            kept.append(hit)
+    return kept

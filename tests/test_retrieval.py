@@ -215,3 +215,14 @@ def test_eval_on_a_slice_of_scifact(tmp_path: Path, embedder: SentenceTransforme
 def test_ndcg_matches_a_hand_computed_value() -> None:
     assert ndcg_at(["a", "b", "c"], {"b": 1}, 10) == pytest.approx(1 / np.log2(3))
     assert ndcg_at(["x"], {"b": 1}, 10) == 0.0
+
+
+def test_identical_passages_fill_one_slot_not_several(engine: VectorStoreEngine) -> None:
+    store = engine.create_store("twice")
+    path = DOCS / "md" / "duck.md"
+    for file_id in ("first-upload", "second-upload"):  # the same document uploaded twice
+        engine.attach(store.id, file_id, path.name)
+        engine.ingest(store.id, [(file_id, path)])
+    hits = engine.search([store.id], "what do ducks eat", k=4)
+    texts = [" ".join(hit.text.split()) for hit in hits]
+    assert len(texts) == len(set(texts)) and len(hits) == min(4, engine.chunk_count(store.id) // 2)
