@@ -44,4 +44,4 @@ bench: image
 	$(BIN)/python bench/assistants.py
 
 clean:
-	rm -rf $(VENV) .toolshed
+	rm -rf $(VENV)

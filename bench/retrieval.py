@@ -54,7 +54,7 @@ def sweep_weights(engine: VectorStoreEngine, store_id: str, dataset_dir: Path) -
     for weight in WEIGHTS:
         values = []
         for relevant, dense, keyword, owner in runs:
-            ranking = list(dict.fromkeys(owner[cid] for cid, _ in fuse(dense, keyword, weight)))
+            ranking = list(dict.fromkeys(owner[hit.chunk_id] for hit in fuse(dense, keyword, weight, CHUNK_CANDIDATES)))
             values.append(ndcg_at(ranking, relevant, 10))
         scores[str(weight)] = round(statistics.fmean(values), 4)
     best = max(WEIGHTS, key=lambda w: scores[str(w)])

@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "version": __version__,
             "engine": {"docker": docker_ok, "problem": services.engine_problem,
                        "sandboxes": len(await manager.list()) if manager else 0},
+            "retrieval": services.vector_stores.status(),
         }
 
     return app

@@ -35,11 +35,38 @@ def _engine(settings: Settings):  # noqa: ANN202 - imported lazily: torch and fa
 
 @contextmanager
 def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; elsewhere (a log file, CI) a plain line at every tenth of the way."""
+    if not console.is_terminal:
+        done, step = 0, max(1, total // 10)
+
+        def advance(n: int) -> None:
+            nonlocal done
+            before, done = done, done + n
+            if done // step > before // step or done == total:
+                console.print(f"{description}: {done}/{total}", highlight=False)
+
+        yield advance
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A mistake on the command line (a missing folder or split, a bad -k) is one red line and exit 1."""
+    from retrieval.errors import RetrievalError
+
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        console.print(f"[red]{exc.strerror or 'Not found'}: {exc.filename}[/red]")
+        raise typer.Exit(1) from None
+    except RetrievalError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 def _files(paths: list[Path]) -> list[Path]:
@@ -59,11 +86,17 @@ def index(
     store: Annotated[str, typer.Option("--store", help="Name of the vector store (created if missing).")],
 ) -> None:
     """Index files into a named vector store (files already indexed and unchanged are skipped)."""
+    with _one_line_errors():
+        _index(paths, store)
+
+
+def _index(paths: list[Path], store: str) -> None:
+    found = _files(paths)
     engine = _engine(Settings())
     stores = engine.stores(name=store)
     store_id = stores[0].id if stores else engine.create_store(store).id
     todo = []
-    for path in _files(paths):
+    for path in found:
         stat = path.stat()
         file_id = "local-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
         attributes = {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
@@ -86,11 +119,16 @@ def index(
 def search(
     store: Annotated[str, typer.Argument(help="Name (or id) of the vector store.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Number of results.")] = 10,
     mode: Annotated[str, typer.Option(help="dense, keyword or hybrid.")] = "hybrid",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Search a vector store from the command line."""
+    with _one_line_errors():
+        _search(store, query, k, mode, as_json)
+
+
+def _search(store: str, query: str, k: int, mode: str, as_json: bool) -> None:
     engine = _engine(Settings())
     stores = engine.stores(name=store) or [s for s in engine.stores() if s.id == store]
     if not stores:
@@ -114,6 +152,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Score retrieval on a BEIR dataset: nDCG@10, Recall@10/@100, MRR@10, indexing speed, query latency."""
+    with _one_line_errors():
+        _evaluate(dataset, mode, split, as_json)
+
+
+def _evaluate(dataset: Path, mode: str, split: str, as_json: bool) -> None:
     from retrieval.evaluate import ensure_indexed, load_beir
     from retrieval.evaluate import evaluate as run
 

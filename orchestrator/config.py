@@ -21,6 +21,11 @@ def _default_run_dir() -> Path:
     return Path("/run/toolshed") if os.geteuid() == 0 else Path(f"/tmp/toolshed-{os.geteuid()}")
 
 
+def _default_data_dir() -> Path:
+    """One place per user, wherever the server or the CLI is started (XDG's data home)."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "toolshed"
+
+
 class Settings(BaseSettings):
     """Every knob of the server, read once from TOOLSHED_* variables (see README, "Configuration")."""
 
@@ -29,7 +34,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: list[str] = Field(default_factory=list)
-    data_dir: Path = Path(".toolshed")
+    data_dir: Path = Field(default_factory=_default_data_dir)
     run_dir: Path = Field(default_factory=_default_run_dir)
     namespace: str = "default"
 
@@ -88,7 +93,9 @@ class Settings(BaseSettings):
     run_expiry_seconds: float = Field(600.0, gt=0)
 
     embedding_model: str = "all-MiniLM-L6-v2"
-    search_dense_weight: float = 0.5
+    search_dense_weight: float = 0.45
+    # file_search hands the model no passage scoring below this (hybrid scores are absolute, 0 to 1).
+    file_search_score_threshold: float = Field(0.2, ge=0, le=1)
 
     @property
     def open_access(self) -> bool:

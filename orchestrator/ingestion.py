@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 
+from orchestrator import logs
+from orchestrator.metrics import INGEST_SECONDS, INGESTED
 from orchestrator.storage import FileNotFound, FileStore
 from retrieval.errors import RetrievalError
 from retrieval.vector_store import VectorStoreEngine
@@ -35,6 +38,11 @@ class IngestionQueue:
         self._task = asyncio.create_task(self._run())
         self._nudge()
         return len(pending)
+
+    @property
+    def backlog(self) -> int:
+        """Files waiting to be indexed (the batch being indexed not counted)."""
+        return len(self._queue)
 
     def enqueue(self, store_id: str, file_ids: list[str]) -> None:
         for file_id in file_ids:
@@ -90,4 +98,25 @@ class IngestionQueue:
                 paths.append((file_id, self._files.blob_path(file_id)))
             except FileNotFound:
                 self._engine.fail_interrupted(store_id, file_id, "The file was deleted before it was indexed.")
+        started = time.monotonic()
         self._engine.ingest(store_id, paths)
+        seconds = time.monotonic() - started
+        INGEST_SECONDS.observe(seconds)
+        self._report(store_id, file_ids, seconds)
+
+    def _report(self, store_id: str, file_ids: list[str], seconds: float) -> None:
+        """One log line per file: its chunks, or why it failed."""
+        for file_id in file_ids:
+            try:
+                record = self._engine.file(store_id, file_id)
+            except RetrievalError:
+                continue  # detached meanwhile
+            INGESTED.labels(record.status).inc()
+            with logs.bind(vector_store_id=store_id, file_id=file_id):
+                if record.status == "completed":
+                    log.info("indexed %s: %d chunks (batch of %d files in %.1f s)", record.filename,
+                             self._engine.chunk_count(store_id, file_id), len(file_ids), seconds)
+                else:
+                    error = record.error
+                    log.warning("could not index %s: %s", record.filename,
+                                f"{error.code}: {error.message}" if error else record.status)

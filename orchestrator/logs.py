@@ -67,11 +67,23 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{pairs}]" if pairs else text
 
 
+class _QuietReads(logging.Filter):
+    """Successful GETs (clients poll runs and files every few hundred ms) are access-logged at DEBUG only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) == 5 and args[1] == "GET" and isinstance(args[4], int) and args[4] < 400:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure(fmt: Literal["text", "json"], level: str = "INFO") -> None:
     """Send every logger (uvicorn's included) through one handler in the chosen format."""
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_BindFilter())
+    logging.getLogger("uvicorn.access").addFilter(_QuietReads())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

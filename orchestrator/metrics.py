@@ -42,6 +42,10 @@ RECLAIMED = Counter("toolshed_sandboxes_reaped", "Containers reclaimed, files ke
 for _reason in ("idle", "lifetime", "capacity", "stopped"):
     RECLAIMED.labels(_reason)  # exported as 0 from the start, so rate() works before the first reclaim
 
+INGESTED = Counter("toolshed_files_ingested", "Files indexed into vector stores, by outcome.", ["status"],
+                   registry=REGISTRY)
+INGEST_SECONDS = Histogram("toolshed_ingest_seconds", "Time to index one batch of files (parse, chunk, embed, store).",
+                           buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=REGISTRY)
 RUNS = Counter("toolshed_runs", "Assistants runs, by final status.", ["status"], registry=REGISTRY)
 RUN_SECONDS = Histogram("toolshed_run_seconds", "Time from a run's creation to its end.",
                         buckets=_LATENCY_BUCKETS, registry=REGISTRY)

@@ -85,7 +85,7 @@ class Services:
         tools = ToolRegistry([
             CodeInterpreterTool(sandboxes.bindings if sandboxes else None,
                                 sandboxes.interpreter if sandboxes else None, max_chars=settings.tool_output_max_chars),
-            FileSearchTool(vector_stores, citations),
+            FileSearchTool(vector_stores, citations, score_threshold=settings.file_search_score_threshold),
         ])
         annotator = Annotator(citations, sandboxes.bindings if sandboxes else None,
                               sandboxes.container_files.store if sandboxes else None)

@@ -7,6 +7,7 @@ files for background ingestion, records search metrics once, and runs blocking e
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,11 @@ class VectorStores:
         if self._engine.has_stores():
             self._warming = asyncio.create_task(asyncio.to_thread(lambda: self._engine.embedder))
         return self._ingestion.start()
+
+    def status(self) -> dict[str, Any]:
+        """What /health says of retrieval: the embedding model loaded or not, files waiting, free disk."""
+        return {"model_loaded": self._engine.model_loaded, "model": self._engine.model_name,
+                "backlog": self._ingestion.backlog, "free_disk_bytes": shutil.disk_usage(self._files.root).free}
 
     async def close(self) -> None:
         await self._ingestion.close()

@@ -47,6 +47,17 @@ class Analyzer:
         return [self._stem(word) for word in _WORD.findall(text.lower()) if word not in STOPWORDS]
 
 
+def _idf(total: int, frequency: int) -> float:
+    return max(math.log((total - frequency + 0.5) / (frequency + 0.5)), 1e-6)
+
+
+def ceiling(total: int, frequencies: dict[str, int]) -> float:
+    """The most BM25 a chunk could score for these query terms (each at saturating frequency): dividing by it
+    makes a keyword score absolute, 0 to 1, comparable across queries. A term no chunk has counts at its full
+    weight, so a query of words nobody wrote scores low instead of being judged on its one common word."""
+    return sum(_idf(total, frequency) for frequency in frequencies.values()) * (K1 + 1) or 1.0
+
+
 class Bm25Snapshot:
     """One store's postings as arrays (CSR by term), scored with FTS5's BM25 formula."""
 
@@ -73,14 +84,16 @@ class Bm25Snapshot:
     def search(self, terms: list[str], k: int, allowed: set[int] | None) -> list[tuple[int, float]]:
         total = len(self._chunk_ids)
         scores = np.zeros(total, dtype=np.float32)
+        frequencies = {}
         for term in set(terms):
             term_id = self._vocabulary.get(term)
+            frequencies[term] = 0 if term_id is None else int(self._offsets[term_id + 1] - self._offsets[term_id])
             if term_id is None:
                 continue
             start, end = self._offsets[term_id], self._offsets[term_id + 1]
-            idf = math.log((total - (end - start) + 0.5) / ((end - start) + 0.5))
             docs, freqs = self._docs[start:end], self._freqs[start:end]
-            scores[docs] += max(idf, 1e-6) * freqs * (K1 + 1) / (freqs + self._norms[docs])
+            scores[docs] += _idf(total, end - start) * freqs * (K1 + 1) / (freqs + self._norms[docs])
+        scores /= ceiling(total, frequencies)
         if allowed is not None:
             scores[~np.isin(self._chunk_ids, np.fromiter(allowed, dtype=np.int64))] = 0
         matched = np.flatnonzero(scores)
@@ -129,7 +142,7 @@ class KeywordIndex:
             self._versions[store_key] = self._versions.get(store_key, 0) + 1
 
     def search(self, store_key: int, query: str, k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) best first; higher is better."""
+        """(chunk id, score) best first: BM25 over its ceiling for the query (0 to 1)."""
         terms = sorted(set(self._analyzer.terms(query)))
         if not terms:
             return []
@@ -150,9 +163,13 @@ class KeywordIndex:
         with self._read() as conn:
             rows = conn.execute(f"SELECT rowid, -bm25({table}) FROM {table} WHERE {table} MATCH ? "
                                 f"ORDER BY bm25({table}) LIMIT ?", (match, limit)).fetchall()
+            total = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            frequencies = {term: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ?",
+                                              (f'"{term}"',)).fetchone()[0] for term in terms}
         if allowed is not None:
             rows = [row for row in rows if row[0] in allowed][:k]
-        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+        top = ceiling(total, frequencies)
+        return [(int(chunk_id), float(score) / top) for chunk_id, score in rows]
 
     def warm(self, store_key: int) -> None:
         """Build the store's snapshot now (benchmarks and evaluation measure the steady state)."""

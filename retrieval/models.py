@@ -69,6 +69,8 @@ class Hit:
     text: str
     page: int | None
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    dense_score: float | None = None  # the cosine similarity, when known
+    keyword_score: float | None = None  # BM25 over the query's ceiling (0 to 1), when known
 
 
 @dataclass(frozen=True)

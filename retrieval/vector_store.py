@@ -23,7 +23,7 @@ from retrieval.catalog import Catalog
 from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
-from retrieval.fusion import DEFAULT_DENSE_WEIGHT, fuse
+from retrieval.fusion import DEFAULT_DENSE_WEIGHT, Fused, fuse
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
 from retrieval.models import (
@@ -75,6 +75,10 @@ class VectorStoreEngine:
             if self._embedder is None:
                 self._embedder = SentenceTransformerEmbedder(self._model)
             return self._embedder
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._embedder is not None
 
     @property
     def model_name(self) -> str:
@@ -223,9 +227,13 @@ class VectorStoreEngine:
                          (json.dumps(attributes), store_id, file_id))
         return self._catalog.file(store_id, file_id)
 
-    def chunk_count(self, store_id: str) -> int:
+    def chunk_count(self, store_id: str, file_id: str | None = None) -> int:
+        """A store's chunks, or one file's."""
+        sql, args = "SELECT COUNT(*) FROM chunks WHERE store_id = ?", [store_id]
+        if file_id is not None:
+            sql, args = sql + " AND file_id = ?", [store_id, file_id]
         with self._catalog.read() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM chunks WHERE store_id = ?", (store_id,)).fetchone()[0])
+            return int(conn.execute(sql, args).fetchone()[0])
 
     def chunks(self, store_id: str, file_id: str) -> list[IndexedChunk]:
         """The indexed chunks of a file, in order."""
@@ -279,10 +287,12 @@ class VectorStoreEngine:
         for store_id in store_ids:
             self._catalog.touch(store_id)
         if mode == "hybrid":
-            ranked = fuse(dense, keyword, self.dense_weight)
+            ranked = fuse(dense, keyword, self.dense_weight, depth)
+        elif mode == "dense":
+            ranked = [Fused(cid, score, score, None) for cid, score in sorted(dense, key=lambda h: (-h[1], h[0]))]
         else:
-            ranked = sorted(dense if mode == "dense" else keyword, key=lambda hit: (-hit[1], hit[0]))
-        ranked = [(cid, score) for cid, score in ranked if score >= score_threshold]
+            ranked = [Fused(cid, score, None, score) for cid, score in sorted(keyword, key=lambda h: (-h[1], h[0]))]
+        ranked = [hit for hit in ranked if hit.score >= score_threshold]
         return _distinct(self._hits(ranked[:3 * k]))[:k]
 
     def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
@@ -297,16 +307,16 @@ class VectorStoreEngine:
                     (store_id, *part)))
         return allowed
 
-    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+    def _hits(self, ranked: list[Fused]) -> list[Hit]:
         if not ranked:
             return []
         with self._catalog.read() as conn:
             rows = {row[0]: row for row in conn.execute(
                 "SELECT c.id, c.file_id, f.filename, c.text, c.page, f.attributes FROM chunks c JOIN store_files f "
                 f"ON f.store_id = c.store_id AND f.file_id = c.file_id WHERE c.id IN ({','.join('?' * len(ranked))})",
-                [cid for cid, _ in ranked])}
-        return [Hit(cid, rows[cid][1], rows[cid][2], score, rows[cid][3], rows[cid][4], json.loads(rows[cid][5]))
-                for cid, score in ranked if cid in rows]
+                [hit.chunk_id for hit in ranked])}
+        return [Hit(hit.chunk_id, row[1], row[2], hit.score, row[3], row[4], json.loads(row[5]), hit.dense, hit.keyword)
+                for hit in ranked if (row := rows.get(hit.chunk_id)) is not None]
 
 
 def _distinct(hits: list[Hit]) -> list[Hit]:

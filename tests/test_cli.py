@@ -27,6 +27,7 @@ def test_index_then_search_offline(tmp_path: Path) -> None:
                        "--store", "notes")
     assert indexed.returncode == 0, indexed.stderr
     assert "3 files indexed, 1 failed" in indexed.stderr and "no extractable text" in indexed.stderr
+    assert "indexing into 'notes': 4/4" in indexed.stderr  # stderr is no terminal here: plain progress lines
     found = toolshed(tmp_path, "search", "notes", "what do ducks eat", "-k", "2", "--json")
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)
@@ -50,3 +51,25 @@ def test_a_store_the_cli_adds_to_is_searchable_by_the_running_server(server: Ser
         found = client.vector_stores.search(store.id, query="docling document conversion",
                                             ranking_options={"ranker": ranker}).data
         assert found[0].filename == "docling-README.md", ranker
+
+
+def test_the_cli_finds_one_data_dir_wherever_it_runs_and_errors_are_one_line(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "TOOLSHED_DATA_DIR"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data-home")
+    run = lambda cwd, *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        check=False, timeout=600)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert run(tmp_path / "a", "index", str(DOCS / "md" / "duck.md"), "--store", "notes").returncode == 0
+    found = run(tmp_path / "b", "search", "notes", "ducks", "--json")  # started elsewhere: the same data
+    assert found.returncode == 0 and json.loads(found.stdout)[0]["filename"] == "duck.md"
+    for args, says in ((("index", str(tmp_path / "nowhere"), "--store", "x"), "does not exist"),
+                       (("eval", str(DOCS.parent / "scifact"), "--split", "nosuch"), "No such file"),
+                       (("eval", str(tmp_path / "nowhere")), "No such file"),
+                       (("search", "notes", "ducks", "-k", "0"), "greater than or equal to 1")):
+        failed = run(tmp_path / "b", *args)
+        said = " ".join(failed.stderr.replace("│", " ").split())  # typer boxes and wraps its usage errors
+        assert failed.returncode != 0 and says in said, (args, failed.stderr)
+        assert "Traceback" not in failed.stderr
+

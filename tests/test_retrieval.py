@@ -183,8 +183,11 @@ def test_filters_and_fusion_units() -> None:
         filters.validate({"type": "between", "key": "year", "value": 1})
     with pytest.raises(InvalidRequest):
         filters.validate({"type": "and", "filters": []})
-    fused = fuse([(1, 0.9), (2, 0.8), (4, 0.1)], [(2, 10.0), (3, 2.0)], dense_weight=0.5)
-    assert [cid for cid, _ in fused] == [2, 1, 3, 4] and fused[0][1] == pytest.approx(0.9375)
+    fused = fuse([(1, 0.9), (2, 0.8), (4, 0.1)], [(2, 0.6), (3, 0.2)], dense_weight=0.5, depth=3)
+    assert [hit.chunk_id for hit in fused] == [2, 1, 3, 4] and fused[0].score == pytest.approx(0.7)
+    # 3 was no dense candidate: it scores at most the dense cutoff (0.1) there, and reports it as unknown
+    assert fused[2].score == pytest.approx(0.5 * 0.1 + 0.5 * 0.2) and fused[2].dense is None
+    assert fused[1].keyword is None and fused[1].score == pytest.approx(0.45)  # the keyword list was complete
 
 
 def test_eval_on_a_slice_of_scifact(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
@@ -226,3 +229,19 @@ def test_identical_passages_fill_one_slot_not_several(engine: VectorStoreEngine)
     hits = engine.search([store.id], "what do ducks eat", k=4)
     texts = [" ".join(hit.text.split()) for hit in hits]
     assert len(texts) == len(set(texts)) and len(hits) == min(4, engine.chunk_count(store.id) // 2)
+
+
+def test_hybrid_scores_are_absolute_so_junk_scores_low(engine: VectorStoreEngine) -> None:
+    store = engine.create_store("scores")
+    for file_id, path in (("attention", PDF), ("duck", DOCS / "md" / "duck.md")):
+        engine.attach(store.id, file_id, path.name)
+        engine.ingest(store.id, [(file_id, path)])
+    nonsense = engine.search([store.id], "asdkjh qwpoeiru", k=10)
+    unanswerable = engine.search([store.id], "who won the world cup in 2018", k=10)
+    assert max(h.score for h in nonsense + unanswerable) < 0.2  # min-max scaling gave these 0.5 to 1.0
+    [best, *_] = engine.search([store.id], "how is dot-product attention scaled", k=10)
+    assert best.file_id == "attention" and best.score > 0.3
+    assert best.dense_score is not None and best.keyword_score is not None
+    weight = engine.dense_weight
+    assert best.score == pytest.approx(weight * best.dense_score + (1 - weight) * best.keyword_score, abs=1e-6)
+    assert engine.search([store.id], "asdkjh qwpoeiru", k=10, score_threshold=0.2) == []

@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from orchestrator.localserver import Server
 from retrieval.embedding import SentenceTransformerEmbedder, embed_texts
+from tests.conftest import metric_value
 from tests.datasets import DOCS
 
 pytestmark = pytest.mark.docker
@@ -254,6 +255,29 @@ def test_file_search_tool_call_and_citations(server: Server, papers: str) -> Non
     assert old["text"] == legacy[old["start_index"]:old["end_index"]] == legacy[10:]
     other = httpx.post(f"{server.base_url}/v1/annotations", json={"thread_id": "thread_other", "text": answer})
     assert other.json()["text"]["annotations"] == []
+
+
+def test_file_search_hands_the_model_no_noise(server: Server, papers: str) -> None:
+    resources = {"file_search": {"vector_store_ids": [papers]}}
+    junk = tool_call(server, "thread_junk", "file_search", {"query": "asdkjh qwpoeiru"}, resources).json()
+    assert junk["output"] == "No relevant passages found in the attached files."
+    assert junk["step_details"]["tool_calls"][0]["file_search"]["results"] == []
+    found = tool_call(server, "thread_junk", "file_search", {"query": "what do ducks like to eat"}, resources).json()
+    results = found["step_details"]["tool_calls"][0]["file_search"]["results"]
+    assert 0 < len(results) < 10 and all(r["score"] >= 0.2 for r in results)
+    assert results[0]["dense_score"] > 0.3 and results[0]["keyword_score"] > 0.2
+
+
+def test_ingestion_is_watchable(server: Server, papers: str) -> None:
+    health = httpx.get(f"{server.base_url}/health").json()["retrieval"]
+    assert health["model_loaded"] is True and health["backlog"] == 0 and health["free_disk_bytes"] > 0
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert metric_value(metrics, 'toolshed_files_ingested_total{status="completed"}') >= 3
+    assert metric_value(metrics, "toolshed_ingest_seconds_count") >= 1
+    log = server.log.read_text()
+    assert "indexed word_sample.docx:" in log and " chunks (batch of " in log
+    assert "could not index empty.txt: unsupported_file" in log or "empty.txt" not in log
+    assert f'"GET /v1/vector_stores/{papers} HTTP/1.1" 200' not in log  # reads are polled: DEBUG only
 
 
 def test_file_search_errors(server: Server) -> None:

@@ -63,8 +63,12 @@ class FileSearchResultWire(BaseModel):
     file_name: str
     score: float
     content: list[TextContent]
-    page: int | None  # Toolshed extension: where the passage is
-    marker: str  # Toolshed extension: the citation marker given to the model
+    # Toolshed extensions: where the passage is, the marker given to the model, and the score's two parts.
+    page: int | None
+    chunk_id: int
+    marker: str
+    dense_score: float | None
+    keyword_score: float | None
 
 
 class FileSearchRankingOptions(BaseModel):

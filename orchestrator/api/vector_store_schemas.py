@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from orchestrator.api.schemas import StrictBody, TextContent
+from orchestrator.tools.steps import score_parts
 from orchestrator.vector_stores import Attachment
 from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, SearchMode, Store, StoreFile
 
@@ -234,14 +235,16 @@ class SearchResult(BaseModel):
     score: float
     attributes: Attributes
     content: list[TextContent]
-    # Toolshed extensions: where the passage is.
+    # Toolshed extensions: where the passage is, and the two halves of a hybrid score.
     page: int | None
     chunk_id: int
+    dense_score: float | None
+    keyword_score: float | None
 
     @classmethod
     def of(cls, hit: Hit) -> SearchResult:
         return cls(file_id=hit.file_id, filename=hit.filename, score=round(hit.score, 6), attributes=hit.attributes,
-                   content=[TextContent(text=hit.text)], page=hit.page, chunk_id=hit.chunk_id)
+                   content=[TextContent(text=hit.text)], page=hit.page, chunk_id=hit.chunk_id, **score_parts(hit))
 
 
 class ChunkContent(TextContent):

@@ -91,5 +91,5 @@ def search_settings(run: dict[str, Any]) -> SearchSettings:
         if tool["type"] == "file_search":
             settings = tool.get("file_search") or {}
             ranking = settings.get("ranking_options") or {}
-            return SearchSettings(settings.get("max_num_results"), ranking.get("score_threshold", 0.0))
+            return SearchSettings(settings.get("max_num_results"), ranking.get("score_threshold"))
     return SearchSettings()

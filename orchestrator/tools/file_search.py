@@ -14,6 +14,10 @@ from orchestrator.vector_stores import VectorStores
 from retrieval.models import Hit
 
 MAX_RESULTS = 10
+# Hybrid scores are absolute (retrieval/fusion.py): on the shared documents, passages that answer a question score
+# 0.26 and up, and the best match of a question the files cannot answer ("what is the capital of Peru", a string
+# of nonsense) 0.12 at most. Below this, a passage is noise the model should not be handed.
+SCORE_THRESHOLD = 0.2
 _QUOTE_CHARS = 400
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _WORD = re.compile(r"\w+")
@@ -34,10 +38,12 @@ class FileSearchTool:
     name = FILE_SEARCH
     definition: dict[str, Any] = FILE_SEARCH_TOOL
 
-    def __init__(self, stores: VectorStores, citations: CitationStore, *, max_results: int = MAX_RESULTS) -> None:
+    def __init__(self, stores: VectorStores, citations: CitationStore, *, max_results: int = MAX_RESULTS,
+                 score_threshold: float = SCORE_THRESHOLD) -> None:
         self._stores = stores
         self._citations = citations
         self._max_results = max_results
+        self._score_threshold = score_threshold
 
     async def run(self, call: ToolCall, context: ToolContext) -> Outcome:
         query = string_argument(call, "query")
@@ -49,11 +55,12 @@ class FileSearchTool:
             return FileSearchResult(query, [], [], "There are no files to search: no vector store is attached "
                                                    "to this conversation.")
         settings = context.search
+        threshold = self._score_threshold if settings.score_threshold is None else settings.score_threshold
         hits = await self._stores.search(store_ids, query, k=settings.max_results or self._max_results,
-                                         score_threshold=settings.score_threshold)
+                                         score_threshold=threshold)
         sources = self._citations.remember(context.scope, context.key, [
             (h.file_id, h.filename, h.page, best_quote(h.text, query)) for h in hits])
-        return FileSearchResult(query, hits, sources, model_output(hits, sources), settings.score_threshold)
+        return FileSearchResult(query, hits, sources, model_output(hits, sources), threshold)
 
 
 def best_quote(text: str, query: str) -> str:
@@ -75,7 +82,7 @@ def best_quote(text: str, query: str) -> str:
 
 def model_output(hits: list[Hit], sources: list[Source]) -> str:
     if not hits:
-        return "No results found in the attached files."
+        return "No relevant passages found in the attached files."
     parts = ["Cite a passage by copying its marker, e.g. " + sources[0].label + ", right after the claim it "
              "supports."]
     for hit, source in zip(hits, sources, strict=True):

@@ -31,10 +31,10 @@ class ToolResources:
 @dataclass(frozen=True)
 class SearchSettings:
     """How file_search searches for this caller: an assistant's `file_search.max_num_results` and
-    `ranking_options.score_threshold` (None: the tool's default count)."""
+    `ranking_options.score_threshold` (None: the tool's defaults)."""
 
     max_results: int | None = None
-    score_threshold: float = 0.0
+    score_threshold: float | None = None
 
 
 @dataclass(frozen=True)

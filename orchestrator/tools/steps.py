@@ -9,6 +9,7 @@ from typing import Any
 from orchestrator.interpreter import Image, Item
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult
+from retrieval.models import Hit
 
 # The name OpenAI's file_search steps give their default ranker (hybrid search here).
 RANKER = "default_2024_08_21"
@@ -36,10 +37,16 @@ def tool_call_step(call_id: str, outcome: CodeInterpreterResult | FileSearchResu
             "input": outcome.code, "outputs": [output_shape(item) for item in outcome.run.items]}}
     results = [{"file_id": hit.file_id, "file_name": hit.filename, "score": round(hit.score, 6),
                 "content": [{"type": "text", "text": hit.text}], "page": hit.page, "chunk_id": hit.chunk_id,
-                "marker": source.label}
+                "marker": source.label, **score_parts(hit)}
                for hit, source in zip(outcome.hits, outcome.sources, strict=True)]
     return {"id": call_id, "type": "file_search", "file_search": {
         "ranking_options": {"ranker": RANKER, "score_threshold": outcome.score_threshold}, "results": results}}
+
+
+def score_parts(hit: Hit) -> dict[str, float | None]:
+    """The two halves of a hybrid score (None where the hit was not among that side's candidates)."""
+    return {"dense_score": None if hit.dense_score is None else round(hit.dense_score, 6),
+            "keyword_score": None if hit.keyword_score is None else round(hit.keyword_score, 6)}
 
 
 def without_result_content(step: dict[str, Any]) -> dict[str, Any]:
