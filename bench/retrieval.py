@@ -30,7 +30,7 @@ from retrieval.fusion import fuse
 from retrieval.models import ChunkingStrategy, Document, Page
 from retrieval.vector_store import VectorStoreEngine
 
-WEIGHTS = [0.3, 0.4, 0.5, 0.6, 0.7]
+WEIGHTS = [0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7]
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

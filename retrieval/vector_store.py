@@ -38,6 +38,7 @@ from retrieval.models import (
     StoreFile,
 )
 from retrieval.parsing import parse
+from retrieval.passages import Indexed, distinct, with_heading
 from retrieval.vector_cache import VectorCache
 
 log = logging.getLogger("toolshed.retrieval")
@@ -137,7 +138,7 @@ class VectorStoreEngine:
     def index_documents(self, store_id: str, documents: list[Document], progress: Progress | None = None) -> None:
         """Chunk, embed and commit documents of attached files, a round of about 512 chunks at a time."""
         embedder = self.embedder
-        pending: list[tuple[Document, list[Chunk]]] = []
+        pending: list[tuple[Document, list[Indexed]]] = []
         for document in documents:
             try:
                 record = self._catalog.file(store_id, document.file_id)
@@ -147,7 +148,8 @@ class VectorStoreEngine:
                 continue
             chunks = chunk_pages(document.pages, record.chunking, window=embedder.window,
                                  token_spans=embedder.token_spans)
-            pending.append((document, chunks))
+            pending.append((document, [Indexed(c, with_heading(c.text, record.filename, len(chunks)))
+                                       for c in chunks]))
             if sum(len(c) for _, c in pending) >= _ROUND_CHUNKS:
                 self._commit_round(store_id, pending, progress)
                 pending = []
@@ -155,9 +157,9 @@ class VectorStoreEngine:
             self._commit_round(store_id, pending, progress)
         self._indexes.maybe_checkpoint(store_id)
 
-    def _commit_round(self, store_id: str, pending: list[tuple[Document, list[Chunk]]],
+    def _commit_round(self, store_id: str, pending: list[tuple[Document, list[Indexed]]],
                       progress: Progress | None) -> None:
-        texts = {content_hash(c.text): c.text for _, chunks in pending for c in chunks}
+        texts = {content_hash(c.searched): c.searched for _, chunks in pending for c in chunks}
         vectors = self._cache.vectors(texts)
         key = self._catalog.store_key(store_id)
         dimension = self.embedder.dimension
@@ -173,11 +175,11 @@ class VectorStoreEngine:
                     self._catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
                         "unsupported_file", "The file has no extractable text."))
                     continue
-                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
-                       for ordinal, chunk in enumerate(chunks)]
-                self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
-                added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
-                usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
+                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, c.chunk)
+                       for ordinal, c in enumerate(chunks)]
+                self._keyword.add(conn, key, [(i, c.searched) for i, c in zip(ids, chunks, strict=True)])
+                added.extend((i, content_hash(c.searched)) for i, c in zip(ids, chunks, strict=True))
+                usage = sum(len(c.chunk.text.encode()) for c in chunks) + len(chunks) * dimension * 4
                 self._catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
             self._cache.store(conn, vectors)
             loaded = self._indexes.loaded(store_id)
@@ -293,7 +295,7 @@ class VectorStoreEngine:
         else:
             ranked = [Fused(cid, score, None, score) for cid, score in sorted(keyword, key=lambda h: (-h[1], h[0]))]
         ranked = [hit for hit in ranked if hit.score >= score_threshold]
-        return _distinct(self._hits(ranked[:3 * k]))[:k]
+        return distinct(self._hits(ranked[:3 * k]))[:k]
 
     def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
         files = [f.file_id for f in self._catalog.files(store_id, status="completed")
@@ -317,16 +319,3 @@ class VectorStoreEngine:
                 [hit.chunk_id for hit in ranked])}
         return [Hit(hit.chunk_id, row[1], row[2], hit.score, row[3], row[4], json.loads(row[5]), hit.dense, hit.keyword)
                 for hit in ranked if (row := rows.get(hit.chunk_id)) is not None]
-
-
-def _distinct(hits: list[Hit]) -> list[Hit]:
-    """Hits without repeats of a better hit's text (a PDF that repeats a page, a file uploaded twice): the same
-    passage twice tells a reader nothing new and takes a slot from another."""
-    seen: set[str] = set()
-    kept = []
-    for hit in hits:
-        key = " ".join(hit.text.split()).casefold()
-        if key not in seen:
-            seen.add(key)
-            kept.append(hit)
-    return kept

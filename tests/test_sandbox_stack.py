@@ -1,0 +1,39 @@
+"""The analysis stack a data analyst reaches for is in the sandbox, imported only when a cell asks for it."""
+
+from __future__ import annotations
+
+import pytest
+from openai import OpenAI
+
+from tests.conftest import logs, run
+
+pytestmark = pytest.mark.docker
+
+STACK = ["numpy", "pandas", "scipy", "sklearn", "statsmodels.api", "pyarrow", "polars", "duckdb", "plotly.express",
+         "bs4", "pypdf", "matplotlib", "seaborn", "sympy", "openpyxl", "docx", "pptx", "reportlab"]
+
+
+def test_the_analysis_stack_imports_and_works(client: OpenAI, container: str) -> None:
+    imports = run(client, container, f"import importlib\nfor name in {STACK!r}:\n    importlib.import_module(name)\n"
+                                     "print('ok')")
+    assert imports["status"] == "completed" and logs(imports) == "ok\n", imports
+    parquet = run(client, container, """
+import pandas as pd, polars as pl, duckdb, statsmodels.formula.api as smf
+frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [2.1, 3.9, 6.2, 7.8]})
+frame.to_parquet("/mnt/data/points.parquet")
+back = pd.read_parquet("/mnt/data/points.parquet")
+total = duckdb.sql("SELECT SUM(y) FROM '/mnt/data/points.parquet'").fetchone()[0]
+slope = smf.ols("y ~ x", data=back).fit().params["x"]
+print(len(pl.read_parquet("/mnt/data/points.parquet")), round(total, 1), round(slope, 2))
+""")
+    assert logs(parquet) == "4 20.0 1.93\n", parquet
+    pip = run(client, container, "import subprocess, sys\n"
+                                 "print(subprocess.run([sys.executable, '-m', 'pip', '--version'], "
+                                 "capture_output=True, text=True).stdout.split()[0])")
+    assert logs(pip) == "pip\n", pip
+
+
+def test_a_fresh_kernel_has_not_imported_the_heavy_packages(client: OpenAI, container: str) -> None:
+    loaded = run(client, container, "import sys\nprint(sorted(m for m in ('pyarrow', 'polars', 'duckdb', "
+                                    "'statsmodels', 'plotly') if m in sys.modules))")
+    assert logs(loaded) == "[]\n"
