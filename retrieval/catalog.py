@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrieval.embedding import content_hash
 from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
 from retrieval.ids import new_id
 from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
@@ -190,6 +189,17 @@ class Catalog(SQLite):
             raise StoreFileNotFound(store_id, file_id)
         return _file_of(row)
 
+    def chunk_ids(self, store_id: str, file_ids: list[str]) -> set[int]:
+        """The ids of these files' chunks in a store."""
+        found: set[int] = set()
+        with self.read() as conn:
+            for start in range(0, len(file_ids), 500):
+                part = file_ids[start:start + 500]
+                found.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM chunks WHERE store_id = ? AND file_id IN ({','.join('?' * len(part))})",
+                    (store_id, *part)))
+        return found
+
     def stores_with_file(self, file_id: str) -> list[str]:
         with self.read() as conn:
             return [row[0] for row in conn.execute("SELECT DISTINCT store_id FROM store_files WHERE file_id = ?",
@@ -234,13 +244,13 @@ class Catalog(SQLite):
     # ---- batches -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
-        """Insert one chunk row inside the caller's write transaction; returns its id."""
+    def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk, vector_hash: str) -> int:
+        """Insert one chunk row inside the caller's write transaction; returns its id. `vector_hash` names the
+        cached embedding of the text the chunk is searched by (under its heading)."""
         cursor = conn.execute(
             "INSERT INTO chunks (store_id, file_id, ordinal, page, start, end, tokens, hash, text) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
-             chunk.text))
+            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, vector_hash, chunk.text))
         return int(cursor.lastrowid)
 
     def create_batch(self, store_id: str) -> str:

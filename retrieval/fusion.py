@@ -23,6 +23,16 @@ class Fused:
     keyword: float | None  # calibrated BM25, if the chunk was among the keyword candidates
 
 
+def rank(mode: str, dense: list[tuple[int, float]], keyword: list[tuple[int, float]], dense_weight: float,
+         depth: int) -> list[Fused]:
+    """A search's candidates best first: fused for hybrid, or the one list a single mode asked for."""
+    if mode == "hybrid":
+        return fuse(dense, keyword, dense_weight, depth)
+    if mode == "dense":
+        return [Fused(cid, score, score, None) for cid, score in sorted(dense, key=lambda h: (-h[1], h[0]))]
+    return [Fused(cid, score, None, score) for cid, score in sorted(keyword, key=lambda h: (-h[1], h[0]))]
+
+
 def fuse(dense: list[tuple[int, float]], keyword: list[tuple[int, float]],
          dense_weight: float = DEFAULT_DENSE_WEIGHT, depth: int | None = None) -> list[Fused]:
     """Candidates of both lists by weighted absolute score, best first. `depth`: how many each list was asked

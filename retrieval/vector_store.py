@@ -23,7 +23,7 @@ from retrieval.catalog import Catalog
 from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
-from retrieval.fusion import DEFAULT_DENSE_WEIGHT, Fused, fuse
+from retrieval.fusion import DEFAULT_DENSE_WEIGHT, Fused, rank
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
 from retrieval.models import (
@@ -175,8 +175,8 @@ class VectorStoreEngine:
                     self._catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
                         "unsupported_file", "The file has no extractable text."))
                     continue
-                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, c.chunk)
-                       for ordinal, c in enumerate(chunks)]
+                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, c.chunk,
+                                                  content_hash(c.searched)) for ordinal, c in enumerate(chunks)]
                 self._keyword.add(conn, key, [(i, c.searched) for i, c in zip(ids, chunks, strict=True)])
                 added.extend((i, content_hash(c.searched)) for i, c in zip(ids, chunks, strict=True))
                 usage = sum(len(c.chunk.text.encode()) for c in chunks) + len(chunks) * dimension * 4
@@ -288,26 +288,12 @@ class VectorStoreEngine:
                 keyword += self._keyword.search(key, query, depth, allowed)
         for store_id in store_ids:
             self._catalog.touch(store_id)
-        if mode == "hybrid":
-            ranked = fuse(dense, keyword, self.dense_weight, depth)
-        elif mode == "dense":
-            ranked = [Fused(cid, score, score, None) for cid, score in sorted(dense, key=lambda h: (-h[1], h[0]))]
-        else:
-            ranked = [Fused(cid, score, None, score) for cid, score in sorted(keyword, key=lambda h: (-h[1], h[0]))]
-        ranked = [hit for hit in ranked if hit.score >= score_threshold]
+        ranked = [hit for hit in rank(mode, dense, keyword, self.dense_weight, depth) if hit.score >= score_threshold]
         return distinct(self._hits(ranked[:3 * k]))[:k]
 
     def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
-        files = [f.file_id for f in self._catalog.files(store_id, status="completed")
-                 if attribute_filters.matches(spec, f.attributes)]
-        allowed: set[int] = set()
-        with self._catalog.read() as conn:
-            for start in range(0, len(files), 500):
-                part = files[start:start + 500]
-                allowed.update(row[0] for row in conn.execute(
-                    f"SELECT id FROM chunks WHERE store_id = ? AND file_id IN ({','.join('?' * len(part))})",
-                    (store_id, *part)))
-        return allowed
+        return self._catalog.chunk_ids(store_id, [f.file_id for f in self._catalog.files(store_id, status="completed")
+                                                  if attribute_filters.matches(spec, f.attributes)])
 
     def _hits(self, ranked: list[Fused]) -> list[Hit]:
         if not ranked:
