@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retrieval.embedding import content_hash
 from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
 from retrieval.ids import new_id
 from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
@@ -244,13 +245,13 @@ class Catalog(SQLite):
     # ---- batches -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk, vector_hash: str) -> int:
-        """Insert one chunk row inside the caller's write transaction; returns its id. `vector_hash` names the
-        cached embedding of the text the chunk is searched by (under its heading)."""
+    def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
+        """Insert one chunk row inside the caller's write transaction; returns its id."""
         cursor = conn.execute(
             "INSERT INTO chunks (store_id, file_id, ordinal, page, start, end, tokens, hash, text) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, vector_hash, chunk.text))
+            (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
+             chunk.text))
         return int(cursor.lastrowid)
 
     def create_batch(self, store_id: str) -> str:

@@ -38,7 +38,7 @@ from retrieval.models import (
     StoreFile,
 )
 from retrieval.parsing import parse
-from retrieval.passages import Indexed, distinct, with_heading
+from retrieval.passages import distinct
 from retrieval.vector_cache import VectorCache
 
 log = logging.getLogger("toolshed.retrieval")
@@ -138,7 +138,7 @@ class VectorStoreEngine:
     def index_documents(self, store_id: str, documents: list[Document], progress: Progress | None = None) -> None:
         """Chunk, embed and commit documents of attached files, a round of about 512 chunks at a time."""
         embedder = self.embedder
-        pending: list[tuple[Document, list[Indexed]]] = []
+        pending: list[tuple[Document, list[Chunk]]] = []
         for document in documents:
             try:
                 record = self._catalog.file(store_id, document.file_id)
@@ -148,8 +148,7 @@ class VectorStoreEngine:
                 continue
             chunks = chunk_pages(document.pages, record.chunking, window=embedder.window,
                                  token_spans=embedder.token_spans)
-            pending.append((document, [Indexed(c, with_heading(c.text, record.filename, len(chunks)))
-                                       for c in chunks]))
+            pending.append((document, chunks))
             if sum(len(c) for _, c in pending) >= _ROUND_CHUNKS:
                 self._commit_round(store_id, pending, progress)
                 pending = []
@@ -157,9 +156,9 @@ class VectorStoreEngine:
             self._commit_round(store_id, pending, progress)
         self._indexes.maybe_checkpoint(store_id)
 
-    def _commit_round(self, store_id: str, pending: list[tuple[Document, list[Indexed]]],
+    def _commit_round(self, store_id: str, pending: list[tuple[Document, list[Chunk]]],
                       progress: Progress | None) -> None:
-        texts = {content_hash(c.searched): c.searched for _, chunks in pending for c in chunks}
+        texts = {content_hash(c.text): c.text for _, chunks in pending for c in chunks}
         vectors = self._cache.vectors(texts)
         key = self._catalog.store_key(store_id)
         dimension = self.embedder.dimension
@@ -175,11 +174,11 @@ class VectorStoreEngine:
                     self._catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
                         "unsupported_file", "The file has no extractable text."))
                     continue
-                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, c.chunk,
-                                                  content_hash(c.searched)) for ordinal, c in enumerate(chunks)]
-                self._keyword.add(conn, key, [(i, c.searched) for i, c in zip(ids, chunks, strict=True)])
-                added.extend((i, content_hash(c.searched)) for i, c in zip(ids, chunks, strict=True))
-                usage = sum(len(c.chunk.text.encode()) for c in chunks) + len(chunks) * dimension * 4
+                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
+                       for ordinal, chunk in enumerate(chunks)]
+                self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
+                added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
+                usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
                 self._catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
             self._cache.store(conn, vectors)
             loaded = self._indexes.loaded(store_id)
