@@ -75,3 +75,28 @@ def test_killed_mid_indexing_the_server_resumes_and_stores_stay_searchable(docke
     finally:
         server.stop()
         server.remove_containers()
+
+
+def test_a_container_left_by_a_server_with_another_data_dir_does_not_stop_start_up(docker_ready: None,
+                                                                                    tmp_path) -> None:  # noqa: ANN001
+    """Issue 15's start-up crash: recovery met a running container of its namespace whose disk image lives in
+    another data dir, and died on FileNotFoundError."""
+    first = Server(tmp_path / "first", TOOLSHED_POOL_SIZE="0")
+    first.start()
+    try:
+        client = OpenAI(base_url=f"{first.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+        left = client.containers.create(name="left behind").id
+        first.stop(kill=True)  # its container keeps running
+        second = Server(tmp_path / "second", TOOLSHED_POOL_SIZE="0", TOOLSHED_NAMESPACE=first.namespace)
+        second.namespace = first.namespace
+        second.start()  # crashed in recovery before
+        try:
+            assert httpx.get(f"{second.base_url}/health").json()["status"] == "ok"
+            assert "its files are not in this data dir" in second.log.read_text()
+            running = httpx.get(f"{second.base_url}/v1/containers").json()["data"]
+            assert left not in [c["id"] for c in running]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        first.remove_containers()

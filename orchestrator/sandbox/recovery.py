@@ -4,12 +4,15 @@ whose containers were reclaimed (they come back as expired)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 
 from orchestrator.sandbox import notices
 from orchestrator.sandbox.lifecycle import Lifecycle
 from orchestrator.sandbox.registry import LiveSandbox, sandbox_from_labels
+
+log = logging.getLogger("toolshed.sandbox")
 
 
 async def recover(lifecycle: Lifecycle) -> list[str]:
@@ -23,6 +26,12 @@ async def recover(lifecycle: Lifecycle) -> list[str]:
             running.append(metas.pop(labels["id"]))  # handed out from the pool: its labels are stale
         elif labels.get("meta.pooled") == "true":
             await lifecycle.destroy(labels["id"])  # never handed out: nobody's files
+        elif not workspaces.get(labels["id"]).root.exists():
+            # A container of this namespace whose files are not in this data dir: an earlier server's, started
+            # with another TOOLSHED_DATA_DIR. Nothing here can serve it, so it goes; its files are not touched.
+            log.warning("removing container %s of namespace %s: its files are not in this data dir (an earlier "
+                        "server with another TOOLSHED_DATA_DIR?)", labels["id"], labels.get("namespace", "?"))
+            await asyncio.to_thread(lifecycle.runtime.remove, labels["id"])
         else:
             running.append(labels)
     for labels, status in [(labels, "running") for labels in running] + \
