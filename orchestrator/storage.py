@@ -78,8 +78,13 @@ class FileStore:
         self._sweep_partial_blobs()
 
     def _sweep_partial_blobs(self) -> None:
+        """Remove what a killed upload left: a partial blob, or a whole one whose row was never written."""
         for partial in self._blobs.glob("*.part"):
             partial.unlink(missing_ok=True)
+        known = {row[0] for row in self._db.all("SELECT id FROM files")}
+        for blob in self._blobs.iterdir():
+            if blob.is_file() and blob.name not in known:
+                blob.unlink(missing_ok=True)
 
     @property
     def root(self) -> Path:
@@ -102,8 +107,14 @@ class FileStore:
                     size += len(chunk)
                     out.write(chunk)
             record = StoredFile(file_id, safe_filename(filename), purpose, size, int(time.time()))
-            self._insert(record)
+            # Bytes first, then the row: a kill between the two leaves a blob nobody lists (swept at the next
+            # start), never a listed file without its bytes.
             os.replace(partial, self.blob_path(file_id))
+            try:
+                self._insert(record)
+            except BaseException:
+                self.blob_path(file_id).unlink(missing_ok=True)
+                raise
         finally:
             partial.unlink(missing_ok=True)
         return record

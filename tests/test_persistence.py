@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -100,3 +103,35 @@ def test_a_container_left_by_a_server_with_another_data_dir_does_not_stop_start_
     finally:
         first.stop()
         first.remove_containers()
+
+
+def test_a_server_killed_during_an_upload_registers_nothing_half(docker_ready: None, tmp_path) -> None:  # noqa: ANN001
+    server = Server(tmp_path / "server", TOOLSHED_POOL_SIZE="0")
+    server.start()
+    blobs = tmp_path / "server" / "files"
+
+    def slow_body():  # noqa: ANN202 - a multipart body that arrives over seconds
+        yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+        for _ in range(200):
+            yield b"x" * (256 << 10)
+            time.sleep(0.02)
+        yield b"\r\n--b--\r\n"
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            upload = pool.submit(httpx.post, f"{server.base_url}/v1/files", content=slow_body(), timeout=60,
+                                 headers={"content-type": "multipart/form-data; boundary=b"})
+            time.sleep(1.5)
+            server.stop(kill=True)
+            with contextlib.suppress(httpx.HTTPError):
+                upload.result()
+        server.start()
+        listed = httpx.get(f"{server.base_url}/v1/files").json()["data"]
+        assert listed == [] and not [p for p in blobs.iterdir() if p.is_file()]
+        done = httpx.post(f"{server.base_url}/v1/files", files={"file": ("small.txt", b"fine")},
+                          data={"purpose": "assistants"}).json()
+        assert httpx.get(f"{server.base_url}/v1/files/{done['id']}/content").content == b"fine"
+    finally:
+        server.stop()
+        server.remove_containers()

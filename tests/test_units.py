@@ -220,3 +220,14 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path) -> Non
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'sandbox_bindings'").fetchone() is None
+
+
+def test_a_start_sweeps_what_a_killed_upload_left(tmp_path: Path) -> None:
+    db, store = _file_store(tmp_path)
+    kept = store.write([b"keep"], "kept.txt", "assistants")
+    blobs = store.blob_path(kept.id).parent
+    (blobs / "file-orphan").write_bytes(b"bytes whose row was never written")
+    (blobs / "file-half.part").write_bytes(b"half an upload")
+    FileStore(db, tmp_path)  # the next start
+    assert sorted(p.name for p in blobs.iterdir()) == [kept.id]
+    assert store.blob_path(kept.id).read_bytes() == b"keep"
