@@ -14,8 +14,9 @@ from typing import Any
 
 from retrieval.embedding import content_hash
 from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
+from retrieval.fusion import Fused
 from retrieval.ids import new_id
-from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Store, StoreFile
+from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Hit, Store, StoreFile
 from retrieval.sqlite import PageRequest, SQLite, keyset_page
 
 _SCHEMA = """
@@ -200,6 +201,18 @@ class Catalog(SQLite):
                     f"SELECT id FROM chunks WHERE store_id = ? AND file_id IN ({','.join('?' * len(part))})",
                     (store_id, *part)))
         return found
+
+    def hits(self, ranked: list[Fused]) -> list[Hit]:
+        """Ranked chunks as hits: their text, file and page (a chunk deleted meanwhile is left out)."""
+        if not ranked:
+            return []
+        with self.read() as conn:
+            rows = {row[0]: row for row in conn.execute(
+                "SELECT c.id, c.file_id, f.filename, c.text, c.page, f.attributes FROM chunks c JOIN store_files f "
+                f"ON f.store_id = c.store_id AND f.file_id = c.file_id WHERE c.id IN ({','.join('?' * len(ranked))})",
+                [hit.chunk_id for hit in ranked])}
+        return [Hit(hit.chunk_id, row[1], row[2], hit.score, row[3], row[4], json.loads(row[5]), hit.dense, hit.keyword)
+                for hit in ranked if (row := rows.get(hit.chunk_id)) is not None]
 
     def stores_with_file(self, file_id: str) -> list[str]:
         with self.read() as conn:

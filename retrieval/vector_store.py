@@ -23,7 +23,7 @@ from retrieval.catalog import Catalog
 from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
-from retrieval.fusion import DEFAULT_DENSE_WEIGHT, Fused, rank
+from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
 from retrieval.models import (
@@ -288,19 +288,9 @@ class VectorStoreEngine:
         for store_id in store_ids:
             self._catalog.touch(store_id)
         ranked = [hit for hit in rank(mode, dense, keyword, self.dense_weight, depth) if hit.score >= score_threshold]
-        return distinct(self._hits(ranked[:3 * k]))[:k]
+        return distinct(self._catalog.hits(ranked[:3 * k]))[:k]
 
     def _allowed_chunks(self, store_id: str, spec: dict[str, Any]) -> set[int]:
         return self._catalog.chunk_ids(store_id, [f.file_id for f in self._catalog.files(store_id, status="completed")
                                                   if attribute_filters.matches(spec, f.attributes)])
 
-    def _hits(self, ranked: list[Fused]) -> list[Hit]:
-        if not ranked:
-            return []
-        with self._catalog.read() as conn:
-            rows = {row[0]: row for row in conn.execute(
-                "SELECT c.id, c.file_id, f.filename, c.text, c.page, f.attributes FROM chunks c JOIN store_files f "
-                f"ON f.store_id = c.store_id AND f.file_id = c.file_id WHERE c.id IN ({','.join('?' * len(ranked))})",
-                [hit.chunk_id for hit in ranked])}
-        return [Hit(hit.chunk_id, row[1], row[2], hit.score, row[3], row[4], json.loads(row[5]), hit.dense, hit.keyword)
-                for hit in ranked if (row := rows.get(hit.chunk_id)) is not None]

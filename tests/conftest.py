@@ -6,12 +6,14 @@ engine or image fails the run instead.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import docker
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -50,6 +52,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "embedder" in used:
             item.add_marker(pytest.mark.model)
     items.sort(key=lambda item: item.get_closest_marker("restarts_engine") is not None)
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI and under `make test` a skipped test is a failed run, whatever made it skip."""
+    if REQUIRE_DOCKER and _skipped and exitstatus == pytest.ExitCode.OK:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"{len(_skipped)} tests skipped, which CI does not allow: {', '.join(_skipped)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def skip_unless_required(problem: str | None) -> None:
@@ -134,6 +154,20 @@ def run(client: OpenAI, container_id: str, code: str, **extra: object) -> dict:
 
 def logs(execution: dict) -> str:
     return "".join(o["logs"] for o in execution["outputs"] if o["type"] == "logs")
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str | None, object]]:
+    """A Server-Sent Events response as (event name, data) pairs: data parsed as JSON unless it is [DONE]; the
+    name is None for data sent without an `event:` line (a name applies to one event only)."""
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+            events.append((name, data if data == "[DONE]" else json.loads(data)))
+            name = None
+    return events
 
 
 def metric_value(text: str, name: str) -> float:

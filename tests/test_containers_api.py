@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, logs, metric_value, run
+from tests.conftest import Server, logs, metric_value, run, sse_events
 
 pytestmark = pytest.mark.docker
 
@@ -85,18 +85,10 @@ def test_plots_become_image_outputs_backed_by_files(client: OpenAI, container: s
 
 def test_streaming_sends_outputs_then_completed_then_done(server: Server, container: str) -> None:
     code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)"
-    events: list[tuple[str, object]] = []
     with httpx.stream("POST", f"{server.base_url}/v1/containers/{container}/execute",
                       json={"code": code, "stream": True}, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                data = line.removeprefix("data: ")
-                events.append((event, data if data == "[DONE]" else json.loads(data)))
-                event = None
+        events = sse_events(response)
     kinds = [kind for kind, _ in events]
     assert kinds == ["execution.output"] * 3 + ["execution.completed", None]
     assert [payload["logs"] for _, payload in events[:3]] == ["0\n", "1\n", "2\n"]

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.agent.chat import Endpoint, FunctionCall, ModelClient, ModelError, endpoint_map
+from orchestrator.agent.chat import Endpoint, ModelClient, ModelError, endpoint_map
+from orchestrator.tools.registry import ToolCall
 from tests.scripted_model import ScriptedModel, Turn
 
 
@@ -46,7 +47,7 @@ async def test_parallel_tool_calls_are_assembled_from_fragments(model: ScriptedM
     turn = await client_for(model).complete("m", [{"role": "user", "content": "hi"}], tools=tools)
     assert [(c.name, json.loads(c.arguments)) for c in turn.calls] == [("get_weather", {"city": "Paris"}),
                                                                       ("code_interpreter", {"code": "print(1)"})]
-    assert all(isinstance(c, FunctionCall) and c.id for c in turn.calls) and turn.finish_reason == "tool_calls"
+    assert all(isinstance(c, ToolCall) and c.id for c in turn.calls) and turn.finish_reason == "tool_calls"
     assert model.requests[-1]["tools"] == tools
 
 

@@ -17,8 +17,8 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.conftest import running_server, sdk_client
-from tests.run_helpers import ask, sse_events
+from tests.conftest import running_server, sdk_client, sse_events
+from tests.run_helpers import ask
 from tests.scripted_model import ScriptedModel, Turn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -16,9 +16,8 @@ from openai.types.beta.threads import ImageFileContentBlock, Message, TextConten
 from openai.types.beta.threads.runs import RunStep
 
 from orchestrator.localserver import Server
-from tests.conftest import running_server, sdk_client
+from tests.conftest import running_server, sdk_client, sse_events
 from tests.datasets import DOCS
-from tests.run_helpers import sse_events
 from tests.scripted_model import ScriptedModel, Turn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

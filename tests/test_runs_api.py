@@ -19,8 +19,8 @@ from openai.types.beta.threads.runs import RunStep
 from typing_extensions import override
 
 from orchestrator.localserver import Server
-from tests.conftest import metric_value, running_server, sdk_client
-from tests.run_helpers import ask, sse_events
+from tests.conftest import metric_value, running_server, sdk_client, sse_events
+from tests.run_helpers import ask
 from tests.scripted_model import ScriptedModel, Turn
 
 pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]

@@ -13,6 +13,8 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from orchestrator.tools.registry import ToolCall
+
 TextHook = Callable[[str], Awaitable[None]]
 
 
@@ -23,18 +25,11 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class FunctionCall:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
 class ModelTurn:
     """What the model said in one completion: text, the functions it called, and the tokens it took."""
 
     text: str
-    calls: list[FunctionCall] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
@@ -120,7 +115,7 @@ async def _collect(stream: Any, on_text: TextHook | None) -> ModelTurn:
                 if call.function is not None:
                     entry["name"] += call.function.name or ""
                     entry["arguments"] += call.function.arguments or ""
-    found = [FunctionCall(entry["id"] or f"call_{index}", entry["name"], entry["arguments"] or "{}")
+    found = [ToolCall(entry["id"] or f"call_{index}", entry["name"], entry["arguments"] or "{}")
              for index, entry in sorted(calls.items())]
     return ModelTurn("".join(text), found, prompt, completion, finish)
 

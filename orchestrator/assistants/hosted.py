@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import logs
-from orchestrator.agent.chat import FunctionCall
 from orchestrator.assistants.options import resources, search_settings
 from orchestrator.assistants.steps import StepLog
 from orchestrator.assistants.store import ObjectStore
@@ -30,7 +29,7 @@ class HostedCalls:
         self._objects = objects
         self._steps = steps
 
-    async def run(self, run: dict[str, Any], call: FunctionCall, usage: dict[str, int]) -> str:
+    async def run(self, run: dict[str, Any], call: ToolCall, usage: dict[str, int]) -> str:
         """Run one hosted tool call as a `tool_calls` step; returns what the model reads."""
         step = self._steps.open(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
         header: dict[str, Any] = {"index": 0, "id": call.id, "type": call.name}
@@ -50,7 +49,7 @@ class HostedCalls:
         TOOL_CALLS.labels(call.name).inc()
         context = ToolContext(SCOPE, run["thread_id"], resources(self._objects, run), on_output, search_settings(run))
         with logs.bind(step_id=step["id"]):
-            outcome = await self._tools.call(ToolCall(call.id, call.name, call.arguments), context)
+            outcome = await self._tools.call(call, context)
         if isinstance(outcome, CodeInterpreterResult | FileSearchResult):
             details = tool_call_step(call.id, outcome)
         else:
@@ -60,7 +59,7 @@ class HostedCalls:
         return outcome.output
 
 
-def _problem(call: FunctionCall, problem: ToolProblem) -> dict[str, Any]:
+def _problem(call: ToolCall, problem: ToolProblem) -> dict[str, Any]:
     """A call the tool could not run, shown in the step as the tool's own shape."""
     if call.name == "code_interpreter":
         return {"code_interpreter": {"input": call.arguments, "outputs": [{"type": "logs", "logs": problem.output}]}}

@@ -224,8 +224,8 @@ class Runs:
         run = self._objects.get("runs", run_id, thread_id=thread_id)
         if metadata is None:
             return run
-        changed = self._objects.transition(run_id, (run["status"],), {"metadata": metadata})
-        return changed if changed is not None else self.update(thread_id, run_id, metadata)
+        # In one transaction with any status change, so neither overwrites the other.
+        return self._objects.transition(run_id, None, {"metadata": metadata}) or run
 
     def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[tuple[str, str]],
                             watcher: asyncio.Queue[Event] | None = None) -> dict[str, Any]:

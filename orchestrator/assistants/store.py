@@ -44,12 +44,16 @@ class ObjectStore:
             raise ObjectNotFound(kind, body["id"])
         return body
 
-    def transition(self, run_id: str, allowed: tuple[str, ...], changes: dict[str, Any]) -> dict[str, Any] | None:
+    def transition(self, run_id: str, allowed: tuple[str, ...] | None,
+                   changes: dict[str, Any]) -> dict[str, Any] | None:
         """Compare-and-set on a run: apply `changes` (a new `status` among them) only if the run's status is one
-        of `allowed` now; the new body, or None if the run had moved on."""
+        of `allowed` now (None: whatever it is); the new body, or None if the run had moved on."""
         with self._db.transaction() as conn:
-            row = conn.execute(f"SELECT body FROM runs WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
-                               (run_id, *allowed)).fetchone()
+            if allowed is None:
+                row = conn.execute("SELECT body FROM runs WHERE id = ?", (run_id,)).fetchone()
+            else:
+                row = conn.execute(f"SELECT body FROM runs WHERE id = ? AND status IN "
+                                   f"({', '.join('?' * len(allowed))})", (run_id, *allowed)).fetchone()
             if row is None:
                 return None
             body = {**json.loads(row[0]), **changes}
