@@ -84,7 +84,10 @@ def test_plots_become_image_outputs_backed_by_files(client: OpenAI, container: s
 
 
 def test_streaming_sends_outputs_then_completed_then_done(server: Server, container: str) -> None:
-    code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)"
+    # One write per line: print() writes the value and the newline separately, and ipykernel's
+    # flush timer may send them as two stream messages.
+    code = ("import sys, time\nfor i in range(3):\n    sys.stdout.write(f'{i}\\n')\n"
+            "    sys.stdout.flush()\n    time.sleep(0.2)")
     with httpx.stream("POST", f"{server.base_url}/v1/containers/{container}/execute",
                       json={"code": code, "stream": True}, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
