@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = app.state.services = await Services.start(settings)
-        if settings.open_access:
+        if services.keys.open:
             log.warning("no TOOLSHED_API_KEYS set: every request is accepted, so the server listens on %s only",
                         settings.host)
         yield
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.require_api_key)])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)])
     v1.include_router(containers.router)
     v1.include_router(container_files.router)
     v1.include_router(files.router)

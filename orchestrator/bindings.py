@@ -13,6 +13,7 @@ import time
 
 from orchestrator.container_files import ContainerFiles
 from orchestrator.db import Database
+from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.sandbox import SandboxManager, SandboxNotFound, SandboxSpec
 from orchestrator.storage import FileStore
 
@@ -20,9 +21,10 @@ TOOL_CALLS = "tool_calls"
 
 
 class SandboxBindings:
-    def __init__(self, db: Database, manager: SandboxManager, container_files: ContainerFiles, files: FileStore,
-                 *, memory_limit: str) -> None:
+    def __init__(self, db: Database, sandboxes: ProjectSandboxes, manager: SandboxManager,
+                 container_files: ContainerFiles, files: FileStore, *, memory_limit: str) -> None:
         self._db = db
+        self._sandboxes = sandboxes
         self._manager = manager
         self._container_files = container_files
         self._files = files
@@ -34,15 +36,15 @@ class SandboxBindings:
         row = self._db.one("SELECT container_id FROM sandbox_bindings WHERE scope = ? AND key = ?", (scope, key))
         return row[0] if row else None
 
-    async def sandbox_for(self, scope: str, key: str, file_ids: list[str]) -> str:
-        """The key's sandbox, created on first use, with every file in `file_ids` placed in /mnt/data (once: then
-        the code owns it, and may change or delete it)."""
+    async def sandbox_for(self, scope: str, key: str, file_ids: list[str], project: str) -> str:
+        """The key's sandbox, created on first use (as `project`'s), with every file in `file_ids` placed in
+        /mnt/data (once: then the code owns it, and may change or delete it)."""
         for file_id in file_ids:  # FileNotFound before anything is started
             self._files.get(file_id)
         async with self._locks.setdefault((scope, key), asyncio.Lock()):
             container_id = self.container_of(scope, key)
             if container_id is None or not await self._exists(container_id):
-                container_id = await self._create(scope, key)
+                container_id = await self._create(scope, key, project)
             for file_id in file_ids:
                 if not self._db.one("SELECT 1 FROM placed_files WHERE container_id = ? AND file_id = ?",
                                     (container_id, file_id)):
@@ -58,9 +60,9 @@ class SandboxBindings:
         except SandboxNotFound:  # deleted through the Containers API: the key starts over
             return False
 
-    async def _create(self, scope: str, key: str) -> str:
+    async def _create(self, scope: str, key: str, project: str) -> str:
         spec = SandboxSpec(name=key[:256], memory_limit=self._memory_limit, labels={"scope": scope, "key": key[:256]})
-        sandbox = await self._manager.create(spec)
+        sandbox = await self._sandboxes.create(project, spec)
         self._db.execute("INSERT OR REPLACE INTO sandbox_bindings (scope, key, container_id, created_at) "
                          "VALUES (?, ?, ?, ?)", (scope, key, sandbox.id, int(time.time())))
         return sandbox.id

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from orchestrator import cli_retrieval, logs
 from orchestrator.app import create_app, is_loopback
+from orchestrator.cli_keys import key_ring, keys_app
 from orchestrator.config import Settings
 from orchestrator.sandbox import EngineUnavailable
 from orchestrator.sandbox.image import build_image, default_tag, ensure_image
@@ -18,6 +19,7 @@ app = typer.Typer(help="Toolshed: self-hosted Code Interpreter and file_search f
                   no_args_is_help=True)
 image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+app.add_typer(keys_app, name="keys")
 cli_retrieval.register(app)
 console = Console(stderr=True)
 
@@ -31,7 +33,7 @@ def serve(
     """Start the HTTP server."""
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
-    if settings.open_access and not is_loopback(settings.host):
+    if settings.open_access and not is_loopback(settings.host) and key_ring(settings).open:
         console.print(f"[red]Refusing to listen on {settings.host} with no API keys: set TOOLSHED_API_KEYS, "
                       "or bind to 127.0.0.1.[/red]")
         raise typer.Exit(2)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,15 @@ def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "toolshed"
 
 
+class ProjectLimits(BaseModel):
+    """What one project may hold at once; None is no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandboxes: int | None = Field(None, ge=1)
+    stored_bytes: str | None = None
+
+
 class Settings(BaseSettings):
     """Every knob of the server, read once from TOOLSHED_* variables (see README, "Configuration")."""
 
@@ -33,7 +42,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    api_keys: list[str] = Field(default_factory=list)
+    # A JSON list of keys (one shared project), or {"key": "project"}; admin keys see every project.
+    api_keys: list[str] | dict[str, str] = Field(default_factory=list)
+    admin_keys: list[str] = Field(default_factory=list)
+    # {"project": {"sandboxes": 4, "stored_bytes": "10g"}}; "*" applies to every project not named.
+    project_limits: dict[str, ProjectLimits] = Field(default_factory=dict)
     data_dir: Path = Field(default_factory=_default_data_dir)
     run_dir: Path = Field(default_factory=_default_run_dir)
     namespace: str = "default"
@@ -100,4 +113,7 @@ class Settings(BaseSettings):
     @property
     def open_access(self) -> bool:
         """True when no API key is configured, so every request is trusted."""
-        return not self.api_keys
+        return not self.api_keys and not self.admin_keys
+
+    def limits_of(self, project: str) -> ProjectLimits:
+        return self.project_limits.get(project) or self.project_limits.get("*") or ProjectLimits()

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.db import Database
+from orchestrator.projects import OverLimit, Owners
 from orchestrator.storage import FileStore, FileTooLarge
 
 _PURPOSE = "assistants_output"
@@ -35,9 +36,10 @@ class ExportLimits:
 
 
 class Exports:
-    def __init__(self, db: Database, files: FileStore, limits: ExportLimits) -> None:
+    def __init__(self, db: Database, files: FileStore, owners: Owners, limits: ExportLimits) -> None:
         self._db = db
         self._files = files
+        self._owners = owners
         self._limits = limits
 
     def used(self, container_id: str) -> int:
@@ -53,9 +55,13 @@ class Exports:
             return Exported(None, f"Not exported: {room}.")
         digest = hashlib.sha256()
         try:
-            stored = self._files.write(_hashing(chunks, digest), filename, _PURPOSE, max_bytes=room)
+            # An export belongs to its sandbox's project (a sandbox with no owner row is seen by admins only).
+            stored = self._files.write(_hashing(chunks, digest), filename, _PURPOSE, max_bytes=room,
+                                       project=self._owners.owner(container_id) or "")
         except FileTooLarge:
             return Exported(None, "Not exported: it grew past the export limit while it was being copied.")
+        except OverLimit as exc:
+            return Exported(None, f"Not exported: {exc}")
         except OSError as exc:
             return Exported(None, f"Not exported: the server could not store it ({exc.strerror}).")
         same = self._db.one(

@@ -164,4 +164,37 @@ MIGRATIONS: list[str] = [
         DELETE FROM citations WHERE file_id = OLD.id;
     END;
     """,
+    # 7: projects. Each top-level object's owner; what came before belongs to the default project, and the names
+    # tool-call threads were given become that project's ("default/<name>"). Keys made by `toolshed keys`.
+    """
+    CREATE TABLE owners (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL
+    );
+    CREATE INDEX owners_by_project ON owners (project, id);
+    INSERT INTO owners (id, project)
+        SELECT id, 'default' FROM files UNION ALL SELECT id, 'default' FROM assistants
+        UNION ALL SELECT id, 'default' FROM threads;
+    CREATE TRIGGER forget_deleted_file_owner AFTER DELETE ON files
+    BEGIN
+        DELETE FROM owners WHERE id = OLD.id;
+    END;
+    CREATE TRIGGER forget_deleted_assistant_owner AFTER DELETE ON assistants
+    BEGIN
+        DELETE FROM owners WHERE id = OLD.id;
+    END;
+    CREATE TRIGGER forget_deleted_thread_owner AFTER DELETE ON threads
+    BEGIN
+        DELETE FROM owners WHERE id = OLD.id;
+    END;
+    UPDATE sandbox_bindings SET key = 'default/' || key WHERE scope = 'tool_calls';
+    UPDATE citations SET key = 'default/' || key WHERE scope = 'tool_calls';
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        digest TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    """,
 ]

@@ -19,7 +19,10 @@ from orchestrator.container_files import ContainerFiles, ContainerFileStore, Sca
 from orchestrator.db import Database
 from orchestrator.exports import ExportLimits, Exports
 from orchestrator.interpreter import Interpreter
+from orchestrator.keys import KeyRing
 from orchestrator.metrics import LifecycleMetrics
+from orchestrator.project_sandboxes import ProjectSandboxes
+from orchestrator.projects import Owners
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.policy import SandboxPolicy
@@ -42,6 +45,8 @@ class SandboxServices:
     """The code-interpreter side: the sandbox engine and what is built on it."""
 
     manager: SandboxManager
+    # Creating and listing sandboxes per project; the manager does the rest by id.
+    project_sandboxes: ProjectSandboxes
     container_files: ContainerFiles
     bindings: SandboxBindings
     interpreter: Interpreter
@@ -51,6 +56,8 @@ class SandboxServices:
 class Services:
     settings: Settings
     db: Database
+    keys: KeyRing
+    owners: Owners
     files: FileStore
     vector_stores: VectorStores
     assistants: Assistants
@@ -69,15 +76,18 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         db = Database(settings.data_dir / "toolshed.db")
-        files = FileStore(db, settings.data_dir)
+        keys = KeyRing(db, settings.api_keys, settings.admin_keys)
+        owners = Owners(db)
+        files = FileStore(db, settings.data_dir, byte_limit=lambda project: _size_or_none(
+            settings.limits_of(project).stored_bytes))
         vector_stores = VectorStores(VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
-                                                       dense_weight=settings.search_dense_weight), files)
+                                                       dense_weight=settings.search_dense_weight), files, owners)
         resumed = vector_stores.start()
         if resumed:
             log.info("resuming the indexing of %d files", resumed)
         sandboxes, problem = None, None
         try:
-            sandboxes = await _start_sandboxes(settings, db, files)
+            sandboxes = await _start_sandboxes(settings, db, files, owners)
         except EngineUnavailable as exc:
             problem = str(exc)
             log.error("sandbox engine unavailable: %s", exc)
@@ -89,7 +99,7 @@ class Services:
         ])
         annotator = Annotator(citations, sandboxes.bindings if sandboxes else None,
                               sandboxes.container_files.store if sandboxes else None)
-        assistants = Assistants(db, files, vector_stores)
+        assistants = Assistants(db, files, vector_stores, owners)
         model = ModelClient(Endpoint(settings.model_base_url, settings.model_api_key) if settings.model_base_url
                             else None, endpoint_map(settings.model_map), timeout=settings.model_timeout,
                             max_retries=settings.model_max_retries)
@@ -98,7 +108,8 @@ class Services:
         ended = runs.recover()
         if ended:
             log.warning("%d runs were live when the server stopped; they ended failed", ended)
-        return cls(settings, db, files, vector_stores, assistants, runs, tools, annotator, sandboxes, problem)
+        return cls(settings, db, keys, owners, files, vector_stores, assistants, runs, tools, annotator, sandboxes,
+                   problem)
 
     async def close(self) -> None:
         await self.runs.close()
@@ -108,14 +119,18 @@ class Services:
         self.db.close()
 
 
-async def _start_sandboxes(settings: Settings, db: Database, files: FileStore) -> SandboxServices:
+def _size_or_none(size: str | None) -> int | None:
+    return None if size is None else parse_size(size)
+
+
+async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, owners: Owners) -> SandboxServices:
     """The sandbox engine as configured, with its running containers recovered; EngineUnavailable if Docker or
     the image is missing."""
     workspaces = WorkspaceStore(settings.data_dir.resolve() / "sandboxes", settings.run_dir / settings.namespace,
                                 uid=settings.sandbox_uid, quota_bytes=parse_size(settings.sandbox_disk_quota))
     if not workspaces.enforces_quota:
         log.warning("not running as root: the /mnt/data size quota (%s) is NOT enforced", settings.sandbox_disk_quota)
-    exports = Exports(db, files, ExportLimits(parse_size(settings.sandbox_export_budget),
+    exports = Exports(db, files, owners, ExportLimits(parse_size(settings.sandbox_export_budget),
                                               parse_size(settings.min_free_disk), settings.max_export_bytes))
     container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(
         settings.scan_max_entries, settings.scan_max_depth, settings.max_export_files))
@@ -134,10 +149,13 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore) -
     )
     manager = SandboxManager(runtime, workspaces, policy, container_files, LifecycleMetrics())
     recovered = await manager.recover()
+    owners.adopt(recovered)  # sandboxes started before projects existed are the default project's
     manager.start_reaper(settings.reap_interval)
     manager.start_watcher()
     manager.pool.fill()
     log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
-    bindings = SandboxBindings(db, manager, container_files, files, memory_limit=settings.default_memory_limit)
-    return SandboxServices(manager, container_files, bindings,
+    project_sandboxes = ProjectSandboxes(manager, owners, lambda project: settings.limits_of(project).sandboxes)
+    bindings = SandboxBindings(db, project_sandboxes, manager, container_files, files,
+                               memory_limit=settings.default_memory_limit)
+    return SandboxServices(manager, project_sandboxes, container_files, bindings,
                            Interpreter(manager, exports, max_images=settings.max_export_files))

@@ -10,13 +10,14 @@ import mimetypes
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator.db import Database
 from orchestrator.errors import NotFound, TooLarge
+from orchestrator.projects import OverLimit, scope_clause
 from retrieval.ids import new_file_id
 from retrieval.sqlite import PageRequest, keyset_page
 
@@ -71,10 +72,12 @@ def limit_size(chunks: Iterable[bytes], max_bytes: int | None) -> Iterator[bytes
 class FileStore:
     """Create, read, list and delete stored files. Safe to share between threads."""
 
-    def __init__(self, db: Database, root: Path) -> None:
+    def __init__(self, db: Database, root: Path, byte_limit: Callable[[str], int | None] = lambda _: None) -> None:
         self._blobs = root / "files"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._db = db
+        # Each project's limit on stored bytes (None: none).
+        self._byte_limit = byte_limit
         self._sweep_partial_blobs()
 
     def _sweep_partial_blobs(self) -> None:
@@ -94,9 +97,10 @@ class FileStore:
     def blob_path(self, file_id: str) -> Path:
         return self._blobs / file_id
 
-    def write(self, source: BinaryIO | Iterable[bytes], filename: str, purpose: str,
+    def write(self, source: BinaryIO | Iterable[bytes], filename: str, purpose: str, *, project: str,
               max_bytes: int | None = None) -> StoredFile:
-        """Stream `source` to disk (never whole in memory) and record it; FileTooLarge past `max_bytes`."""
+        """Stream `source` to disk (never whole in memory) and record it as `project`'s; FileTooLarge past
+        `max_bytes`, OverLimit if the project would store more than its limit."""
         file_id = new_file_id()
         partial = self._blobs / f"{file_id}.part"
         chunks = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source
@@ -111,7 +115,7 @@ class FileStore:
             # start), never a listed file without its bytes.
             os.replace(partial, self.blob_path(file_id))
             try:
-                self._insert(record)
+                self._insert(record, project)
             except BaseException:
                 self.blob_path(file_id).unlink(missing_ok=True)
                 raise
@@ -119,12 +123,19 @@ class FileStore:
             partial.unlink(missing_ok=True)
         return record
 
-    def _insert(self, record: StoredFile) -> None:
-        self._db.execute(
-            "INSERT INTO files (id, filename, purpose, bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, "
-            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
-            (record.id, record.filename, record.purpose, record.bytes, record.created_at),
-        )
+    def _insert(self, record: StoredFile, project: str) -> None:
+        limit = self._byte_limit(project)
+        with self._db.transaction() as conn:
+            if limit is not None:
+                used = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM files WHERE id IN "
+                                    "(SELECT id FROM owners WHERE project = ?)", (project,)).fetchone()[0]
+                if used + record.bytes > limit:
+                    raise OverLimit(f"Project '{project}' may store {limit} bytes of files; it stores {used}, and "
+                                    f"this file has {record.bytes}. Delete files to make room.")
+            conn.execute("INSERT INTO files (id, filename, purpose, bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, "
+                         "(SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
+                         (record.id, record.filename, record.purpose, record.bytes, record.created_at))
+            conn.execute("INSERT INTO owners (id, project) VALUES (?, ?)", (record.id, project))
 
     def get(self, file_id: str) -> StoredFile:
         row = self._db.one("SELECT id, filename, purpose, bytes, created_at FROM files WHERE id = ?", (file_id,))
@@ -132,11 +143,14 @@ class FileStore:
             raise FileNotFound(file_id)
         return StoredFile(*row)
 
-    def page(self, page: PageRequest, *, purpose: str | None = None) -> tuple[list[StoredFile], bool]:
-        """One page of files in creation order; returns (files, has_more)."""
+    def page(self, page: PageRequest, *, scope: str | None,
+             purpose: str | None = None) -> tuple[list[StoredFile], bool]:
+        """One page of files in creation order (one project's when `scope` names it); returns (files, has_more)."""
+        owned, args = scope_clause(scope)
+        where = f"{owned} AND purpose = ?" if purpose else owned
         with self._db.read() as conn:
             rows, has_more = keyset_page(conn, page, select="id, filename, purpose, bytes, created_at", table="files",
-                                         where="purpose = ?" if purpose else "1", args=(purpose,) if purpose else ())
+                                         where=where, args=(*args, purpose) if purpose else args)
         return [StoredFile(*row) for row in rows], has_more
 
     def delete(self, file_id: str) -> None:

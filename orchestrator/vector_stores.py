@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.ingestion import IngestionQueue
 from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
+from orchestrator.projects import Owners
 from orchestrator.storage import FileStore
 from retrieval.models import Batch, ChunkingStrategy, Hit, IndexedChunk, SearchMode, Store, StoreFile
 from retrieval.sqlite import PageRequest
@@ -29,16 +30,19 @@ class Attachment:
 
 
 class VectorStores:
-    def __init__(self, engine: VectorStoreEngine, files: FileStore) -> None:
+    def __init__(self, engine: VectorStoreEngine, files: FileStore, owners: Owners) -> None:
         self._engine = engine
         self._files = files
+        self._owners = owners
         self._ingestion = IngestionQueue(engine, files)
         self._warming: asyncio.Task[Any] | None = None
 
     def start(self) -> int:
         """Start ingestion (re-queueing files a stop interrupted; returns how many). With stores to serve, the
         embedding model loads now in the background, so the first search does not wait seconds for it; a
-        server used only for code execution never pays for torch."""
+        server used only for code execution never pays for torch. Stores made before projects existed join the
+        default project."""
+        self._owners.adopt([store.id for store in self._engine.stores()])
         if self._engine.has_stores():
             self._warming = asyncio.create_task(asyncio.to_thread(lambda: self._engine.embedder))
         return self._ingestion.start()
@@ -56,20 +60,22 @@ class VectorStores:
 
     # ---- stores --------------------------------------------------------------------------------------------
 
-    def create(self, name: str, *, attachments: list[Attachment], metadata: dict[str, str] | None,
+    def create(self, name: str, *, project: str, attachments: list[Attachment], metadata: dict[str, str] | None,
                expires_after_days: int | None, description: str | None) -> Store:
         for attachment in attachments:
             self._files.get(attachment.file_id)
         store = self._engine.create_store(name, metadata=metadata, expires_after_days=expires_after_days,
                                           description=description)
+        self._owners.claim(project, store.id)
         self.attach(store.id, attachments)
         return self._engine.store(store.id)
 
     def get(self, store_id: str) -> Store:
         return self._engine.store(store_id)
 
-    def page(self, page: PageRequest) -> tuple[list[Store], bool]:
-        return self._engine.store_page(page)
+    def page(self, page: PageRequest, scope: str | None) -> tuple[list[Store], bool]:
+        """One page of stores: of one project's when `scope` names it."""
+        return self._engine.store_page(page, None if scope is None else self._owners.ids(scope, "vs_"))
 
     def update(self, store_id: str, changes: dict[str, Any]) -> Store:
         if changes:
@@ -78,6 +84,7 @@ class VectorStores:
 
     async def delete(self, store_id: str) -> None:
         await asyncio.to_thread(self._engine.delete_store, store_id)
+        self._owners.forget(store_id)
 
     # ---- files and batches ---------------------------------------------------------------------------------
 

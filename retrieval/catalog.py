@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +130,13 @@ class Catalog(SQLite):
             rows = conn.execute(sql + " ORDER BY key", (name,) if name is not None else ()).fetchall()
             return [self._store_of(conn, row) for row in rows]
 
-    def store_page(self, page: PageRequest) -> tuple[list[Store], bool]:
+    def store_page(self, page: PageRequest, only: Collection[str] | None = None) -> tuple[list[Store], bool]:
+        """One page of stores; of those whose ids are in `only` when given."""
+        where, args = ("id IN (SELECT value FROM json_each(?))", (json.dumps(list(only)),)) if only is not None \
+            else ("1", ())
         with self.read() as conn:
-            rows, has_more = keyset_page(conn, page, select=_STORE_COLUMNS, table="stores", seq="key")
+            rows, has_more = keyset_page(conn, page, select=_STORE_COLUMNS, table="stores", seq="key", where=where,
+                                         args=args)
             return [self._store_of(conn, row) for row in rows], has_more
 
     def _store_of(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Store:

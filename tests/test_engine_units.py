@@ -175,6 +175,8 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     from orchestrator.db import Database
     from orchestrator.exports import ExportLimits, Exports
     from orchestrator.interpreter import Interpreter, Item, Logs
+    from orchestrator.project_sandboxes import ProjectSandboxes
+    from orchestrator.projects import Owners
     from orchestrator.storage import FileStore
     from orchestrator.tools.code_interpreter import CodeInterpreterResult, CodeInterpreterTool
     from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry
@@ -182,10 +184,12 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     workspaces = parts[1]
     db = Database(tmp_path / "toolshed.db")
     files = FileStore(db, tmp_path)
-    exports = Exports(db, files, ExportLimits(1 << 30, 0, 1 << 30))
+    owners = Owners(db)
+    exports = Exports(db, files, owners, ExportLimits(1 << 30, 0, 1 << 30))
     container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits())
     manager = make()
-    bindings = SandboxBindings(db, manager, container_files, files, memory_limit="1g")
+    bindings = SandboxBindings(db, ProjectSandboxes(manager, owners, lambda _: None), manager, container_files,
+                               files, memory_limit="1g")
     registry = ToolRegistry([CodeInterpreterTool(bindings, Interpreter(manager, exports, max_images=10),
                                                  max_chars=1000)])
     seen: list[Item] = []
@@ -193,13 +197,15 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     async def hook(item: Item) -> None:
         seen.append(item)
 
-    code = '{"code": "import time\\nfor i in range(2):\\n    print(i, flush=True)\\n    time.sleep(0.2)"}'
+    # One write per line (print() makes two, which ipykernel may send as two stream messages).
+    code = ('{"code": "import sys, time\\nfor i in range(2):\\n    sys.stdout.write(str(i) + \'\\\\n\')\\n'
+            '    sys.stdout.flush()\\n    time.sleep(0.2)"}')
     outcome = await registry.call(ToolCall("call_1", "code_interpreter", code),
-                                  ToolContext("unit", "thread-1", on_output=hook))
+                                  ToolContext("unit", "thread-1", "p", on_output=hook))
     assert isinstance(outcome, CodeInterpreterResult) and seen == [Logs("0\n"), Logs("1\n")]
-    problem = await registry.call(ToolCall("call_2", "code_interpreter", "{not json"), ToolContext("unit", "t"))
+    problem = await registry.call(ToolCall("call_2", "code_interpreter", "{not json"), ToolContext("unit", "t", "p"))
     assert isinstance(problem, ToolProblem) and problem.code == "invalid_arguments"
     assert problem.output.startswith("Error: ")
-    unknown = await registry.call(ToolCall("call_3", "web_browser", "{}"), ToolContext("unit", "t"))
+    unknown = await registry.call(ToolCall("call_3", "web_browser", "{}"), ToolContext("unit", "t", "p"))
     assert isinstance(unknown, ToolProblem) and unknown.code == "unknown_tool"
     db.close()

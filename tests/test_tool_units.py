@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.db import Database
 from orchestrator.interpreter import CellRun, Image, Logs
+from orchestrator.projects import Owners
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError
 from orchestrator.tools.annotations import file_path_annotations
@@ -140,7 +141,7 @@ def test_a_full_server_disk_is_reported_per_file_not_raised(tmp_path: Path) -> N
         workspaces = WorkspaceStore(tmp_path / "sandboxes", tmp_path / "run", uid=os.getuid(), quota_bytes=16 << 20)
         files = FileStore(db, blobs)
         collector = ContainerFiles(ContainerFileStore(db), files, workspaces,
-                                   Exports(db, files, ExportLimits(1 << 30, 0, 64 << 20)), ScanLimits())
+                                   Exports(db, files, Owners(db), ExportLimits(1 << 30, 0, 64 << 20)), ScanLimits())
         data = workspaces.create("cntr_full", {}).data_dir
         (data / "big.bin").write_bytes(os.urandom(2 << 20))
         (data / "small.txt").write_text("fits")

@@ -157,26 +157,26 @@ def _file_store(root: Path) -> tuple[Database, FileStore]:
 
 def test_file_store_streams_lists_and_deletes(tmp_path: Path) -> None:
     db, store = _file_store(tmp_path)
-    first = store.write([b"ab", b"cd"], "../a.txt", "assistants")
-    second = store.write(iter([b"x"]), "b.txt", "assistants_output")
+    first = store.write([b"ab", b"cd"], "../a.txt", "assistants", project="p")
+    second = store.write(iter([b"x"]), "b.txt", "assistants_output", project="p")
     assert (first.filename, first.bytes) == ("a.txt", 4)
     assert store.blob_path(first.id).read_bytes() == b"abcd"
-    assert [f.id for f in store.page(PageRequest())[0]] == [second.id, first.id]
-    assert [f.id for f in store.page(PageRequest(), purpose="assistants")[0]] == [first.id]
-    assert [f.id for f in store.page(PageRequest(order="asc", after=first.id))[0]] == [second.id]
+    assert [f.id for f in store.page(PageRequest(), scope=None)[0]] == [second.id, first.id]
+    assert [f.id for f in store.page(PageRequest(), scope=None, purpose="assistants")[0]] == [first.id]
+    assert [f.id for f in store.page(PageRequest(order="asc", after=first.id), scope=None)[0]] == [second.id]
     store.delete(first.id)
     assert not store.blob_path(first.id).exists()
     with pytest.raises(FileNotFound):
         store.get(first.id)
     db.close()
-    assert [f.id for f in _file_store(tmp_path)[1].page(PageRequest())[0]] == [second.id]
+    assert [f.id for f in _file_store(tmp_path)[1].page(PageRequest(), scope=None)[0]] == [second.id]
 
 
 def test_file_store_rejects_oversize_and_leaves_nothing(tmp_path: Path) -> None:
     _, store = _file_store(tmp_path)
     with pytest.raises(FileTooLarge):
-        store.write([b"x" * 10, b"y" * 10], "big.bin", "assistants", max_bytes=15)
-    assert store.page(PageRequest())[0] == [] and list((tmp_path / "files").iterdir()) == []
+        store.write([b"x" * 10, b"y" * 10], "big.bin", "assistants", project="p", max_bytes=15)
+    assert store.page(PageRequest(), scope=None)[0] == [] and list((tmp_path / "files").iterdir()) == []
 
 
 def test_recipe_hash_follows_the_recipe(tmp_path: Path) -> None:
@@ -193,18 +193,23 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
         conn.executescript((ROOT / "tests" / "data" / "database-before-migrations.sql").read_text())
     db = Database(path)
     assert db.version == len(MIGRATIONS)
+    # Tool-call thread names, and the files, became the default project's.
     assert db.all("SELECT scope, key, container_id FROM sandbox_bindings") == [
-        ("tool_calls", "thread-from-v0", "cntr_0123456789abcdef0123456789abcdef")]
+        ("tool_calls", "default/thread-from-v0", "cntr_0123456789abcdef0123456789abcdef")]
     # The old binding table is gone; `threads` now holds the Assistants API's threads.
     assert [row[1] for row in db.all("PRAGMA table_info(threads)")] == ["seq", "id", "body"]
-    assert db.all("SELECT scope, key, marker, filename FROM citations") == [("tool_calls", "thread-from-v0", 0,
-                                                                             "data.csv")]
+    assert db.all("SELECT scope, key, marker, filename FROM citations") == [
+        ("tool_calls", "default/thread-from-v0", 0, "data.csv")]
+    assert {project for (project,) in db.all("SELECT project FROM owners")} == {"default"}
+    assert len(db.all("SELECT id FROM owners")) == len(db.all("SELECT id FROM files")) > 0
     # A container file naming a file deleted long ago no longer points at it; the other keeps its file.
     kept = dict(db.all("SELECT path, file_id FROM container_files"))
+    owners = len(db.all("SELECT id FROM owners"))
     assert kept["gone.csv"] is None and kept["data.csv"].startswith("file-")
     # Foreign keys are on: deleting a file clears the container files that named it.
     FileStore(db, tmp_path).delete(kept["data.csv"])
     assert db.one("SELECT file_id FROM container_files WHERE path = 'data.csv'") == (None,)
+    assert len(db.all("SELECT id FROM owners")) == owners - 1  # and its owner row
     db.close()
     again = Database(path)  # a second start changes nothing
     assert again.version == len(MIGRATIONS) and len(again.all("SELECT * FROM sandbox_bindings")) == 1
@@ -224,7 +229,7 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path) -> Non
 
 def test_a_start_sweeps_what_a_killed_upload_left(tmp_path: Path) -> None:
     db, store = _file_store(tmp_path)
-    kept = store.write([b"keep"], "kept.txt", "assistants")
+    kept = store.write([b"keep"], "kept.txt", "assistants", project="p")
     blobs = store.blob_path(kept.id).parent
     (blobs / "file-orphan").write_bytes(b"bytes whose row was never written")
     (blobs / "file-half.part").write_bytes(b"half an upload")

@@ -7,23 +7,29 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from orchestrator.api.assistant_schemas import AssistantCreate, AssistantUpdate, resources_of
-from orchestrator.api.deps import AssistantsDep
+from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep
+from orchestrator.api.ownership import owned_path, require_resources
 from orchestrator.api.schemas import Deleted, page_of
 from orchestrator.db import PageRequest
 
-router = APIRouter(prefix="/assistants", tags=["assistants"])
+router = APIRouter(prefix="/assistants", tags=["assistants"], dependencies=[owned_path("assistant_id")])
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("")
-async def create_assistant(body: AssistantCreate, assistants: AssistantsDep) -> dict[str, Any]:
-    return assistants.create_assistant({**body.fields(), "model": body.model}, resources_of(body.tool_resources))
+async def create_assistant(body: AssistantCreate, assistants: AssistantsDep, caller: CallerDep,
+                           owners: OwnersDep) -> dict[str, Any]:
+    resources = resources_of(body.tool_resources)
+    require_resources(caller, owners, resources)
+    return assistants.create_assistant({**body.fields(), "model": body.model}, resources, caller.project)
 
 
 @router.get("")
-async def list_assistants(assistants: AssistantsDep, limit: Limit = 20, order: Literal["asc", "desc"] = "desc",
-                          after: str | None = None, before: str | None = None) -> dict[str, Any]:
-    items, has_more = assistants.objects.page("assistants", PageRequest(limit, order, after, before))
+async def list_assistants(assistants: AssistantsDep, caller: CallerDep, limit: Limit = 20,
+                          order: Literal["asc", "desc"] = "desc", after: str | None = None,
+                          before: str | None = None) -> dict[str, Any]:
+    items, has_more = assistants.objects.page("assistants", PageRequest(limit, order, after, before),
+                                              scope=caller.scope)
     return page_of(items, has_more)
 
 
@@ -33,11 +39,14 @@ async def retrieve_assistant(assistant_id: str, assistants: AssistantsDep) -> di
 
 
 @router.post("/{assistant_id}")
-async def update_assistant(assistant_id: str, body: AssistantUpdate, assistants: AssistantsDep) -> dict[str, Any]:
+async def update_assistant(assistant_id: str, body: AssistantUpdate, assistants: AssistantsDep, caller: CallerDep,
+                           owners: OwnersDep) -> dict[str, Any]:
     fields = body.fields()
     if body.model is None:
         fields.pop("model", None)
-    return assistants.update_assistant(assistant_id, fields, resources_of(body.tool_resources))
+    resources = resources_of(body.tool_resources)
+    require_resources(caller, owners, resources)
+    return assistants.update_assistant(assistant_id, fields, resources)
 
 
 @router.delete("/{assistant_id}", response_model=Deleted)

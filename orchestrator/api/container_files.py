@@ -11,18 +11,21 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from orchestrator.api.deps import Config, ContainerFilesDep, Manager
+from orchestrator.api.deps import CallerDep, Config, ContainerFilesDep, Manager, OwnersDep
 from orchestrator.api.errors import APIError
+from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import ContainerFileCopy, ContainerFileObject, Deleted, ListPage, page_of
 from orchestrator.db import PageRequest
 from orchestrator.storage import FileTooLarge, limit_size, media_type
 
-router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"])
+router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"],
+                   dependencies=[owned_path("container_id")])
 
 
 @router.post("", response_model=ContainerFileObject)
 async def create_container_file(container_id: str, request: Request, manager: Manager,
-                                container_files: ContainerFilesDep, config: Config) -> ContainerFileObject:
+                                container_files: ContainerFilesDep, config: Config, caller: CallerDep,
+                                owners: OwnersDep) -> ContainerFileObject:
     """A multipart upload (`file`), or JSON `{"file_id"}` to copy a Files-API file in."""
     await manager.get(container_id)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -41,6 +44,7 @@ async def create_container_file(container_id: str, request: Request, manager: Ma
             body = ContainerFileCopy.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from exc
+        require(caller, owners, file_ids=[body.file_id])
         record = await container_files.copy_in(container_id, body.file_id)
     return ContainerFileObject.of(record)
 

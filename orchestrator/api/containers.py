@@ -12,9 +12,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager
+from orchestrator.api.deps import (
+    CallerDep,
+    Config,
+    ContainerFilesDep,
+    Files,
+    Interpreter,
+    Manager,
+    OwnersDep,
+    ProjectSandboxesDep,
+)
 from orchestrator.api.disconnect import cancel, unless_disconnected
 from orchestrator.api.errors import APIError, envelope
+from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import (
     ContainerCreate,
     ContainerObject,
@@ -33,21 +43,23 @@ from orchestrator.interpreter import CellRun, Item
 from orchestrator.sandbox import SandboxSpec
 
 log = logging.getLogger("toolshed.api")
-router = APIRouter(prefix="/containers", tags=["containers"])
+router = APIRouter(prefix="/containers", tags=["containers"], dependencies=[owned_path("container_id")])
 
 
 @router.post("", response_model=ContainerObject)
 async def create_container(body: ContainerCreate, manager: Manager, config: Config, files: Files,
-                           container_files: ContainerFilesDep) -> ContainerObject:
+                           container_files: ContainerFilesDep, sandboxes: ProjectSandboxesDep, caller: CallerDep,
+                           owners: OwnersDep) -> ContainerObject:
     if body.network_policy is not None and body.network_policy.type != "disabled":
         raise APIError(400, "Sandboxes never have network access; only network_policy type 'disabled' is "
                             "supported.", param="network_policy")
     minutes = body.expires_after.minutes if body.expires_after else 20
     spec = SandboxSpec(name=body.name, memory_limit=body.memory_limit or config.default_memory_limit,
                        expires_after_minutes=minutes)
+    require(caller, owners, file_ids=body.file_ids)
     for file_id in body.file_ids:  # 404 before anything is started
         files.get(file_id)
-    sandbox = await manager.create(spec)
+    sandbox = await sandboxes.create(caller.project, spec)
     try:
         for file_id in body.file_ids:
             await container_files.copy_in(sandbox.id, file_id)
@@ -59,12 +71,13 @@ async def create_container(body: ContainerCreate, manager: Manager, config: Conf
 
 
 @router.get("", response_model=ListPage[ContainerObject])
-async def list_containers(manager: Manager, after: str | None = None, before: str | None = None,
+async def list_containers(sandboxes: ProjectSandboxesDep, caller: CallerDep, after: str | None = None,
+                          before: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=100)] = 20,
                           order: Literal["asc", "desc"] = "desc", name: str | None = None) -> dict:
     # Sandboxes live in the engine, not the database: the one list paged in memory.
-    sandboxes = [s for s in await manager.list() if name is None or s.name == name]
-    items, has_more = paginate(sandboxes, after=after, before=before, limit=limit, order=order)
+    listed = [s for s in await sandboxes.list(caller.scope) if name is None or s.name == name]
+    items, has_more = paginate(listed, after=after, before=before, limit=limit, order=order)
     return page_of([ContainerObject.of(s) for s in items], has_more)
 
 

@@ -5,7 +5,6 @@ per dependency per request that showed up as ~6% of the server's time on a trivi
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +15,8 @@ from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles
 from orchestrator.interpreter import Interpreter as InterpreterService
+from orchestrator.project_sandboxes import ProjectSandboxes
+from orchestrator.projects import Caller, Owners
 from orchestrator.sandbox import SandboxManager
 from orchestrator.services import SandboxServices, Services
 from orchestrator.storage import FileStore
@@ -46,6 +47,10 @@ SandboxesDep = Annotated[SandboxServices, Depends(sandboxes)]
 
 async def manager(side: SandboxesDep) -> SandboxManager:
     return side.manager
+
+
+async def project_sandboxes(side: SandboxesDep) -> ProjectSandboxes:
+    return side.project_sandboxes
 
 
 async def interpreter(side: SandboxesDep) -> InterpreterService:
@@ -80,17 +85,31 @@ async def annotator(services: ServicesDep) -> Annotator:
     return services.annotator
 
 
-async def require_api_key(request: Request, config: Annotated[Settings, Depends(settings)]) -> None:
-    keys: list[str] = config.api_keys
-    if not keys:
-        return
+async def caller(request: Request, services: ServicesDep) -> Caller:
+    """The project a request acts for, from its bearer key; a 401 without a valid one. With no key anywhere the
+    server is one trusted user's (on loopback only): an admin of the default project."""
+    if services.keys.open:
+        return Caller(admin=True)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not any(secrets.compare_digest(token, key) for key in keys):
+    found = services.keys.caller(token, request.headers.get("openai-project")) if scheme.lower() == "bearer" else None
+    if found is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+async def owners(services: ServicesDep) -> Owners:
+    return services.owners
+
+
+OwnersDep = Annotated[Owners, Depends(owners)]
 
 
 Config = Annotated[Settings, Depends(settings)]
 Manager = Annotated[SandboxManager, Depends(manager)]
+ProjectSandboxesDep = Annotated[ProjectSandboxes, Depends(project_sandboxes)]
 Interpreter = Annotated[InterpreterService, Depends(interpreter)]
 ContainerFilesDep = Annotated[ContainerFiles, Depends(container_files)]
 Files = Annotated[FileStore, Depends(files)]

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator import errors
+from orchestrator import errors, projects
 from orchestrator.api.disconnect import ClientDisconnected
 from orchestrator.sandbox import errors as sandbox_errors
 from retrieval import errors as retrieval_errors
@@ -40,6 +40,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     errors.Conflict: (409, "invalid_request_error", "conflict"),
     errors.TooLarge: (413, "invalid_request_error", "too_large"),
     errors.Unavailable: (503, "server_error", "unavailable"),
+    projects.OverLimit: (429, "insufficient_quota", "project_limit_exceeded"),
     sandbox_errors.SandboxNotFound: (404, "invalid_request_error", "not_found"),
     sandbox_errors.InvalidRequest: (400, "invalid_request_error", None),
     sandbox_errors.SandboxError: (503, "server_error", None),  # the engine's infrastructure: down, full, failed
@@ -92,6 +93,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = JSONResponse(body, status_code=status)
         if hasattr(exc, "retry_after_s"):  # the openai SDK's retries honour it
             response.headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, projects.OverLimit):  # a limit, not a rate: the SDK must not retry it
+            response.headers["x-should-retry"] = "false"
         return response
 
     for exc_type in _TABLE:

@@ -8,34 +8,37 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api.deps import Config, Files, VectorStoresDep
+from orchestrator.api.deps import CallerDep, Config, Files, VectorStoresDep
 from orchestrator.api.errors import APIError
+from orchestrator.api.ownership import owned_path
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
 from orchestrator.db import PageRequest
 from orchestrator.storage import FileTooLarge, media_type
 
-router = APIRouter(prefix="/files", tags=["files"])
+router = APIRouter(prefix="/files", tags=["files"], dependencies=[owned_path("file_id")])
 PURPOSES = {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
             "vision", "user_data", "evals"}
 
 
 @router.post("", response_model=FileObject)
-async def create_file(request: Request, store: Files, config: Config, file: Annotated[UploadFile, File()],
-                      purpose: Annotated[str, Form()]) -> FileObject:
+async def create_file(request: Request, store: Files, config: Config, caller: CallerDep,
+                      file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> FileObject:
     if purpose not in PURPOSES:
         raise APIError(400, f"Invalid purpose '{purpose}'. Expected one of {sorted(PURPOSES)}.", param="purpose")
     limit = config.max_upload_bytes
     if int(request.headers.get("content-length") or 0) > limit + (1 << 20):
         raise FileTooLarge(limit)
-    stored = await run_in_threadpool(store.write, file.file, file.filename or "upload", purpose, limit)
+    stored = await run_in_threadpool(store.write, file.file, file.filename or "upload", purpose,
+                                     project=caller.project, max_bytes=limit)
     return FileObject.of(stored)
 
 
 @router.get("", response_model=ListPage[FileObject])
-async def list_files(store: Files, purpose: str | None = None, after: str | None = None, before: str | None = None,
+async def list_files(store: Files, caller: CallerDep, purpose: str | None = None, after: str | None = None,
+                     before: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
                      order: Literal["asc", "desc"] = "desc") -> dict:
-    items, has_more = store.page(PageRequest(limit, order, after, before), purpose=purpose)
+    items, has_more = store.page(PageRequest(limit, order, after, before), scope=caller.scope, purpose=purpose)
     return page_of([FileObject.of(f) for f in items], has_more)
 
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from orchestrator.api.assistant_schemas import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs, resources_of
-from orchestrator.api.deps import AssistantsDep, RunsDep
+from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep, RunsDep
+from orchestrator.api.ownership import owned_path, require, require_messages, require_resources
 from orchestrator.api.schemas import page_of
 from orchestrator.assistants.events import Event, until_final
 from orchestrator.assistants.runner import Runs
@@ -19,7 +20,7 @@ from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
 from orchestrator.tools.steps import without_result_content
 
-router = APIRouter(prefix="/threads", tags=["runs"])
+router = APIRouter(prefix="/threads", tags=["runs"], dependencies=[owned_path("thread_id")])
 Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Literal["asc", "desc"]
 # The SDK sends list parameters as `include[]=…`.
@@ -67,13 +68,16 @@ def _stream(queue: asyncio.Queue[Event], first: list[Event], runs: Runs, run_id:
 
 
 @router.post("/runs", response_model=None)
-async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep,
-                                runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
+async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep, runs: RunsDep,
+                                caller: CallerDep, owners: OwnersDep) -> dict[str, Any] | EventSourceResponse:
     """Create a thread and run it (OpenAI takes no `include` here)."""
     given = body.thread
-    thread = assistants.create_thread(
-        resources_of(given.tool_resources) if given else resources_of(None), given.metadata if given else None,
-        [(m.fields(), m.attachment_list()) for m in (given.messages or [])] if given else [])
+    resources = resources_of(given.tool_resources if given else None)
+    messages = [(m.fields(), m.attachment_list()) for m in (given.messages or [])] if given else []
+    require(caller, owners, assistant_ids=[body.assistant_id])
+    require_resources(caller, owners, resources)
+    require_messages(caller, owners, [*messages, *body.messages()])
+    thread = assistants.create_thread(resources, given.metadata if given else None, messages, caller.project)
     queue: asyncio.Queue[Event] = asyncio.Queue()
     run = runs.create(thread["id"], body.assistant_id, body.options(), body.messages(),
                       queue if body.stream else None)
@@ -81,9 +85,11 @@ async def create_thread_and_run(body: ThreadAndRunCreate, assistants: Assistants
 
 
 @router.post("/{thread_id}/runs", response_model=None)
-async def create_run(thread_id: str, body: RunCreate, runs: RunsDep,
+async def create_run(thread_id: str, body: RunCreate, runs: RunsDep, caller: CallerDep, owners: OwnersDep,
                      include: Include = None) -> dict[str, Any] | EventSourceResponse:
     with_content = _included(include)
+    require(caller, owners, assistant_ids=[body.assistant_id])
+    require_messages(caller, owners, body.messages())
     queue: asyncio.Queue[Event] = asyncio.Queue()
     run = runs.create(thread_id, body.assistant_id, body.options(), body.messages(), queue if body.stream else None)
     return _stream(queue, [], runs, run["id"], with_content) if body.stream else run

@@ -7,19 +7,24 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from orchestrator.api.assistant_schemas import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, resources_of
-from orchestrator.api.deps import AssistantsDep
+from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep
+from orchestrator.api.ownership import owned_path, require_messages, require_resources
 from orchestrator.api.schemas import Deleted, page_of
 from orchestrator.db import PageRequest
 
-router = APIRouter(prefix="/threads", tags=["threads"])
+router = APIRouter(prefix="/threads", tags=["threads"], dependencies=[owned_path("thread_id")])
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("")
-async def create_thread(assistants: AssistantsDep, body: ThreadCreate | None = None) -> dict[str, Any]:
+async def create_thread(assistants: AssistantsDep, caller: CallerDep, owners: OwnersDep,
+                        body: ThreadCreate | None = None) -> dict[str, Any]:
     body = body or ThreadCreate()
     messages = [(message.fields(), message.attachment_list()) for message in body.messages or []]
-    return assistants.create_thread(resources_of(body.tool_resources), body.metadata, messages)
+    resources = resources_of(body.tool_resources)
+    require_resources(caller, owners, resources)
+    require_messages(caller, owners, messages)
+    return assistants.create_thread(resources, body.metadata, messages, caller.project)
 
 
 @router.get("/{thread_id}")
@@ -28,8 +33,11 @@ async def retrieve_thread(thread_id: str, assistants: AssistantsDep) -> dict[str
 
 
 @router.post("/{thread_id}")
-async def update_thread(thread_id: str, body: ThreadUpdate, assistants: AssistantsDep) -> dict[str, Any]:
-    return assistants.update_thread(thread_id, resources_of(body.tool_resources), body.metadata)
+async def update_thread(thread_id: str, body: ThreadUpdate, assistants: AssistantsDep, caller: CallerDep,
+                        owners: OwnersDep) -> dict[str, Any]:
+    resources = resources_of(body.tool_resources)
+    require_resources(caller, owners, resources)
+    return assistants.update_thread(thread_id, resources, body.metadata)
 
 
 @router.delete("/{thread_id}", response_model=Deleted)
@@ -41,8 +49,11 @@ async def delete_thread(thread_id: str, assistants: AssistantsDep) -> Deleted:
 # ---- messages ---------------------------------------------------------------------------------------------------
 
 @router.post("/{thread_id}/messages")
-async def create_message(thread_id: str, body: MessageCreate, assistants: AssistantsDep) -> dict[str, Any]:
-    return assistants.create_message(thread_id, body.fields(), body.attachment_list())
+async def create_message(thread_id: str, body: MessageCreate, assistants: AssistantsDep, caller: CallerDep,
+                         owners: OwnersDep) -> dict[str, Any]:
+    fields, attachments = body.fields(), body.attachment_list()
+    require_messages(caller, owners, [(fields, attachments)])
+    return assistants.create_message(thread_id, fields, attachments)
 
 
 @router.get("/{thread_id}/messages")

@@ -6,9 +6,10 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from orchestrator.api.deps import AnnotatorDep, Tools
+from orchestrator.api.deps import AnnotatorDep, CallerDep, OwnersDep, Tools
 from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.errors import APIError
+from orchestrator.api.ownership import require
 from orchestrator.api.schemas import artifact_wire, json_response
 from orchestrator.api.tool_schemas import (
     AnnotateRequest,
@@ -39,14 +40,17 @@ async def list_tools(tools: Tools) -> ToolList:
 
 
 @router.post("/tool_calls", response_model=ToolCallResponse)
-async def call_tool(body: ToolCallRequest, tools: Tools, request: Request) -> Response:
+async def call_tool(body: ToolCallRequest, tools: Tools, request: Request, caller: CallerDep,
+                    owners: OwnersDep) -> Response:
     call = ToolCall(body.tool_call.id, body.tool_call.function.name, body.tool_call.function.arguments_json())
     resources = body.tool_resources
     code_interpreter = resources.code_interpreter if resources else None
     file_search = resources.file_search if resources else None
-    context = ToolContext(TOOL_CALLS, body.thread_id, ToolResources(
-        code_interpreter.file_ids if code_interpreter else [], file_search.vector_store_ids if file_search else []),
-        timeout=body.timeout)
+    used = ToolResources(code_interpreter.file_ids if code_interpreter else [],
+                         file_search.vector_store_ids if file_search else [])
+    require(caller, owners, file_ids=used.code_interpreter_file_ids, store_ids=used.vector_store_ids)
+    # Thread names are the assistant server's: each project has its own namespace of them.
+    context = ToolContext(TOOL_CALLS, caller.key(body.thread_id), caller.project, used, timeout=body.timeout)
     outcome = await unless_disconnected(request, asyncio.create_task(tools.call(call, context)))
     # This face's contract: a call the model got wrong is the assistant server's 400, not a tool output.
     if isinstance(outcome, ToolProblem):
@@ -64,8 +68,8 @@ async def call_tool(body: ToolCallRequest, tools: Tools, request: Request) -> Re
 
 
 @router.post("/annotations", response_model=TextContentPart)
-async def annotate(body: AnnotateRequest, annotator: AnnotatorDep) -> TextContentPart:
-    found = annotator.annotate(TOOL_CALLS, body.thread_id, body.text)
+async def annotate(body: AnnotateRequest, annotator: AnnotatorDep, caller: CallerDep) -> TextContentPart:
+    found = annotator.annotate(TOOL_CALLS, caller.key(body.thread_id), body.text)
     annotations: list = [
         FilePathAnnotationWire(text=a.text, start_index=a.start_index, end_index=a.end_index,
                                file_path=FilePath(file_id=a.file_id))

@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from orchestrator.api.deps import CallerDep, OwnersDep
 from orchestrator.api.deps import VectorStoresDep as Stores
+from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import Deleted, ListPage, page_of
 from orchestrator.api.vector_store_schemas import (
     BatchFile,
@@ -27,7 +29,7 @@ from orchestrator.api.vector_store_schemas import (
 from orchestrator.db import PageRequest
 from orchestrator.vector_stores import Attachment
 
-router = APIRouter(prefix="/vector_stores", tags=["vector stores"])
+router = APIRouter(prefix="/vector_stores", tags=["vector stores"], dependencies=[owned_path("store_id")])
 Order = Literal["asc", "desc"]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Status = Literal["in_progress", "completed", "failed", "cancelled"]
@@ -36,19 +38,21 @@ POLL_HEADERS = {"openai-poll-after-ms": "250"}
 
 
 @router.post("", response_model=VectorStoreObject)
-async def create_vector_store(body: VectorStoreCreate, stores: Stores) -> VectorStoreObject:
+async def create_vector_store(body: VectorStoreCreate, stores: Stores, caller: CallerDep,
+                              owners: OwnersDep) -> VectorStoreObject:
     # The chunking strategy is checked (a bad one is a 400) before anything is created.
     strategy = body.chunking_strategy.strategy() if body.chunking_strategy else None
     attachments = [Attachment(file_id, chunking=strategy) for file_id in body.file_ids]
+    require(caller, owners, file_ids=body.file_ids)
     return VectorStoreObject.of(stores.create(
-        body.name, attachments=attachments, metadata=body.metadata, description=body.description,
-        expires_after_days=body.expires_after.days if body.expires_after else None))
+        body.name, project=caller.project, attachments=attachments, metadata=body.metadata,
+        description=body.description, expires_after_days=body.expires_after.days if body.expires_after else None))
 
 
 @router.get("", response_model=ListPage[VectorStoreObject])
-async def list_vector_stores(stores: Stores, limit: Limit = 20, order: Order = "desc", after: str | None = None,
-                             before: str | None = None) -> dict:
-    items, has_more = stores.page(PageRequest(limit, order, after, before))
+async def list_vector_stores(stores: Stores, caller: CallerDep, limit: Limit = 20, order: Order = "desc",
+                             after: str | None = None, before: str | None = None) -> dict:
+    items, has_more = stores.page(PageRequest(limit, order, after, before), caller.scope)
     return page_of([VectorStoreObject.of(s) for s in items], has_more)
 
 
@@ -80,7 +84,9 @@ async def search_vector_store(store_id: str, body: SearchRequest, stores: Stores
 # ---- files ------------------------------------------------------------------------------------------------------
 
 @router.post("/{store_id}/files", response_model=VectorStoreFileObject)
-async def create_vector_store_file(store_id: str, body: VectorStoreFileCreate, stores: Stores) -> VectorStoreFileObject:
+async def create_vector_store_file(store_id: str, body: VectorStoreFileCreate, stores: Stores, caller: CallerDep,
+                                   owners: OwnersDep) -> VectorStoreFileObject:
+    require(caller, owners, file_ids=[body.file_id])
     [record] = stores.attach(store_id, [BatchFile(**body.model_dump()).attachment()])
     return VectorStoreFileObject.of(record)
 
@@ -122,8 +128,11 @@ async def vector_store_file_content(store_id: str, file_id: str, stores: Stores)
 # ---- file batches -----------------------------------------------------------------------------------------------
 
 @router.post("/{store_id}/file_batches", response_model=FileBatchObject)
-async def create_file_batch(store_id: str, body: FileBatchCreate, stores: Stores) -> FileBatchObject:
-    return FileBatchObject.of(stores.create_batch(store_id, [entry.attachment() for entry in body.entries()]))
+async def create_file_batch(store_id: str, body: FileBatchCreate, stores: Stores, caller: CallerDep,
+                            owners: OwnersDep) -> FileBatchObject:
+    entries = body.entries()
+    require(caller, owners, file_ids=[entry.file_id for entry in entries])
+    return FileBatchObject.of(stores.create_batch(store_id, [entry.attachment() for entry in entries]))
 
 
 @router.get("/{store_id}/file_batches/{batch_id}", response_model=FileBatchObject)

@@ -12,6 +12,7 @@ from orchestrator.assistants.steps import StepLog
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.interpreter import Item
 from orchestrator.metrics import TOOL_CALLS
+from orchestrator.projects import Owners
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.definitions import CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL
 from orchestrator.tools.file_search import FileSearchResult
@@ -24,10 +25,11 @@ HOSTED = {"code_interpreter": CODE_INTERPRETER_TOOL, "file_search": FILE_SEARCH_
 
 
 class HostedCalls:
-    def __init__(self, tools: ToolRegistry, objects: ObjectStore, steps: StepLog) -> None:
+    def __init__(self, tools: ToolRegistry, objects: ObjectStore, steps: StepLog, owners: Owners) -> None:
         self._tools = tools
         self._objects = objects
         self._steps = steps
+        self._owners = owners
 
     async def run(self, run: dict[str, Any], call: ToolCall, usage: dict[str, int]) -> str:
         """Run one hosted tool call as a `tool_calls` step; returns what the model reads."""
@@ -47,7 +49,9 @@ class HostedCalls:
             outputs += 1
 
         TOOL_CALLS.labels(call.name).inc()
-        context = ToolContext(SCOPE, run["thread_id"], resources(self._objects, run), on_output, search_settings(run))
+        # The thread's sandbox is its project's (an unowned thread's, admins' only).
+        context = ToolContext(SCOPE, run["thread_id"], self._owners.owner(run["thread_id"]) or "",
+                              resources(self._objects, run), on_output, search_settings(run))
         with logs.bind(step_id=step["id"]):
             outcome = await self._tools.call(call, context)
         if isinstance(outcome, CodeInterpreterResult | FileSearchResult):

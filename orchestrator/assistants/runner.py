@@ -57,7 +57,7 @@ class Runs:
         self._writers: dict[str, MessageWriter] = {}
         self.events = EventHub()
         self._steps = StepLog(self._objects, self.events)
-        self._hosted = HostedCalls(tools, self._objects, self._steps)
+        self._hosted = HostedCalls(tools, self._objects, self._steps, assistants.owners)
 
     def create(self, thread_id: str, assistant_id: str, options: dict[str, Any],
                additional_messages: list[tuple[dict[str, Any], list[Any]]],

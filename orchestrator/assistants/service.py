@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import Database, PageRequest
 from orchestrator.errors import InvalidRequest
+from orchestrator.projects import Owners
 from orchestrator.storage import FileStore
 from orchestrator.vector_stores import Attachment, VectorStores
 from retrieval.ids import new_id
@@ -51,36 +52,39 @@ class MessageAttachment:
 
 
 class Assistants:
-    def __init__(self, db: Database, files: FileStore, vector_stores: VectorStores) -> None:
+    def __init__(self, db: Database, files: FileStore, vector_stores: VectorStores, owners: Owners) -> None:
         self.objects = ObjectStore(db)
         self.files = files
+        self.owners = owners
         self._stores = vector_stores
 
     # ---- assistants ----------------------------------------------------------------------------------------
 
-    def create_assistant(self, fields: dict[str, Any], resources: Resources) -> dict[str, Any]:
+    def create_assistant(self, fields: dict[str, Any], resources: Resources, project: str) -> dict[str, Any]:
         body = {"id": new_id("asst_", 12), "object": "assistant", "created_at": int(time.time()), "name": None,
                 "description": None, "instructions": None, "tools": [], "metadata": {}, "temperature": 1.0,
                 "top_p": 1.0, "response_format": "auto", **fields,
-                "tool_resources": self._resolve(resources, {}, "tool_resources")}
-        return self.objects.insert("assistants", body)
+                "tool_resources": self._resolve(resources, {}, "tool_resources", project)}
+        return self.objects.insert("assistants", body, project=project)
 
     def update_assistant(self, assistant_id: str, fields: dict[str, Any], resources: Resources) -> dict[str, Any]:
         body = self.objects.get("assistants", assistant_id)
-        tool_resources = self._resolve(resources, body["tool_resources"], "tool_resources")
+        tool_resources = self._resolve(resources, body["tool_resources"], "tool_resources",
+                                       self._project_of(assistant_id))
         return self.objects.replace("assistants", {**body, **fields, "tool_resources": tool_resources})
 
     # ---- threads -------------------------------------------------------------------------------------------
 
     def create_thread(self, resources: Resources, metadata: dict[str, str] | None,
-                      messages: list[tuple[dict[str, Any], list[MessageAttachment]]]) -> dict[str, Any]:
-        """A thread with its first messages (each message's fields, and its attachments)."""
+                      messages: list[tuple[dict[str, Any], list[MessageAttachment]]], project: str) -> dict[str, Any]:
+        """`project`'s new thread with its first messages (each message's fields, and its attachments)."""
         for _, attachments in messages:
             self._check_attachments(attachments)
         thread_id = new_id("thread_", 12)
         self.objects.insert("threads", {"id": thread_id, "object": "thread", "created_at": int(time.time()),
                                         "metadata": metadata or {},
-                                        "tool_resources": self._resolve(resources, {}, "tool_resources")})
+                                        "tool_resources": self._resolve(resources, {}, "tool_resources", project)},
+                            project=project)
         for fields, attachments in messages:
             self.create_message(thread_id, fields, attachments)
         return self.objects.get("threads", thread_id)
@@ -88,7 +92,8 @@ class Assistants:
     def update_thread(self, thread_id: str, resources: Resources,
                       metadata: dict[str, str] | None) -> dict[str, Any]:
         body = self.objects.get("threads", thread_id)
-        changed = {"tool_resources": self._resolve(resources, body["tool_resources"], "tool_resources")}
+        changed = {"tool_resources": self._resolve(resources, body["tool_resources"], "tool_resources",
+                                                   self._project_of(thread_id))}
         if metadata is not None:
             changed["metadata"] = metadata
         return self.objects.replace("threads", {**body, **changed})
@@ -123,8 +128,13 @@ class Assistants:
 
     # ---- tool resources ------------------------------------------------------------------------------------
 
-    def _resolve(self, resources: Resources, current: dict[str, Any], param: str) -> dict[str, Any]:
-        """The tool resources as stored, every id checked; a `vector_stores` helper becomes a new store."""
+    def _project_of(self, object_id: str) -> str:
+        """The project of an assistant or thread (an unowned one's stores are admins' only, as it is)."""
+        return self.owners.owner(object_id) or ""
+
+    def _resolve(self, resources: Resources, current: dict[str, Any], param: str, project: str) -> dict[str, Any]:
+        """The tool resources as stored, every id checked; a `vector_stores` helper becomes a new store of
+        `project`'s."""
         result = dict(current)
         if resources.code_interpreter_file_ids is not None:
             ids = resources.code_interpreter_file_ids
@@ -142,8 +152,8 @@ class Assistants:
             for store_id in ids:
                 self._stores.get(store_id)
             for new in resources.new_vector_stores:
-                ids.append(self._stores.create("", attachments=new.attachments, metadata=new.metadata,
-                                               expires_after_days=None, description=None).id)
+                ids.append(self._stores.create("", project=project, attachments=new.attachments,
+                                               metadata=new.metadata, expires_after_days=None, description=None).id)
             result["file_search"] = {"vector_store_ids": ids}
         return result
 
@@ -165,7 +175,8 @@ class Assistants:
         if searchable and store_ids:
             self._stores.attach(store_ids[0], searchable)
         elif searchable:
-            store_ids = [self._stores.create(f"thread {thread['id']}", attachments=searchable, metadata=None,
+            store_ids = [self._stores.create(f"thread {thread['id']}", project=self._project_of(thread["id"]),
+                                             attachments=searchable, metadata=None,
                                              expires_after_days=THREAD_STORE_DAYS, description=None).id]
         if attachments:
             if code_files:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from orchestrator.db import Database, PageRequest
 from orchestrator.errors import NotFound
+from orchestrator.projects import scope_clause
 from retrieval.sqlite import keyset_page
 
 Kind = Literal["assistants", "threads", "messages", "runs", "run_steps"]
@@ -25,10 +26,18 @@ class ObjectStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def insert(self, kind: Kind, body: dict[str, Any], **columns: str | None) -> dict[str, Any]:
+    def insert(self, kind: Kind, body: dict[str, Any], *, project: str | None = None,
+               **columns: str | None) -> dict[str, Any]:
+        """Store a new object; a top-level one (assistant, thread) with its project, in the same transaction."""
         names = ["id", "body", *columns]
-        self._db.execute(f"INSERT INTO {kind} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                         (body["id"], json.dumps(body), *columns.values()))
+        insert = (f"INSERT INTO {kind} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                  (body["id"], json.dumps(body), *columns.values()))
+        if project is None:
+            self._db.execute(*insert)
+            return body
+        with self._db.transaction() as conn:
+            conn.execute(*insert)
+            conn.execute("INSERT INTO owners (id, project) VALUES (?, ?)", (body["id"], project))
         return body
 
     def get(self, kind: Kind, object_id: str, **where: str) -> dict[str, Any]:
@@ -66,12 +75,15 @@ class ObjectStore:
         if not self._db.execute(f"DELETE FROM {kind} WHERE {clauses}", (object_id, *where.values())):
             raise ObjectNotFound(kind, object_id)
 
-    def page(self, kind: Kind, page: PageRequest, **where: str | None) -> tuple[list[dict[str, Any]], bool]:
+    def page(self, kind: Kind, page: PageRequest, *, scope: str | None = None,
+             **where: str | None) -> tuple[list[dict[str, Any]], bool]:
+        """One page of `kind`: of one project's objects when `scope` names it, matching the `where` columns."""
         given = {column: value for column, value in where.items() if value is not None}
-        clause = " AND ".join(f"{column} = ?" for column in given) or "1"
+        owned, owned_args = scope_clause(scope)
+        clause = " AND ".join([owned, *(f"{column} = ?" for column in given)])
         with self._db.read() as conn:
             rows, has_more = keyset_page(conn, page, select="body", table=kind, where=clause,
-                                         args=tuple(given.values()))
+                                         args=(*owned_args, *given.values()))
         return [json.loads(row[0]) for row in rows], has_more
 
     # ---- runs ----------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class CodeInterpreterTool:
         if self._bindings is None or self._interpreter is None:
             raise EngineUnavailable("The sandbox engine is not running, so code_interpreter is unavailable.")
         container_id = await self._bindings.sandbox_for(context.scope, context.key,
-                                                        context.resources.code_interpreter_file_ids)
+                                                        context.resources.code_interpreter_file_ids, context.project)
         run = await self._interpreter.run(container_id, code, context.timeout, on_item=context.on_output)
         return CodeInterpreterResult(run, code, container_id, model_output(run, self._max_chars))
 

@@ -39,11 +39,12 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class ToolContext:
-    """Whose call this is: the face's scope and its conversation key (a thread id), what it may use, and who
-    wants each output as it is produced (a streamed run step), if anyone."""
+    """Whose call this is: the face's scope and its conversation key (a thread id), the project a sandbox it
+    starts belongs to, what it may use, and who wants each output as it is produced (a streamed run step)."""
 
     scope: str
     key: str
+    project: str
     resources: ToolResources = field(default_factory=ToolResources)
     on_output: ItemHook | None = None
     search: SearchSettings = field(default_factory=SearchSettings)

@@ -1,0 +1,48 @@
+"""Sandboxes as projects see them: each created for one project (its owner recorded), within that project's limit
+on live sandboxes, and listed per project.
+
+The global cap (`max_sandboxes`) is the engine's: at the cap it reclaims the sandbox idle longest, whoever's it is,
+but never one running a cell, so one project's load cannot evict another project's busy sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from orchestrator.projects import OverLimit, Owners
+from orchestrator.sandbox import Sandbox, SandboxManager, SandboxSpec
+
+
+class ProjectSandboxes:
+    def __init__(self, manager: SandboxManager, owners: Owners, limit_of: Callable[[str], int | None]) -> None:
+        self._manager = manager
+        self._owners = owners
+        self._limit_of = limit_of
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def create(self, project: str, spec: SandboxSpec) -> Sandbox:
+        """A new sandbox of `project`'s; OverLimit (a 429) if the project already runs as many as it may."""
+        limit = self._limit_of(project)
+        if limit is None:
+            return await self._create(project, spec)
+        # Check and create under one lock, so concurrent requests cannot both take the last place.
+        async with self._locks.setdefault(project, asyncio.Lock()):
+            live = len(await self.list(project, running=True))
+            if live >= limit:
+                raise OverLimit(f"Project '{project}' may run {limit} sandboxes at once and runs {live}; delete a "
+                                "container (or let one expire) first.")
+            return await self._create(project, spec)
+
+    async def _create(self, project: str, spec: SandboxSpec) -> Sandbox:
+        sandbox = await self._manager.create(spec)
+        self._owners.claim(project, sandbox.id)
+        return sandbox
+
+    async def list(self, scope: str | None, *, running: bool = False) -> list[Sandbox]:
+        """The sandboxes of one project (every one for None), oldest first; only running ones if asked."""
+        sandboxes = await self._manager.list()
+        if scope is not None:
+            owned = self._owners.ids(scope, "cntr_")
+            sandboxes = [s for s in sandboxes if s.id in owned]
+        return [s for s in sandboxes if s.status == "running"] if running else sandboxes
