@@ -30,7 +30,7 @@ def _engine(settings: Settings):  # noqa: ANN202 - imported lazily: torch and fa
     from retrieval.vector_store import VectorStoreEngine
 
     return VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
-                             dense_weight=settings.search_dense_weight)
+                             dense_weight=settings.search_dense_weight, parse_limits=settings.parse_limits())
 
 
 @contextmanager

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retrieval.isolation import ParseLimits
+
 
 def _default_max_sandboxes() -> int:
     # Four per GiB of RAM: an idle sandbox takes 35-100 MiB, a busy one a few hundred.
@@ -106,6 +108,9 @@ class Settings(BaseSettings):
     run_expiry_seconds: float = Field(600.0, gt=0)
 
     embedding_model: str = "all-MiniLM-L6-v2"
+    # Each uploaded file is parsed in a child process under these limits; past them it ends `failed`.
+    parse_timeout: float = Field(120.0, gt=0)
+    parse_memory: str = "2g"
     search_dense_weight: float = 0.45
     # file_search hands the model no passage scoring below this (hybrid scores are absolute, 0 to 1).
     file_search_score_threshold: float = Field(0.2, ge=0, le=1)
@@ -114,6 +119,11 @@ class Settings(BaseSettings):
     def open_access(self) -> bool:
         """True when no API key is configured, so every request is trusted."""
         return not self.api_keys and not self.admin_keys
+
+    def parse_limits(self) -> ParseLimits:
+        from orchestrator.sandbox.workspace import parse_size
+
+        return ParseLimits(self.parse_timeout, parse_size(self.parse_memory))
 
     def limits_of(self, project: str) -> ProjectLimits:
         return self.project_limits.get(project) or self.project_limits.get("*") or ProjectLimits()

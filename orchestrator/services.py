@@ -80,8 +80,9 @@ class Services:
         owners = Owners(db)
         files = FileStore(db, settings.data_dir, byte_limit=lambda project: _size_or_none(
             settings.limits_of(project).stored_bytes))
-        vector_stores = VectorStores(VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
-                                                       dense_weight=settings.search_dense_weight), files, owners)
+        engine = VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
+                                   dense_weight=settings.search_dense_weight, parse_limits=settings.parse_limits())
+        vector_stores = VectorStores(engine, files, owners)
         resumed = vector_stores.start()
         if resumed:
             log.info("resuming the indexing of %d files", resumed)

@@ -24,6 +24,7 @@ from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
+from retrieval.isolation import IsolatedParser, ParseLimits
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
 from retrieval.models import (
@@ -37,7 +38,6 @@ from retrieval.models import (
     Store,
     StoreFile,
 )
-from retrieval.parsing import parse
 from retrieval.passages import distinct
 from retrieval.vector_cache import VectorCache
 
@@ -49,8 +49,9 @@ _ROUND_CHUNKS = 512
 
 class VectorStoreEngine:
     def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
-                 dense_weight: float = DEFAULT_DENSE_WEIGHT) -> None:
+                 dense_weight: float = DEFAULT_DENSE_WEIGHT, parse_limits: ParseLimits | None = None) -> None:
         self._catalog = Catalog(root / "retrieval.db")
+        self._parser = IsolatedParser(parse_limits)
         self._model = model
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
@@ -86,6 +87,7 @@ class VectorStoreEngine:
         return self._embedder.name if self._embedder is not None else self._model
 
     def close(self) -> None:
+        self._parser.close()
         self._catalog.close()
 
     # ---- stores --------------------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ class VectorStoreEngine:
             except StoreFileNotFound:  # detached while queued
                 continue
             try:
-                documents.append(Document(file_id, parse(path, record.filename)))
+                documents.append(Document(file_id, self._parser.parse(path, record.filename)))
             except FileProblem as problem:
                 self._fail(store_id, file_id, FileError(problem.code, problem.message))
                 if progress:
