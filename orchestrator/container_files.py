@@ -173,7 +173,7 @@ class ContainerFiles:
         return await self.upload(container_id, stored.filename, chunks, file_id=file_id)
 
     def _write(self, container_id: str, path: str, chunks: Iterable[bytes], file_id: str | None) -> ContainerFile:
-        data_dir = self._workspaces.get(container_id).data_dir
+        data_dir = self._workspaces.data_dir(container_id)
         try:
             self._workspaces.write_data(container_id, path, chunks)
             fd, info = safefs.open_regular(data_dir, path)
@@ -195,7 +195,7 @@ class ContainerFiles:
         """The file's row and its current bytes; ContainerFileNotFound if it is gone from the sandbox."""
         record = self.store.get(container_id, cfile_id)
         try:
-            fd, _ = safefs.open_regular(self._workspaces.get(container_id).data_dir, record.path)
+            fd, _ = safefs.open_regular(self._workspaces.data_dir(container_id), record.path)
         except safefs.UnsafePath as exc:
             raise ContainerFileNotFound(cfile_id) from exc
         return record, safefs.read_chunks(fd)
@@ -203,7 +203,7 @@ class ContainerFiles:
     async def delete(self, container_id: str, cfile_id: str) -> None:
         record = self.store.get(container_id, cfile_id)
         async with self._lock(container_id):
-            await asyncio.to_thread(safefs.remove_file, self._workspaces.get(container_id).data_dir, record.path)
+            await asyncio.to_thread(safefs.remove_file, self._workspaces.data_dir(container_id), record.path)
             self.store.delete([cfile_id])
 
     def forget_container(self, container_id: str) -> None:
@@ -219,7 +219,7 @@ class ContainerFiles:
             return await asyncio.to_thread(self._collect, sandbox_id)
 
     def _collect(self, container_id: str) -> Collected:
-        data_dir = self._workspaces.get(container_id).data_dir
+        data_dir = self._workspaces.data_dir(container_id)
         if not data_dir.is_dir():  # workspace gone or not mounted: seeing nothing must not delete every row
             return Collected()
         limits = self._limits

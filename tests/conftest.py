@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,6 +79,19 @@ def skip_unless_required(problem: str | None) -> None:
     if REQUIRE_DOCKER:
         pytest.fail(f"CI must run the docker tier: {problem}")
     pytest.skip(problem)
+
+
+Evidence = Callable[[str], None]
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> Evidence:
+    """For a test of the security battery (marked `attack("what")`): records the attack and what the test saw
+    once it is contained, for bench/security.py's table."""
+    marker = request.node.get_closest_marker("attack")
+    assert marker is not None, "evidence is for tests marked @pytest.mark.attack(...)"
+    record_property("attack", marker.args[0])
+    return lambda seen: record_property("evidence", seen)
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ class ScriptedModel:
     async def _complete(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
-        turn = self.turns.popleft() if self.turns else Turn(text="(no more script)")
+        turn = self.turns.popleft() if self.turns else Turn(text=f"(no more script) {_last_user_text(body)}")
         turn = _capped(turn, body.get("max_tokens"))
         if turn.delay:
             await asyncio.sleep(turn.delay)
@@ -140,3 +140,10 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """What the last user message said, so an unscripted answer shows which conversation it belongs to."""
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    content = users[-1].get("content", "") if users else ""
+    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import EXPORT_LIMIT, logs, run
+from tests.conftest import EXPORT_LIMIT, Evidence, logs, run
 
 pytestmark = pytest.mark.docker
 
@@ -134,7 +134,9 @@ def test_a_file_too_large_to_export_is_reported_and_still_downloadable(client: O
     assert len(content) == size
 
 
-def test_links_fifos_and_swaps_in_mnt_data_never_reach_the_host(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("hostile files: symlinks, FIFOs, a file swapped for a link")
+def test_links_fifos_and_swaps_in_mnt_data_never_reach_the_host(client: OpenAI, container: str,
+                                                                evidence: Evidence) -> None:
     code = """
 import os
 os.symlink('/etc/hostname', '/mnt/data/hostname-link')
@@ -153,3 +155,4 @@ open('/mnt/data/real.txt', 'w').write('fine')
     with pytest.raises(openai.NotFoundError):
         client.containers.files.content.retrieve(record.id, container_id=container).read()
     assert logs(run(client, container, "print(os.path.islink('/mnt/data/real.txt'))")) == "True\n"
+    evidence("only the regular file exported; the swapped link is a 404")

@@ -10,7 +10,7 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.conftest import UPLOAD_LIMIT, logs, run
+from tests.conftest import UPLOAD_LIMIT, Evidence, logs, run
 
 pytestmark = pytest.mark.docker
 
@@ -69,8 +69,10 @@ def test_container_files_sdk_round_trip(client: OpenAI, container: str) -> None:
         client.containers.files.retrieve(uploaded.id, container_id=container)
 
 
+@pytest.mark.attack("hostile files: an upload onto a planted link")
 def test_uploads_replace_a_planted_link_instead_of_writing_through_it(client: OpenAI, container: str,
-                                                                       tmp_path) -> None:  # noqa: ANN001
+                                                                       tmp_path,  # noqa: ANN001
+                                                                       evidence: Evidence) -> None:
     canary = tmp_path / "canary.txt"
     canary.write_text("host secret")
     canary.chmod(0o666)
@@ -79,6 +81,7 @@ def test_uploads_replace_a_planted_link_instead_of_writing_through_it(client: Op
     assert canary.read_text() == "host secret"
     assert logs(run(client, container, "import os; print(os.path.islink('/mnt/data/victim.txt'), "
                                        "open('/mnt/data/victim.txt').read())")) == "False overwritten?\n"
+    evidence("host file unchanged; the link was replaced")
 
 
 def test_container_file_errors(server: Server, client: OpenAI, container: str) -> None:
@@ -98,8 +101,9 @@ def test_container_file_errors(server: Server, client: OpenAI, container: str) -
     assert in_the_way.status_code == 400 and "folder" in in_the_way.json()["error"]["message"]
 
 
+@pytest.mark.attack("hostile uploads: path traversal in names")
 def test_a_name_with_a_folder_is_refused_and_downloads_say_what_they_are(server: Server, client: OpenAI,
-                                                                          container: str) -> None:
+                                                                          container: str, evidence: Evidence) -> None:
     base = f"{server.base_url}/v1/containers/{container}/files"
     nested = httpx.post(base, files={"file": ("sub/dir/x.csv", b"a,b\n")})
     assert nested.status_code == 400 and "sub/dir/x.csv" in nested.json()["error"]["message"]
@@ -107,6 +111,7 @@ def test_a_name_with_a_folder_is_refused_and_downloads_say_what_they_are(server:
     made = httpx.post(base, files={"file": ("x.csv", b"a,b\n")}).json()
     download = httpx.get(f"{base}/{made['id']}/content")
     assert download.headers["content-type"].startswith("text/csv") and download.content == b"a,b\n"
+    evidence(f"{nested.status_code}: {nested.json()['error']['message'][:60]}")
 
 
 def test_a_tool_call_may_set_its_cells_timeout(server: Server) -> None:

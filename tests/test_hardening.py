@@ -18,7 +18,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, logs, new_container, run, running_server, sdk_client
+from tests.conftest import Evidence, Server, logs, new_container, run, running_server, sdk_client
 
 pytestmark = pytest.mark.docker
 
@@ -108,7 +108,9 @@ def test_printing_after_the_cell_returned_does_not_grow_server_memory(client: Op
 
 # ---- 2. file descriptors through a wide tree ---------------------------------------------------------------------
 
-def test_a_wide_tree_does_not_exhaust_server_fds(big_client: OpenAI, big_container: str, big_server: Server) -> None:
+@pytest.mark.attack("resources: a wide tree against the server's file descriptors")
+def test_a_wide_tree_does_not_exhaust_server_fds(big_client: OpenAI, big_container: str, big_server: Server,
+                                                 evidence: Evidence) -> None:
     assert big_server.process is not None
     pid = big_server.process.pid
     neighbour = big_client.containers.create(name="neighbour").id
@@ -134,6 +136,7 @@ def test_a_wide_tree_does_not_exhaust_server_fds(big_client: OpenAI, big_contain
         # Bound: one fd per folder level of the walk (32 levels at most), not one per pending folder.
         assert peak.value - before < 100, f"server fds went from {before} to {peak.value}"
         assert failures == []
+        evidence(f"server fds grew by {peak.value - before}")
     finally:
         big_client.containers.delete(neighbour)
 
@@ -180,7 +183,8 @@ def test_displayed_images_count_against_the_budget_and_are_capped_per_cell(clien
 
 # ---- 4. the sandbox-writable run dir -----------------------------------------------------------------------------
 
-def test_the_sandbox_cannot_plant_entries_in_its_run_dir(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("filesystem: the kernel's connection files")
+def test_the_sandbox_cannot_plant_entries_in_its_run_dir(client: OpenAI, container: str, evidence: Evidence) -> None:
     attempt = run(client, container, (
         "import os\n"
         "try:\n    os.mkdir('/run/toolshed/kernel-evil'); print('planted')\n"
@@ -190,9 +194,12 @@ def test_the_sandbox_cannot_plant_entries_in_its_run_dir(client: OpenAI, contain
     assert logs(attempt) == "PermissionError\nPermissionError\n"
     client.post(f"/containers/{container}/restart", body={}, cast_to=object)
     assert logs(run(client, container, "print('restarted')")) == "restarted\n"
+    evidence("mkdir and rename in /run/toolshed: PermissionError")
 
 
-def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, tmp_path: Path) -> None:
+@pytest.mark.attack("filesystem: kernel sockets swapped for links")
+def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, tmp_path: Path,
+                                                           evidence: Evidence) -> None:
     """As a sandbox of a version without the sealed run dir could: its kernel sockets replaced by links to a
     root-only host socket. After a server restart the server must not follow them."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -224,6 +231,7 @@ def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, t
         assert accepted == 0
         assert logs(execution).endswith("fresh kernel\n")
         assert "restarted" in logs(execution)  # the user is told the kernel's state was lost
+        evidence(f"{accepted} connections reached the host socket; a fresh kernel started")
     finally:
         srv.stop()
         srv.remove_containers()
@@ -232,7 +240,9 @@ def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, t
 
 # ---- 5. one sandbox seeing the others ----------------------------------------------------------------------------
 
-def test_a_sandbox_sees_no_other_sandbox_and_no_host_path(client: OpenAI, container: str, server: Server) -> None:
+@pytest.mark.attack("filesystem: other sandboxes and host paths")
+def test_a_sandbox_sees_no_other_sandbox_and_no_host_path(client: OpenAI, container: str, server: Server,
+                                                          evidence: Evidence) -> None:
     seen = json.loads(logs(run(client, container, (
         "import glob, json, os\n"
         "listed = {p: os.listdir(p) for p in ('/sys/block', '/sys/class/block', '/sys/devices/virtual/block')}\n"
@@ -243,12 +253,14 @@ def test_a_sandbox_sees_no_other_sandbox_and_no_host_path(client: OpenAI, contai
     assert seen["backing"] == [] and seen["diskstats"] == ""
     assert "cntr_" not in seen["mountinfo"]
     assert str(server.data_dir) not in seen["mountinfo"] and "/run/toolshed/" not in seen["mountinfo"]
+    evidence("no block devices, loop backing files, diskstats or host paths visible")
 
 
 # ---- 6. many files in one cell -----------------------------------------------------------------------------------
 
+@pytest.mark.attack("resources: inode flood (50,000 files)")
 def test_fifty_thousand_files_are_bounded_in_registration_and_listing(big_client: OpenAI, big_container: str,
-                                                                      big_server: Server) -> None:
+                                                                      big_server: Server, evidence: Evidence) -> None:
     execution = run(big_client, big_container, (
         "for i in range(50000):\n    open(f'/mnt/data/f{i:05}.txt', 'w').close()\nprint('written')"))
     assert logs(execution) == "written\n"
@@ -257,6 +269,7 @@ def test_fifty_thousand_files_are_bounded_in_registration_and_listing(big_client
     later = run(big_client, big_container, "print('later')")
     assert later["files"] == [] and later["files_omitted"] == 0  # nothing is registered twice
     assert httpx.get(f"{big_server.base_url}/health").json()["status"] == "ok"
+    evidence(f"{len(execution['files'])} listed, {execution['files_omitted']} counted; server healthy")
 
 
 # ---- 7. model-controlled input -----------------------------------------------------------------------------------

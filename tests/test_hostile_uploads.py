@@ -20,6 +20,7 @@ import pytest
 from retrieval.embedding import SentenceTransformerEmbedder
 from retrieval.isolation import IsolatedParser, ParseLimits
 from retrieval.vector_store import VectorStoreEngine
+from tests.conftest import Evidence
 
 SMALL_MEMORY = ParseLimits(seconds=60, memory_bytes=512 << 20)
 
@@ -70,8 +71,9 @@ def text_operators(count: int) -> bytes:
     return b"BT /F1 12 Tf " + b"(a) Tj " * count + b"ET"
 
 
+@pytest.mark.attack("hostile uploads: zip bombs (1 GiB inflated)")
 @pytest.mark.parametrize("suffix", ["docx", "pptx", "xlsx"])
-def test_a_zip_bomb_ends_failed_within_the_memory_limit(tmp_path: Path, suffix: str) -> None:
+def test_a_zip_bomb_ends_failed_within_the_memory_limit(tmp_path: Path, suffix: str, evidence: Evidence) -> None:
     bomb = zip_bomb(tmp_path / f"bomb.{suffix}", 1 << 30)
     assert bomb.stat().st_size < 4 << 20
     parser = IsolatedParser(SMALL_MEMORY)
@@ -83,13 +85,16 @@ def test_a_zip_bomb_ends_failed_within_the_memory_limit(tmp_path: Path, suffix: 
             assert "more than 512 MB of memory" in str(caught.value)
         (tmp_path / "after.md").write_text("# Fine\n\nThe next file parses normally.")
         assert parser.parse(tmp_path / "after.md", "after.md")[0].text.startswith("# Fine")
+        evidence(f"{bomb.stat().st_size >> 10} KiB .{suffix}: {str(caught.value)[:70]}")
     finally:
         parser.close()
 
 
+@pytest.mark.attack("hostile uploads: PDFs inflating to millions of operators")
 @pytest.mark.parametrize("operators", [10_000_000, 40_000_000])
 def test_a_pdf_that_inflates_to_millions_of_operators_fails_and_the_next_file_parses(tmp_path: Path,
-                                                                                      operators: int) -> None:
+                                                                                      operators: int,
+                                                                                      evidence: Evidence) -> None:
     """pypdf caps what one stream may inflate to (75 MB) and hold (tokens); past either, or past the worker's
     memory, the file fails."""
     bomb = tmp_path / "inflating.pdf"
@@ -102,11 +107,13 @@ def test_a_pdf_that_inflates_to_millions_of_operators_fails_and_the_next_file_pa
         small = tmp_path / "small.pdf"
         small.write_bytes(pdf_of(b"BT /F1 12 Tf 72 700 Td (still works) Tj ET"))
         assert "still works" in parser.parse(small, small.name)[0].text
+        evidence(f"{operators:,} operators: failed, the next PDF parsed")
     finally:
         parser.close()
 
 
-def test_a_pdf_that_keeps_the_parser_busy_is_given_up_at_the_time_limit(tmp_path: Path) -> None:
+@pytest.mark.attack("hostile uploads: a PDF that keeps the parser busy")
+def test_a_pdf_that_keeps_the_parser_busy_is_given_up_at_the_time_limit(tmp_path: Path, evidence: Evidence) -> None:
     slow = tmp_path / "slow.pdf"
     slow.write_bytes(pdf_of(text_operators(3_000_000)))
     parser = IsolatedParser(ParseLimits(seconds=2, memory_bytes=8 << 30))
@@ -115,6 +122,7 @@ def test_a_pdf_that_keeps_the_parser_busy_is_given_up_at_the_time_limit(tmp_path
         with pytest.raises(Exception, match="longer than 2 seconds"):
             parser.parse(slow, slow.name)
         assert time.monotonic() - started < 10
+        evidence(f"given up after {time.monotonic() - started:.1f} s (limit 2 s)")
     finally:
         parser.close()
 

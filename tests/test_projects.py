@@ -19,7 +19,7 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.conftest import running_server
+from tests.conftest import Evidence, running_server
 
 LIMITED = "gamma"
 
@@ -66,7 +66,9 @@ def alpha(server: Server) -> Alpha:
     return Alpha(file.id, store.id, container.id, assistant.id, thread.id, message.id)
 
 
-def test_every_endpoint_answers_404_for_another_projects_id(server: Server, alpha: Alpha) -> None:
+@pytest.mark.attack("projects: another project's ids")
+def test_every_endpoint_answers_404_for_another_projects_id(server: Server, alpha: Alpha,
+                                                            evidence: Evidence) -> None:
     a = alpha
     reads = [
         ("GET", f"/files/{a.file}", None), ("GET", f"/files/{a.file}/content", None),
@@ -101,6 +103,7 @@ def test_every_endpoint_answers_404_for_another_projects_id(server: Server, alph
     assert client.files.retrieve(a.file).id == a.file
     assert client.beta.threads.messages.list(a.thread).data[0].id == a.message
     assert client.containers.retrieve(a.container).id == a.container
+    evidence(f"{len(reads)} reads, updates and deletes of another project's objects: all 404, nothing changed")
 
 
 def test_an_unknown_id_and_another_projects_id_read_the_same(server: Server, alpha: Alpha) -> None:

@@ -9,7 +9,7 @@ import docker
 import pytest
 from openai import OpenAI
 
-from tests.conftest import logs, run
+from tests.conftest import Evidence, logs, run
 
 pytestmark = pytest.mark.docker
 
@@ -48,13 +48,16 @@ def test_os_exit_is_reported_and_the_sandbox_recovers(client: OpenAI, container:
     assert (follow["status"], logs(follow)) == ("completed", "recovered\n")
 
 
-def test_out_of_memory_is_named_as_such_and_the_sandbox_recovers(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("resources: memory bomb (3 GiB)")
+def test_out_of_memory_is_named_as_such_and_the_sandbox_recovers(client: OpenAI, container: str,
+                                                                 evidence: Evidence) -> None:
     run(client, container, "open('/mnt/data/keep.txt', 'w').write('safe')")
     execution = run(client, container, "hog = 'x' * (3 * 1024 ** 3)", timeout=60)
     assert execution["status"] == "failed"
     assert execution["error"]["name"] == "OutOfMemoryError"
     assert "1g" in execution["error"]["value"]
     assert logs(run(client, container, "print(open('/mnt/data/keep.txt').read())")) == "safe\n"
+    evidence(f"{execution['error']['name']}: {execution['error']['value'][:60]}; files kept")
 
 
 def test_container_killed_mid_cell_is_reported_then_recovered(client: OpenAI, container: str) -> None:

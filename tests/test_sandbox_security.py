@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Server, logs, run
+from tests.conftest import Evidence, Server, logs, run
 
 pytestmark = pytest.mark.docker
 
@@ -20,7 +21,8 @@ def probe(client: OpenAI, container: str, code: str) -> object:
     return json.loads(logs(execution))
 
 
-def test_no_network_only_loopback_and_no_route(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("network: interfaces and routes")
+def test_no_network_only_loopback_and_no_route(client: OpenAI, container: str, evidence: Evidence) -> None:
     interfaces, routes = probe(client, container, (
         "import os, json\n"
         "routes = open('/proc/net/route').read().splitlines()[1:] + "
@@ -29,9 +31,11 @@ def test_no_network_only_loopback_and_no_route(client: OpenAI, container: str) -
     ))
     assert interfaces == ["lo"]
     assert routes == []
+    evidence(f"interfaces {interfaces}, routes {len(routes)}")
 
 
-def test_runs_as_non_root_without_capabilities(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("identity: root, capabilities, new privileges")
+def test_runs_as_non_root_without_capabilities(client: OpenAI, container: str, evidence: Evidence) -> None:
     status = probe(client, container, (
         "import os, json\n"
         "fields = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
@@ -39,9 +43,12 @@ def test_runs_as_non_root_without_capabilities(client: OpenAI, container: str) -
         "fields['NoNewPrivs'].strip()]))"
     ))
     assert status == [1000, 1000, "0000000000000000", "0000000000000000", "1"]
+    evidence(f"uid/gid {status[0]}/{status[1]}, CapEff {status[2]}, CapBnd {status[3]}, NoNewPrivs {status[4]}")
 
 
-def test_root_filesystem_is_read_only_and_only_data_and_tmp_are_writable(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("filesystem: writing outside /mnt/data and /tmp")
+def test_root_filesystem_is_read_only_and_only_data_and_tmp_are_writable(client: OpenAI, container: str,
+                                                                         evidence: Evidence) -> None:
     result = probe(client, container, (
         "import json, errno\n"
         "root = [l.split()[3].split(',')[0] for l in open('/proc/mounts') if l.split()[1] == '/'][0]\n"
@@ -57,9 +64,12 @@ def test_root_filesystem_is_read_only_and_only_data_and_tmp_are_writable(client:
     assert result[0] == "ro"
     assert result[1] in ("EROFS", "EACCES") and result[2] in ("EROFS", "EACCES")
     assert result[3:] == ["ok", "ok"]
+    evidence(f"/ mounted {result[0]}; site-packages {result[1]}, /etc {result[2]}")
 
 
-def test_data_quota_fills_inside_the_sandbox_not_on_the_host(client: OpenAI, container: str, server: Server) -> None:
+@pytest.mark.attack("resources: disk fill")
+def test_data_quota_fills_inside_the_sandbox_not_on_the_host(client: OpenAI, container: str, server: Server,
+                                                             evidence: Evidence) -> None:
     # The test server runs with TOOLSHED_SANDBOX_DISK_QUOTA=64m.
     result = probe(client, container, (
         "import json, errno\n"
@@ -77,9 +87,11 @@ def test_data_quota_fills_inside_the_sandbox_not_on_the_host(client: OpenAI, con
     assert result[0] == "ENOSPC"
     assert result[1] < 64
     assert logs(run(client, container, "import os; os.remove('/mnt/data/big.bin'); print('freed')")) == "freed\n"
+    evidence(f"{result[0]} after {result[1]} MiB (quota 64 MiB); space freed")
 
 
-def test_fork_bomb_is_stopped_by_the_pids_limit(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("resources: fork bomb")
+def test_fork_bomb_is_stopped_by_the_pids_limit(client: OpenAI, container: str, evidence: Evidence) -> None:
     result = probe(client, container, (
         "import subprocess, json\n"
         "procs, error = [], None\n"
@@ -95,9 +107,11 @@ def test_fork_bomb_is_stopped_by_the_pids_limit(client: OpenAI, container: str) 
     assert result[1] is not None
     assert result[0] < 256
     assert logs(run(client, container, "print('kernel survived')")) == "kernel survived\n"
+    evidence(f"{result[1]} after {result[0]} processes (pids limit 256); kernel alive")
 
 
-def test_kernel_ports_are_not_published_on_the_host(server: Server, container: str) -> None:
+@pytest.mark.attack("network: kernel ports on the host")
+def test_kernel_ports_are_not_published_on_the_host(server: Server, container: str, evidence: Evidence) -> None:
     import docker
 
     attrs = docker.from_env().containers.get(f"toolshed-{container}").attrs
@@ -105,6 +119,7 @@ def test_kernel_ports_are_not_published_on_the_host(server: Server, container: s
     assert attrs["HostConfig"]["NetworkMode"] == "none"
     assert attrs["HostConfig"]["Privileged"] is False
     assert attrs["HostConfig"]["PidsLimit"] == 256
+    evidence("no published ports, network mode none, not privileged")
 
 
 def test_stdin_is_refused_instead_of_hanging(client: OpenAI, container: str) -> None:
@@ -114,8 +129,9 @@ def test_stdin_is_refused_instead_of_hanging(client: OpenAI, container: str) -> 
     assert execution["duration_ms"] < 5000
 
 
+@pytest.mark.attack("resources: 100 MB of output")
 def test_huge_output_is_capped_and_the_server_stays_healthy(client: OpenAI, container: str,
-                                                           server: Server) -> None:
+                                                           server: Server, evidence: Evidence) -> None:
     execution = run(client, container, "for _ in range(1_000_000):\n    print('x' * 99)")
     assert execution["status"] == "completed"
     text = logs(execution)
@@ -123,9 +139,11 @@ def test_huge_output_is_capped_and_the_server_stays_healthy(client: OpenAI, cont
     assert "[output truncated:" in text
     assert httpx.get(f"{server.base_url}/health").json()["status"] == "ok"
     assert logs(run(client, container, "print('next')")) == "next\n"
+    evidence(f"{len(text)} characters kept, the rest counted; server healthy")
 
 
-def test_no_setuid_or_setgid_program_in_the_image(client: OpenAI, container: str) -> None:
+@pytest.mark.attack("identity: setuid and setgid programs")
+def test_no_setuid_or_setgid_program_in_the_image(client: OpenAI, container: str, evidence: Evidence) -> None:
     found = probe(client, container, (
         "import os, stat, json\n"
         "hits = []\n"
@@ -141,3 +159,95 @@ def test_no_setuid_or_setgid_program_in_the_image(client: OpenAI, container: str
         "print(json.dumps(hits))"
     ))
     assert found == []
+    evidence(f"{len(found)} setuid/setgid files in the image")
+
+
+@pytest.mark.attack("network: raw and packet sockets")
+def test_raw_and_packet_sockets_are_refused(client: OpenAI, container: str, evidence: Evidence) -> None:
+    refused = probe(client, container, (
+        "import socket, errno, json\n"
+        "def attempt(*args):\n"
+        "    try:\n"
+        "        socket.socket(*args).close()\n"
+        "        return 'opened'\n"
+        "    except OSError as e:\n"
+        "        return errno.errorcode[e.errno]\n"
+        "print(json.dumps([attempt(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),\n"
+        "                  attempt(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),\n"
+        "                  attempt(socket.AF_PACKET, socket.SOCK_RAW)]))"
+    ))
+    assert refused == ["EPERM", "EPERM", "EPERM"]
+    evidence(f"raw IPv4, raw IPv6, packet: {', '.join(refused)}")
+
+
+@pytest.mark.attack("filesystem: Docker socket, device nodes, /proc and /sys")
+def test_no_engine_socket_no_host_devices_and_proc_leaks_nothing(client: OpenAI, container: str, server: Server,
+                                                                 evidence: Evidence) -> None:
+    seen = probe(client, container, (
+        "import os, stat, json, errno\n"
+        "devices = []\n"
+        "for root, dirs, files in os.walk('/dev'):\n"
+        "    for name in dirs + files:\n"
+        "        mode = os.lstat(os.path.join(root, name)).st_mode\n"
+        "        if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):\n"
+        "            devices.append(os.path.join(root, name) + (' (block)' if stat.S_ISBLK(mode) else ''))\n"
+        "def size(path):\n"
+        "    try:\n"
+        "        with open(path, 'rb') as f:\n"
+        "            return len(f.read(1 << 16))\n"
+        "    except OSError as e:\n"
+        "        return errno.errorcode[e.errno]\n"
+        "secrets = ['/proc/kcore', '/proc/sched_debug', '/proc/sysrq-trigger', '/sys/firmware/dmi/tables/DMI',\n"
+        "           '/proc/keys', '/proc/timer_list']\n"
+        "processes = [open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[0].decode()\n"
+        "             for p in os.listdir('/proc') if p.isdigit()]\n"
+        "print(json.dumps({'devices': sorted(devices), 'sockets': [p for p in ('/var/run/docker.sock',\n"
+        "    '/run/docker.sock', '/run/containerd/containerd.sock') if os.path.exists(p)],\n"
+        "    'secrets': {p: size(p) for p in secrets}, 'symbol': open('/proc/kallsyms').readline().split()[0],\n"
+        "    'processes': processes, 'environ': open('/proc/1/environ').read()}))"
+    ))
+    assert isinstance(seen, dict)
+    assert set(seen["devices"]) <= {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+                                    "/dev/pts/ptmx", "/dev/ptmx", "/dev/console"}, seen["devices"]
+    assert seen["sockets"] == []
+    assert all(result in ("ENOENT", "EACCES", "EPERM", 0) for result in seen["secrets"].values()), seen["secrets"]
+    assert set(seen["symbol"]) == {"0"}  # kernel addresses are hidden
+    assert all(name in ("/sbin/docker-init", "python3", "toolshed-kernel") or name.startswith("/usr/")
+               for name in seen["processes"]), seen["processes"]
+    assert "TOOLSHED_" not in seen["environ"] and str(server.data_dir) not in seen["environ"]
+    evidence(f"devices: {len(seen['devices'])} standard character devices, no block device; no engine socket; "
+             f"kcore, sched_debug, firmware absent, keys and timer_list empty; {len(seen['processes'])} processes")
+
+
+@pytest.mark.attack("resources: a CPU hog beside other sandboxes")
+def test_a_cpu_hog_is_held_to_its_share_and_neighbours_keep_their_latency(client: OpenAI, container: str,
+                                                                          server: Server, evidence: Evidence) -> None:
+    import docker
+
+    hog = client.containers.create(name="hog").id
+    try:
+        run(client, hog, "import subprocess\nprocs = [subprocess.Popen(['python3', '-c', 'while True: pass']) "
+                         "for _ in range(4)]")
+        engine = docker.from_env().containers.get(f"toolshed-{hog}")
+
+        def cpu_ns() -> int:
+            return int(engine.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
+
+        started, first = time.monotonic(), cpu_ns()
+        latencies = []
+        while time.monotonic() - started < 4:
+            began = time.monotonic()
+            assert logs(run(client, container, "print('ok')")) == "ok\n"
+            latencies.append(time.monotonic() - began)
+        share = (cpu_ns() - first) / 1e9 / (time.monotonic() - started)
+        health = time.monotonic()
+        assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 200
+        health = time.monotonic() - health
+    finally:
+        client.containers.delete(hog)
+    # Four spinning processes get one CPU (TOOLSHED_SANDBOX_CPUS=1) of this machine's cores.
+    assert share < 1.2, share
+    assert max(latencies) < 2 and health < 2
+    latencies.sort()
+    evidence(f"4 spinning processes held to {share:.2f} CPUs; neighbour cells p50 "
+             f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")

@@ -152,6 +152,7 @@ class Lifecycle:
                 return False
             live.close_session()
             await asyncio.to_thread(self.runtime.remove, live.sandbox.id)
+            await asyncio.to_thread(self.workspaces.release, live.sandbox.id)
             self.slot_freed(live.sandbox.id)
             live.needs_restart = None
             live.sandbox = replace(live.sandbox, status="expired")

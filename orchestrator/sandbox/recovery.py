@@ -42,8 +42,9 @@ async def recover(lifecycle: Lifecycle) -> list[str]:
             continue
         if status == "running":
             lifecycle.slots.adopt(sandbox.id)
-        # After a host reboot the disk is no longer mounted; files must not be written beside it.
-        await asyncio.to_thread(workspaces.ensure_mounted, workspaces.get(sandbox.id))
+            # After a host reboot the disk is no longer mounted; files must not be written beside it. An expired
+            # sandbox's disk is mounted when its files are next used, so it holds no loop device meanwhile.
+            await asyncio.to_thread(workspaces.ensure_mounted, workspaces.get(sandbox.id))
         live = LiveSandbox(sandbox)
         registry.add(live)
         if status == "expired":

@@ -191,9 +191,23 @@ class WorkspaceStore:
     def _owner(self) -> int | None:
         return self._uid if os.geteuid() == 0 else None
 
+    def data_dir(self, sandbox_id: str) -> Path:
+        """The host folder that is the sandbox's /mnt/data, its disk mounted again if it was released."""
+        ws = self.get(sandbox_id)
+        if ws.image_file.exists():  # a deleted sandbox's disk is not made anew
+            self.ensure_mounted(ws)
+        return ws.data_dir
+
+    def release(self, sandbox_id: str) -> None:
+        """Unmount the disk of a sandbox whose container is gone, freeing its loop device; the image (the files)
+        stays, and is mounted again when the files or a new container need it."""
+        mount_point = self.get(sandbox_id).mount_point
+        if os.path.ismount(mount_point):
+            subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)
+
     def write_data(self, sandbox_id: str, relative: str, chunks: Iterable[bytes]) -> int:
         """Create or replace a file under the sandbox's /mnt/data, owned by the sandbox uid; returns its size."""
-        return safefs.write_file(self.get(sandbox_id).data_dir, relative, chunks, uid=self._owner)
+        return safefs.write_file(self.data_dir(sandbox_id), relative, chunks, uid=self._owner)
 
     def _give_to_sandbox(self, path: Path) -> None:
         if self._owner is not None:
@@ -206,8 +220,7 @@ class WorkspaceStore:
             ws.run_dir.unlink(missing_ok=True)
         else:
             shutil.rmtree(ws.run_dir, ignore_errors=True)
-        if os.path.ismount(ws.mount_point):
-            subprocess.run(["umount", "-l", str(ws.mount_point)], check=False, capture_output=True)
+        self.release(sandbox_id)
         shutil.rmtree(ws.root, ignore_errors=True)
 
     def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
