@@ -5,6 +5,7 @@
     ├── InvalidRequest  input the service cannot honour; `param` names the field   400
     ├── Conflict        the object is in a state that forbids the request          409
     ├── TooLarge        over a size limit                                          413
+    ├── DiskFull        the server's own disk is full; retry when space is back     507
     └── Unavailable     a part the request needs is down; retry later              503
 
 The engines keep their own trees (orchestrator.sandbox.errors, retrieval.errors). One table in
@@ -39,6 +40,10 @@ class Conflict(ServiceError):
 
 class TooLarge(ServiceError):
     code = "too_large"
+
+
+class DiskFull(ServiceError):
+    code = "insufficient_storage"
 
 
 class Unavailable(ServiceError):

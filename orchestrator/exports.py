@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.db import Database
+from orchestrator.errors import DiskFull
 from orchestrator.projects import OverLimit, Owners
 from orchestrator.storage import FileStore, FileTooLarge
 
@@ -60,7 +61,7 @@ class Exports:
                                        project=self._owners.owner(container_id) or "")
         except FileTooLarge:
             return Exported(None, "Not exported: it grew past the export limit while it was being copied.")
-        except OverLimit as exc:
+        except (OverLimit, DiskFull) as exc:
             return Exported(None, f"Not exported: {exc}")
         except OSError as exc:
             return Exported(None, f"Not exported: the server could not store it ({exc.strerror}).")

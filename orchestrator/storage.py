@@ -6,9 +6,11 @@ either a complete file or nothing visible.
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -16,12 +18,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator.db import Database
-from orchestrator.errors import NotFound, TooLarge
+from orchestrator.errors import DiskFull, NotFound, TooLarge
 from orchestrator.projects import OverLimit, scope_clause
 from retrieval.ids import new_file_id
 from retrieval.sqlite import PageRequest, keyset_page
 
 _CHUNK = 1 << 20
+_DISK_FULL = "The server's disk is full; the file was not stored. Try again once space is freed."
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]")
 
 
@@ -100,24 +103,31 @@ class FileStore:
     def write(self, source: BinaryIO | Iterable[bytes], filename: str, purpose: str, *, project: str,
               max_bytes: int | None = None) -> StoredFile:
         """Stream `source` to disk (never whole in memory) and record it as `project`'s; FileTooLarge past
-        `max_bytes`, OverLimit if the project would store more than its limit."""
+        `max_bytes`, OverLimit if the project would store more than its limit, DiskFull if the disk is."""
         file_id = new_file_id()
         partial = self._blobs / f"{file_id}.part"
         chunks = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source
         size = 0
         try:
-            with open(partial, "wb") as out:
-                for chunk in limit_size(chunks, max_bytes):
-                    size += len(chunk)
-                    out.write(chunk)
+            try:
+                with open(partial, "wb") as out:
+                    for chunk in limit_size(chunks, max_bytes):
+                        size += len(chunk)
+                        out.write(chunk)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise DiskFull(_DISK_FULL) from exc
+                raise
             record = StoredFile(file_id, safe_filename(filename), purpose, size, int(time.time()))
             # Bytes first, then the row: a kill between the two leaves a blob nobody lists (swept at the next
             # start), never a listed file without its bytes.
             os.replace(partial, self.blob_path(file_id))
             try:
                 self._insert(record, project)
-            except BaseException:
+            except BaseException as exc:
                 self.blob_path(file_id).unlink(missing_ok=True)
+                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                    raise DiskFull(_DISK_FULL) from exc
                 raise
         finally:
             partial.unlink(missing_ok=True)

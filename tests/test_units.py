@@ -172,6 +172,30 @@ def test_file_store_streams_lists_and_deletes(tmp_path: Path) -> None:
     assert [f.id for f in _file_store(tmp_path)[1].page(PageRequest(), scope=None)[0]] == [second.id]
 
 
+def test_a_full_disk_is_a_507_that_leaves_nothing_and_passes_when_space_is_back(tmp_path: Path) -> None:
+    """The blobs on a real 1 MiB tmpfs: a 2 MiB upload fails whole, and the next small one is stored."""
+    import subprocess
+
+    from orchestrator.api.errors import envelope
+    from orchestrator.errors import DiskFull
+
+    root = tmp_path / "root"
+    (root / "files").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root / "files")], check=True)
+    try:
+        db, store = _file_store(root)
+        with pytest.raises(DiskFull) as caught:
+            store.write([b"x" * (256 << 10)] * 8, "big.bin", "assistants", project="p")
+        assert envelope(caught.value)[0] == 507
+        assert envelope(caught.value)[1]["error"]["code"] == "insufficient_storage"
+        assert store.page(PageRequest(), scope=None)[0] == [] and list((root / "files").iterdir()) == []
+        small = store.write([b"fits"], "small.txt", "assistants", project="p")
+        assert store.blob_path(small.id).read_bytes() == b"fits"
+        db.close()
+    finally:
+        subprocess.run(["umount", str(root / "files")], check=False)
+
+
 def test_file_store_rejects_oversize_and_leaves_nothing(tmp_path: Path) -> None:
     _, store = _file_store(tmp_path)
     with pytest.raises(FileTooLarge):
