@@ -25,7 +25,7 @@ from orchestrator.api import (
     vector_stores,
 )
 from orchestrator.api.body_limit import BodyLimit
-from orchestrator.api.errors import install_error_handlers
+from orchestrator.api.errors import ERROR_RESPONSES, install_error_handlers
 from orchestrator.config import Settings
 from orchestrator.metrics import REGISTRY, EngineCollector
 from orchestrator.services import Services
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)], responses=ERROR_RESPONSES)
     v1.include_router(containers.router)
     v1.include_router(container_files.router)
     v1.include_router(files.router)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -65,10 +66,20 @@ def test_the_server_recovers_by_itself_when_the_docker_engine_restarts(docker_re
             assert time.monotonic() < deadline, "the pool did not fill"
             time.sleep(0.25)
 
+        busy = client.containers.create(name="mid-cell").id
+        cell: dict = {}
+        mid_cell = threading.Thread(target=lambda: cell.update(run(client, busy, "import time\ntime.sleep(120)")))
+        mid_cell.start()
+        time.sleep(2)
         restart_engine()
+        # The cell the restart cut ends at once, saying its kernel died; it does not wait out its sleep.
+        mid_cell.join(timeout=60)
+        assert not mid_cell.is_alive(), "a cell running when the engine restarted never ended"
+        assert cell["status"] == "failed" and cell["error"]["name"] == "KernelDied", cell
+        assert logs(run(client, busy, "print('busy again')")).endswith("busy again\n")
 
         # Without any request, the server notices: dead containers go (files stay), the pool refills.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             states = namespace_states(server)
             if states and set(states.values()) == {"running"} and container not in states:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator import errors, projects
@@ -24,6 +26,29 @@ class APIError(Exception):
                  param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error envelope, as the OpenAPI document describes every error answer."""
+
+    error: ErrorDetail
+
+
+# The error answers a /v1 operation may give, documented on every operation (the generated 422 is never sent:
+# request validation answers 400).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description} for status, description in (
+        (400, "Invalid request"), (401, "Missing or wrong API key"), (404, "No such object (or another project's)"),
+        (409, "The object's state forbids it"), (413, "Too large"), (429, "A project limit"),
+        (503, "A part the request needs is down, or no sandbox capacity"), (507, "The server's disk is full"))
+}
 
 
 def error_response(status: int, message: str, type: str, param: str | None = None,
