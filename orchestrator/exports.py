@@ -56,9 +56,8 @@ class Exports:
             return Exported(None, f"Not exported: {room}.")
         digest = hashlib.sha256()
         try:
-            # An export belongs to its sandbox's project (a sandbox with no owner row is seen by admins only).
             stored = self._files.write(_hashing(chunks, digest), filename, _PURPOSE, max_bytes=room,
-                                       project=self._owners.owner(container_id) or "")
+                                       project=self._owners.project_of(container_id))
         except FileTooLarge:
             return Exported(None, "Not exported: it grew past the export limit while it was being copied.")
         except (OverLimit, DiskFull) as exc:

@@ -67,6 +67,11 @@ class Owners:
         row = self._db.one("SELECT project FROM owners WHERE id = ?", (object_id,))
         return row[0] if row else None
 
+    def project_of(self, object_id: str) -> str:
+        """The project whatever is made for this object belongs to: its own, or "" (seen by admins only) if it
+        has no owner row, so an unowned object never passes its reach on to a project."""
+        return self.owner(object_id) or ""
+
     def sees(self, caller: Caller, object_id: str) -> bool:
         return caller.admin or self.owner(object_id) == caller.project
 

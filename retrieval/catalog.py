@@ -132,11 +132,10 @@ class Catalog(SQLite):
 
     def store_page(self, page: PageRequest, only: Collection[str] | None = None) -> tuple[list[Store], bool]:
         """One page of stores; of those whose ids are in `only` when given."""
-        where, args = ("id IN (SELECT value FROM json_each(?))", (json.dumps(list(only)),)) if only is not None \
-            else ("1", ())
+        where = "1" if only is None else "id IN (SELECT value FROM json_each(?))"
         with self.read() as conn:
             rows, has_more = keyset_page(conn, page, select=_STORE_COLUMNS, table="stores", seq="key", where=where,
-                                         args=args)
+                                         args=() if only is None else (json.dumps(list(only)),))
             return [self._store_of(conn, row) for row in rows], has_more
 
     def _store_of(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Store:
@@ -198,14 +197,10 @@ class Catalog(SQLite):
 
     def chunk_ids(self, store_id: str, file_ids: list[str]) -> set[int]:
         """The ids of these files' chunks in a store."""
-        found: set[int] = set()
-        with self.read() as conn:
-            for start in range(0, len(file_ids), 500):
-                part = file_ids[start:start + 500]
-                found.update(row[0] for row in conn.execute(
-                    f"SELECT id FROM chunks WHERE store_id = ? AND file_id IN ({','.join('?' * len(part))})",
-                    (store_id, *part)))
-        return found
+        with self.read() as conn:  # one JSON argument, however many files: SQLite caps bound parameters
+            rows = conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id IN "
+                                "(SELECT value FROM json_each(?))", (store_id, json.dumps(file_ids)))
+            return {row[0] for row in rows}
 
     def hits(self, ranked: list[Fused]) -> list[Hit]:
         """Ranked chunks as hits: their text, file and page (a chunk deleted meanwhile is left out)."""
@@ -226,24 +221,18 @@ class Catalog(SQLite):
 
     def files(self, store_id: str, *, status: str | None = None, batch_id: str | None = None) -> list[StoreFile]:
         """A store's files, oldest first."""
-        sql, args = f"SELECT {_FILE_COLUMNS} FROM store_files WHERE store_id = ?", [store_id]
-        if status is not None:
-            sql, args = sql + " AND status = ?", [*args, status]
-        if batch_id is not None:
-            sql, args = sql + " AND batch_id = ?", [*args, batch_id]
+        where, args = _file_filter(store_id, status, batch_id)
         with self.read() as conn:
-            return [_file_of(row) for row in conn.execute(sql + " ORDER BY seq", args).fetchall()]
+            rows = conn.execute(f"SELECT {_FILE_COLUMNS} FROM store_files WHERE {where} ORDER BY seq", args)
+            return [_file_of(row) for row in rows.fetchall()]
 
     def file_page(self, store_id: str, page: PageRequest, *, status: str | None = None,
                   batch_id: str | None = None) -> tuple[list[StoreFile], bool]:
         """One page of a store's files (of one status, of one batch) in attachment order."""
-        where, args = "store_id = ?", [store_id]
-        for column, value in (("status", status), ("batch_id", batch_id)):
-            if value is not None:
-                where, args = f"{where} AND {column} = ?", [*args, value]
+        where, args = _file_filter(store_id, status, batch_id)
         with self.read() as conn:
             rows, has_more = keyset_page(conn, page, select=_FILE_COLUMNS, table="store_files", where=where,
-                                         args=tuple(args), cursor_column="file_id")
+                                         args=args, cursor_column="file_id")
         return [_file_of(row) for row in rows], has_more
 
     def pending(self) -> list[StoreFile]:
@@ -260,8 +249,6 @@ class Catalog(SQLite):
                      (status, error.code if error else None, error.message if error else None, usage_bytes,
                       store_id, file_id))
 
-    # ---- batches -------------------------------------------------------------------------------------------
-
     @staticmethod
     def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
         """Insert one chunk row inside the caller's write transaction; returns its id."""
@@ -271,6 +258,8 @@ class Catalog(SQLite):
             (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
              chunk.text))
         return int(cursor.lastrowid)
+
+    # ---- batches -------------------------------------------------------------------------------------------
 
     def create_batch(self, store_id: str) -> str:
         batch_id = new_id("vsfb_")
@@ -294,6 +283,13 @@ class Catalog(SQLite):
                 raise BatchNotFound(store_id, batch_id)
             counts, _ = self._counts(conn, "batch_id", batch_id)
         return Batch(row[0], row[1], row[2], counts, bool(row[3]))
+
+
+def _file_filter(store_id: str, status: str | None, batch_id: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (and its arguments) for a store's files, of one status and one batch when given."""
+    given = {column: value for column, value in (("store_id", store_id), ("status", status), ("batch_id", batch_id))
+             if value is not None}
+    return " AND ".join(f"{column} = ?" for column in given), tuple(given.values())
 
 
 def _file_of(row: tuple[Any, ...]) -> StoreFile:

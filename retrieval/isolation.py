@@ -2,8 +2,9 @@
 
 An uploaded file is hostile input: a zip bomb posing as a docx, or a PDF whose object graph makes the parser loop
 or allocate without end, must cost one failed file, never the server's memory or an ingestion stuck forever.
-One long-lived worker process (started on first use, with `spawn`, so it shares nothing with the server's threads)
-parses file after file under RLIMIT_AS; a file that overruns the time is given up and the worker killed, one that
+One long-lived worker process (started on first use as `python -m retrieval.isolation`: a fresh interpreter that
+shares nothing with the server's threads and imports only the parsers, not the server) parses file after file
+under RLIMIT_AS; a file that overruns the time is given up and the worker killed, one that
 overruns the memory gets MemoryError (or kills the worker); either way the next file gets a fresh worker.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import resource
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -57,7 +60,7 @@ class IsolatedParser:
     def __init__(self, limits: ParseLimits | None = None) -> None:
         self.limits = limits or ParseLimits()
         self._lock = threading.Lock()
-        self._worker: tuple[multiprocessing.process.BaseProcess, Connection] | None = None
+        self._worker: tuple[subprocess.Popen[bytes], Connection] | None = None
 
     def parse(self, path: Path, filename: str) -> list[Page]:
         """The file's pages; FileProblem if it cannot be read, or overruns the time or memory limit."""
@@ -86,12 +89,11 @@ class IsolatedParser:
                                               f"{self.limits.memory_bytes >> 20} MB of memory; it was given up.")
         raise FileProblem(answer[1], answer[2])
 
-    def _start(self) -> tuple[multiprocessing.process.BaseProcess, Connection]:
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self.limits.memory_bytes), daemon=True,
-                                  name="toolshed-parser")
-        process.start()
+    def _start(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        ours, theirs = multiprocessing.Pipe()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retrieval.isolation", str(theirs.fileno()), str(self.limits.memory_bytes)],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self._worker = (process, ours)
         return self._worker
@@ -101,9 +103,13 @@ class IsolatedParser:
             process, conn = self._worker
             self._worker = None
             process.kill()
-            process.join()
+            process.wait()
             conn.close()
 
     def close(self) -> None:
         with self._lock:
             self._stop()
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))

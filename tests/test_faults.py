@@ -35,7 +35,7 @@ def wait_for(condition, seconds: float = 20) -> bool:  # noqa: ANN001
 @pytest.mark.docker
 def test_sandboxes_release_their_loop_devices(docker_ready: None, tmp_path: Path) -> None:
     """Deleted, reclaimed and removed-from-outside sandboxes give back their mount and loop device; an expired
-    sandbox's files stay readable (its disk is mounted for the read) and its next cell runs."""
+    sandbox's files stay readable (its disk is mounted for the read, then let go) and its next cell runs."""
     data = tmp_path / "data"
     with running_server(data, TOOLSHED_POOL_SIZE="0", TOOLSHED_REAP_INTERVAL="1") as server:
         client = sdk_client(server)
@@ -53,6 +53,8 @@ def test_sandboxes_release_their_loop_devices(docker_ready: None, tmp_path: Path
         assert wait_for(lambda: loop_devices(data) == 0), "the reclaimed sandbox kept its loop device"
         [record] = client.containers.files.list(container_id=kept).data
         assert client.containers.files.content.retrieve(record.id, container_id=kept).read() == b"still here"
+        # The read mounted the disk again; the reaper lets it go while the sandbox stays expired.
+        assert wait_for(lambda: loop_devices(data) == 0), "the read left the expired sandbox's disk mounted"
         assert logs(run(client, kept, "print(open('/mnt/data/kept.txt').read())")).endswith("still here\n")
         assert loop_devices(data) == 1
         client.containers.delete(kept)

@@ -49,8 +49,7 @@ class HostedCalls:
             outputs += 1
 
         TOOL_CALLS.labels(call.name).inc()
-        # The thread's sandbox is its project's (an unowned thread's, admins' only).
-        context = ToolContext(SCOPE, run["thread_id"], self._owners.owner(run["thread_id"]) or "",
+        context = ToolContext(SCOPE, run["thread_id"], self._owners.project_of(run["thread_id"]),
                               resources(self._objects, run), on_output, search_settings(run))
         with logs.bind(step_id=step["id"]):
             outcome = await self._tools.call(call, context)

@@ -70,7 +70,7 @@ class Assistants:
     def update_assistant(self, assistant_id: str, fields: dict[str, Any], resources: Resources) -> dict[str, Any]:
         body = self.objects.get("assistants", assistant_id)
         tool_resources = self._resolve(resources, body["tool_resources"], "tool_resources",
-                                       self._project_of(assistant_id))
+                                       self.owners.project_of(assistant_id))
         return self.objects.replace("assistants", {**body, **fields, "tool_resources": tool_resources})
 
     # ---- threads -------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ class Assistants:
                       metadata: dict[str, str] | None) -> dict[str, Any]:
         body = self.objects.get("threads", thread_id)
         changed = {"tool_resources": self._resolve(resources, body["tool_resources"], "tool_resources",
-                                                   self._project_of(thread_id))}
+                                                   self.owners.project_of(thread_id))}
         if metadata is not None:
             changed["metadata"] = metadata
         return self.objects.replace("threads", {**body, **changed})
@@ -127,10 +127,6 @@ class Assistants:
         return self.objects.page("messages", page, thread_id=thread_id, run_id=run_id)
 
     # ---- tool resources ------------------------------------------------------------------------------------
-
-    def _project_of(self, object_id: str) -> str:
-        """The project of an assistant or thread (an unowned one's stores are admins' only, as it is)."""
-        return self.owners.owner(object_id) or ""
 
     def _resolve(self, resources: Resources, current: dict[str, Any], param: str, project: str) -> dict[str, Any]:
         """The tool resources as stored, every id checked; a `vector_stores` helper becomes a new store of
@@ -175,7 +171,7 @@ class Assistants:
         if searchable and store_ids:
             self._stores.attach(store_ids[0], searchable)
         elif searchable:
-            store_ids = [self._stores.create(f"thread {thread['id']}", project=self._project_of(thread["id"]),
+            store_ids = [self._stores.create(f"thread {thread['id']}", project=self.owners.project_of(thread["id"]),
                                              attachments=searchable, metadata=None,
                                              expires_after_days=THREAD_STORE_DAYS, description=None).id]
         if attachments:

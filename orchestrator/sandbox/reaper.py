@@ -28,6 +28,7 @@ class Reaper:
                 await asyncio.sleep(interval)
                 try:
                     await self.reap_idle()
+                    await self.release_idle_disks()
                     await self.sweep_orphans()
                 except Exception:
                     log.exception("reaping idle sandboxes failed")
@@ -51,6 +52,16 @@ class Reaper:
             if reclaimed:
                 reaped.append(sandbox.id)
         return reaped
+
+    async def release_idle_disks(self) -> None:
+        """Unmount the disks of expired sandboxes that a read of their files mounted again, so an expired sandbox
+        holds no loop device between uses. Under the sandbox's lock: a cell bringing it back mounts its own."""
+        for live in self._lifecycle.registry.all():
+            if live.sandbox.status != "expired" or live.lock.locked():
+                continue
+            async with live.lock:
+                if live.sandbox.status == "expired" and self._lifecycle.registry.holds(live):
+                    await asyncio.to_thread(self._lifecycle.workspaces.release, live.sandbox.id)
 
     async def sweep_orphans(self) -> list[str]:
         """Remove this namespace's containers that hold no slot: ones whose removal failed while the engine was
