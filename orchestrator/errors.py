@@ -15,6 +15,8 @@ own `code` (and `param`).
 
 from __future__ import annotations
 
+from retrieval import errors as retrieval_errors
+
 
 class ServiceError(Exception):
     code: str | None = None
@@ -42,7 +44,9 @@ class TooLarge(ServiceError):
     code = "too_large"
 
 
-class DiskFull(ServiceError):
+class DiskFull(ServiceError, retrieval_errors.DiskFull):
+    """Also the engines' DiskFull: one 507 for a full disk wherever the write was."""
+
     code = "insufficient_storage"
 
 

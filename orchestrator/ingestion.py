@@ -2,7 +2,8 @@
 
 Embedding is CPU-bound and the host has few cores, so one worker runs at a time and the API stays responsive.
 Files still `in_progress` when the server starts (it was stopped or killed mid-way) are queued again, so nothing
-stays stuck; a file whose blob has vanished ends `failed`.
+stays stuck; a file whose blob has vanished ends `failed`, and so does a batch that met a full disk (its rows
+rolled back whole: adding the files again once space is freed indexes them).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import OrderedDict
 from orchestrator import logs
 from orchestrator.metrics import INGEST_SECONDS, INGESTED
 from orchestrator.storage import FileNotFound, FileStore
-from retrieval.errors import RetrievalError
+from retrieval.errors import DiskFull, RetrievalError
 from retrieval.vector_store import VectorStoreEngine
 
 log = logging.getLogger("toolshed.ingestion")
@@ -71,16 +72,22 @@ class IngestionQueue:
                     await asyncio.to_thread(self._ingest, store_id, batch)
                 except RetrievalError as exc:  # the store or file was deleted meanwhile
                     log.info("ingestion into %s stopped: %s", store_id, exc)
+                except DiskFull:
+                    log.error("ingestion into %s stopped: the disk is full", store_id)
+                    self._fail(store_id, batch, "The server's disk was full while indexing this file; nothing of "
+                                                "it was indexed. Add the file again once space is freed.")
                 except Exception:
                     log.exception("ingestion into %s failed", store_id)
-                    self._fail(store_id, batch)
+                    self._fail(store_id, batch, "Indexing failed on the server.")
 
-    def _fail(self, store_id: str, file_ids: list[str]) -> None:
+    def _fail(self, store_id: str, file_ids: list[str], reason: str) -> None:
         for file_id in file_ids:
             try:
-                self._engine.fail_interrupted(store_id, file_id, "Indexing failed on the server.")
+                self._engine.fail_interrupted(store_id, file_id, reason)
             except RetrievalError:
                 pass
+            except DiskFull:  # not even the status fits: the file stays in_progress and is queued at next start
+                log.error("could not mark %s failed in %s: the disk is full", file_id, store_id)
 
     def _take(self) -> tuple[str, list[str]]:
         """The next store's queued files (up to a run's worth), so their chunks are embedded in shared batches."""

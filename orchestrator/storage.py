@@ -10,7 +10,6 @@ import errno
 import mimetypes
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import BinaryIO
 from orchestrator.db import Database
 from orchestrator.errors import DiskFull, NotFound, TooLarge
 from orchestrator.projects import OverLimit, scope_clause
+from retrieval import errors as retrieval_errors
 from retrieval.ids import new_file_id
 from retrieval.sqlite import PageRequest, keyset_page
 
@@ -126,7 +126,7 @@ class FileStore:
                 self._insert(record, project)
             except BaseException as exc:
                 self.blob_path(file_id).unlink(missing_ok=True)
-                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                if isinstance(exc, retrieval_errors.DiskFull):
                     raise DiskFull(_DISK_FULL) from exc
                 raise
         finally:

@@ -6,6 +6,7 @@ a cache of them (see vector_store.py), so a crash at any point loses at most wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -13,75 +14,24 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from retrieval.catalog_schema import SCHEMA
 from retrieval.embedding import content_hash
-from retrieval.errors import BatchNotFound, StoreFileNotFound, StoreNotFound
+from retrieval.errors import BatchNotFound, DiskFull, StoreFileNotFound, StoreNotFound
 from retrieval.fusion import Fused
 from retrieval.ids import new_id
-from retrieval.models import Batch, Chunk, ChunkingStrategy, FileCounts, FileError, Hit, Store, StoreFile
+from retrieval.models import (
+    Batch,
+    Chunk,
+    ChunkingStrategy,
+    FileCounts,
+    FileError,
+    Hit,
+    IndexedChunk,
+    Store,
+    StoreFile,
+)
 from retrieval.sqlite import PageRequest, SQLite, keyset_page
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stores (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    description TEXT,
-    created_at INTEGER NOT NULL,
-    last_active_at INTEGER NOT NULL,
-    metadata TEXT NOT NULL,
-    expires_after_days INTEGER,
-    checkpoint TEXT,
-    checkpoint_max_chunk INTEGER NOT NULL DEFAULT 0,
-    checkpoint_deletion INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS store_files (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    store_id TEXT NOT NULL,
-    file_id TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    usage_bytes INTEGER NOT NULL DEFAULT 0,
-    attributes TEXT NOT NULL,
-    chunking TEXT NOT NULL,
-    error_code TEXT,
-    error_message TEXT,
-    batch_id TEXT,
-    UNIQUE (store_id, file_id)
-);
-CREATE INDEX IF NOT EXISTS store_files_batch ON store_files (batch_id);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    store_id TEXT NOT NULL,
-    file_id TEXT NOT NULL,
-    ordinal INTEGER NOT NULL,
-    page INTEGER,
-    start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
-    tokens INTEGER NOT NULL,
-    hash TEXT NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_file ON chunks (store_id, file_id);
-CREATE TABLE IF NOT EXISTS embeddings (
-    model TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (model, hash)
-);
--- Chunks removed since a store's FAISS checkpoint was written, so loading it can drop them again.
-CREATE TABLE IF NOT EXISTS deletions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    store_id TEXT NOT NULL,
-    chunk_id INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    store_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    cancelled INTEGER NOT NULL DEFAULT 0
-);
-"""
 _FILE_COLUMNS = ("store_id, file_id, filename, status, created_at, usage_bytes, attributes, chunking, error_code, "
                  "error_message, batch_id")
 _STORE_COLUMNS = "id, name, created_at, last_active_at, metadata, expires_after_days, description, key"
@@ -91,7 +41,7 @@ class Catalog(SQLite):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         with self.read() as conn:
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA)
 
     # ---- stores --------------------------------------------------------------------------------------------
 
@@ -163,7 +113,8 @@ class Catalog(SQLite):
                 raise StoreNotFound(store_id)
 
     def touch(self, store_id: str) -> None:
-        with self.write() as conn:
+        """Note the store's use (its expiry counts from it); on a full disk the search answers all the same."""
+        with contextlib.suppress(DiskFull), self.write() as conn:
             conn.execute("UPDATE stores SET last_active_at = ? WHERE id = ?", (int(time.time()), store_id))
 
     # ---- files ---------------------------------------------------------------------------------------------
@@ -235,6 +186,22 @@ class Catalog(SQLite):
                                          args=args, cursor_column="file_id")
         return [_file_of(row) for row in rows], has_more
 
+    def chunk_count(self, store_id: str, file_id: str | None = None) -> int:
+        """A store's chunks, or one file's."""
+        sql, args = "SELECT COUNT(*) FROM chunks WHERE store_id = ?", [store_id]
+        if file_id is not None:
+            sql, args = sql + " AND file_id = ?", [store_id, file_id]
+        with self.read() as conn:
+            return int(conn.execute(sql, args).fetchone()[0])
+
+    def chunks(self, store_id: str, file_id: str) -> list[IndexedChunk]:
+        """The indexed chunks of a file, in order."""
+        self.file(store_id, file_id)
+        with self.read() as conn:
+            rows = conn.execute("SELECT id, text, page, start, end, tokens FROM chunks WHERE store_id = ? AND "
+                                "file_id = ? ORDER BY ordinal", (store_id, file_id)).fetchall()
+        return [IndexedChunk(row[0], Chunk(*row[1:])) for row in rows]
+
     def pending(self) -> list[StoreFile]:
         """Files still `in_progress`, across all stores, in the order they were attached."""
         with self.read() as conn:
@@ -244,8 +211,9 @@ class Catalog(SQLite):
 
     def set_status(self, conn: sqlite3.Connection, store_id: str, file_id: str, status: str,
                    error: FileError | None = None, usage_bytes: int = 0) -> None:
+        """End an `in_progress` file; one that already ended (indexed, cancelled) keeps its status."""
         conn.execute("UPDATE store_files SET status = ?, error_code = ?, error_message = ?, usage_bytes = ? "
-                     "WHERE store_id = ? AND file_id = ?",
+                     "WHERE store_id = ? AND file_id = ? AND status = 'in_progress'",
                      (status, error.code if error else None, error.message if error else None, usage_bytes,
                       store_id, file_id))
 

@@ -7,6 +7,7 @@ RetrievalError
  │    └── BatchNotFound     an unknown file batch of a store
  ├── InvalidRequest         a bad argument (`param` names it)
  └── FileProblem            a file that cannot be indexed; `code` is OpenAI's `unsupported_file` or `invalid_file`
+DiskFull                    the disk under a database or an index is full: the write was rolled back whole
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from __future__ import annotations
 
 class RetrievalError(Exception):
     pass
+
+
+class DiskFull(Exception):
+    """Not a RetrievalError: nothing is wrong with the request or the store, and the same write works once space
+    is freed."""
+
+    def __init__(self, message: str = "The server's disk is full; nothing was written. Try again once space is "
+                                      "freed.") -> None:
+        super().__init__(message)
 
 
 class NotFound(RetrievalError):

@@ -51,10 +51,15 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         temporary = path.with_name(f".{path.name}.partial")
-        faiss.write_index(self._index, str(temporary))
-        with open(temporary, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
+        try:
+            faiss.write_index(self._index, str(temporary))
+            with open(temporary, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(temporary, path)
+        except RuntimeError as exc:  # how faiss reports a failed write, a full disk among them
+            raise OSError(f"could not write {path.name}: {exc}") from exc
+        finally:
+            temporary.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path, dimension: int) -> VectorIndex | None:

@@ -4,6 +4,7 @@ checkpointed (temp file, rename) only when the backlog is a sizeable fraction of
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.catalog import Catalog
+from retrieval.errors import DiskFull
 from retrieval.index import VectorIndex
 from retrieval.keyword import KeywordIndex
+
+log = logging.getLogger("toolshed.retrieval")
 
 _CHECKPOINT_MIN_BACKLOG = 2000
 
@@ -136,10 +140,21 @@ class LoadedIndexes:
             if not backlog or (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4)):
                 return
             name = f"{store_id}-{loaded.max_chunk}-{loaded.deletion}.faiss"
-            loaded.index.save(self._checkpoints / name)
-            with self._catalog.write() as conn:
-                conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, checkpoint_deletion = ? "
-                             "WHERE id = ?", (name, loaded.max_chunk, loaded.deletion, store_id))
-                conn.execute("DELETE FROM deletions WHERE store_id = ? AND seq <= ?", (store_id, loaded.deletion))
+            try:
+                loaded.index.save(self._checkpoints / name)
+                with self._catalog.write() as conn:
+                    conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, "
+                                 "checkpoint_deletion = ? WHERE id = ?",
+                                 (name, loaded.max_chunk, loaded.deletion, store_id))
+                    conn.execute("DELETE FROM deletions WHERE store_id = ? AND seq <= ?",
+                                 (store_id, loaded.deletion))
+            except (OSError, DiskFull) as exc:
+                # A checkpoint only saves replaying committed rows at the next load; the rows are the truth.
+                if row[0] != name:
+                    (self._checkpoints / name).unlink(missing_ok=True)
+                log.warning("checkpoint of %s not written: %s", store_id, exc)
+                if force:
+                    raise
+                return
             if row[0] and row[0] != name:
                 (self._checkpoints / row[0]).unlink(missing_ok=True)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from retrieval.errors import DiskFull
+
 
 class SQLite:
     def __init__(self, path: Path) -> None:
@@ -27,15 +29,20 @@ class SQLite:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: everything inside commits together or not at all."""
+        """One transaction: everything inside commits together or not at all; DiskFull if the disk is."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                # A failed COMMIT may leave the transaction open (SQLite rolls back by itself after some errors
+                # only); left open, every later BEGIN on this shared connection would fail.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    raise DiskFull() from exc
                 raise
-            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,7 +34,6 @@ from retrieval.models import (
     Document,
     FileError,
     Hit,
-    IndexedChunk,
     SearchMode,
     Store,
     StoreFile,
@@ -61,6 +61,7 @@ class VectorStoreEngine:
         self.store, self.stores, self.has_stores, self.require = catalog.store, catalog.stores, catalog.has_stores, \
             catalog.store_key
         self.file, self.files, self.pending = catalog.file, catalog.files, catalog.pending
+        self.chunk_count, self.chunks = catalog.chunk_count, catalog.chunks
         self.store_page, self.file_page = catalog.store_page, catalog.file_page
         self.update_store, self.batch, self.create_batch, self.cancel_batch = catalog.update_store, catalog.batch, \
             catalog.create_batch, catalog.cancel_batch
@@ -163,34 +164,41 @@ class VectorStoreEngine:
         texts = {content_hash(c.text): c.text for _, chunks in pending for c in chunks}
         vectors = self._cache.vectors(texts)
         key = self._catalog.store_key(store_id)
-        dimension = self.embedder.dimension
-        with self._indexes.lock, self._catalog.write() as conn:
-            self._indexes.catch_up_loaded(store_id)
-            added: list[tuple[int, str]] = []
-            for document, chunks in pending:
-                status = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
-                                      (store_id, document.file_id)).fetchone()
-                if status is None or status[0] != "in_progress":  # cancelled or removed meanwhile
-                    continue
-                if not chunks:
-                    self._catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
-                        "unsupported_file", "The file has no extractable text."))
-                    continue
-                ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
-                       for ordinal, chunk in enumerate(chunks)]
-                self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
-                added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
-                usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
-                self._catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
-            self._cache.store(conn, vectors)
+        added: list[tuple[int, str]] = []
+        # The memory index takes the new vectors only once their rows are committed: a failed commit (a full
+        # disk) must leave no vector behind whose chunk id SQLite would hand out again.
+        with self._indexes.lock:
+            with self._catalog.write() as conn:
+                self._indexes.catch_up_loaded(store_id)
+                self._insert_round(conn, store_id, key, pending, added)
+                self._cache.store(conn, vectors)
             loaded = self._indexes.loaded(store_id)
             if loaded is not None and added:
                 loaded.index.add(np.array([i for i, _ in added]), np.stack([vectors[h] for _, h in added]))
                 loaded.max_chunk = max(i for i, _ in added)
-        with self._indexes.lock:
             self._indexes.mark_seen(store_id)
         if progress:
             progress(len(pending))
+
+    def _insert_round(self, conn: sqlite3.Connection, store_id: str, key: int,
+                      pending: list[tuple[Document, list[Chunk]]], added: list[tuple[int, str]]) -> None:
+        """The round's chunks as rows (and keyword postings); `added` gets their (chunk id, content hash)."""
+        dimension = self.embedder.dimension
+        for document, chunks in pending:
+            status = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
+                                  (store_id, document.file_id)).fetchone()
+            if status is None or status[0] != "in_progress":  # cancelled or removed meanwhile
+                continue
+            if not chunks:
+                self._catalog.set_status(conn, store_id, document.file_id, "failed", FileError(
+                    "unsupported_file", "The file has no extractable text."))
+                continue
+            ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
+                   for ordinal, chunk in enumerate(chunks)]
+            self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
+            added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
+            usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
+            self._catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
 
     def _fail(self, store_id: str, file_id: str, error: FileError) -> None:
         with self._catalog.write() as conn:
@@ -204,15 +212,17 @@ class VectorStoreEngine:
         """Detach a file: its chunks leave the keyword index and the vector index at once."""
         self._catalog.file(store_id, file_id)
         key = self._catalog.store_key(store_id)
-        with self._indexes.lock, self._catalog.write() as conn:
-            self._indexes.catch_up_loaded(store_id)
-            ids = [row[0] for row in conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id = ?",
-                                                  (store_id, file_id))]
-            conn.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
-            conn.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
-            self._keyword.remove(conn, key, ids)
-            conn.executemany("INSERT INTO deletions (store_id, chunk_id) VALUES (?, ?)", [(store_id, i) for i in ids])
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM deletions").fetchone()[0]
+        with self._indexes.lock:
+            with self._catalog.write() as conn:
+                self._indexes.catch_up_loaded(store_id)
+                ids = [row[0] for row in conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id = ?",
+                                                      (store_id, file_id))]
+                conn.execute("DELETE FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+                conn.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+                self._keyword.remove(conn, key, ids)
+                conn.executemany("INSERT INTO deletions (store_id, chunk_id) VALUES (?, ?)",
+                                 [(store_id, i) for i in ids])
+                seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM deletions").fetchone()[0]
             loaded = self._indexes.loaded(store_id)
             if loaded is not None:
                 loaded.index.remove(np.array(ids, dtype=np.int64))
@@ -229,22 +239,6 @@ class VectorStoreEngine:
             conn.execute("UPDATE store_files SET attributes = ? WHERE store_id = ? AND file_id = ?",
                          (json.dumps(attributes), store_id, file_id))
         return self._catalog.file(store_id, file_id)
-
-    def chunk_count(self, store_id: str, file_id: str | None = None) -> int:
-        """A store's chunks, or one file's."""
-        sql, args = "SELECT COUNT(*) FROM chunks WHERE store_id = ?", [store_id]
-        if file_id is not None:
-            sql, args = sql + " AND file_id = ?", [store_id, file_id]
-        with self._catalog.read() as conn:
-            return int(conn.execute(sql, args).fetchone()[0])
-
-    def chunks(self, store_id: str, file_id: str) -> list[IndexedChunk]:
-        """The indexed chunks of a file, in order."""
-        self._catalog.file(store_id, file_id)
-        with self._catalog.read() as conn:
-            rows = conn.execute("SELECT id, text, page, start, end, tokens FROM chunks WHERE store_id = ? AND "
-                                "file_id = ? ORDER BY ordinal", (store_id, file_id)).fetchall()
-        return [IndexedChunk(row[0], Chunk(*row[1:])) for row in rows]
 
     # ---- the vector index ----------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,3 +19,10 @@ def datasets_dir() -> Path:
 
 DATASETS = datasets_dir()
 DOCS = DATASETS / "docs"
+
+
+def scifact_abstracts(first: int, count: int) -> str:
+    """`count` SciFact abstracts from the `first`th on, as one Markdown document (a heading per abstract)."""
+    with open(DATASETS / "scifact" / "corpus.jsonl") as corpus:
+        docs = [json.loads(line) for _, line in zip(range(first + count), corpus, strict=False)][first:]
+    return "\n\n".join(f"# {doc['title']}\n\n{doc['text']}" for doc in docs)

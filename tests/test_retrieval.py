@@ -19,7 +19,7 @@ from retrieval.fusion import fuse
 from retrieval.models import ChunkingStrategy
 from retrieval.parsing import parse
 from retrieval.vector_store import VectorStoreEngine
-from tests.datasets import DATASETS, DOCS
+from tests.datasets import DATASETS, DOCS, scifact_abstracts
 
 PDF = DOCS / "pdf" / "arxiv-1706.03762-attention-is-all-you-need.pdf"
 
@@ -245,3 +245,51 @@ def test_hybrid_scores_are_absolute_so_junk_scores_low(engine: VectorStoreEngine
     weight = engine.dense_weight
     assert best.score == pytest.approx(weight * best.dense_score + (1 - weight) * best.keyword_score, abs=1e-6)
     assert engine.search([store.id], "asdkjh qwpoeiru", k=10, score_threshold=0.2) == []
+
+
+def test_a_full_disk_during_an_index_write_leaves_nothing_behind(tmp_path: Path,
+                                                                 embedder: SentenceTransformerEmbedder) -> None:
+    """The index on a real 4 MiB tmpfs, filled to the last byte: indexing a file raises DiskFull and leaves none
+    of its chunks, in the database or in the loaded vector index (whose chunk ids SQLite hands out again: a
+    stale vector would make another file's chunk answer for this one); with space back, indexing works."""
+    import subprocess
+
+    from retrieval.errors import DiskFull
+
+    root = tmp_path / "index"
+    root.mkdir()
+    sources = {name: tmp_path / f"{name}.md" for name in ("a", "b", "c")}
+    for path, (first, count) in zip(sources.values(), ((0, 1), (1, 60), (100, 60)), strict=True):
+        path.write_text(scifact_abstracts(first, count))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], check=True)
+    try:
+        engine = VectorStoreEngine(root, embedder=embedder)
+        store = engine.create_store("s").id
+        for name in sources:
+            engine.attach(store, name, f"{name}.md")
+        engine.ingest(store, [("a", sources["a"])])
+        assert engine.file(store, "a").status == "completed"
+        b_sentence = scifact_abstracts(1, 1).split("\n\n")[1][:300]
+        assert engine.search([store], b_sentence, mode="dense")[0].file_id == "a"  # loads the vector index
+        with open(root / "filler", "wb", buffering=0) as filler:
+            try:
+                while filler.write(b"\0" * (64 << 10)):
+                    pass
+            except OSError:
+                pass
+        with pytest.raises(DiskFull):
+            engine.ingest(store, [("b", sources["b"])])
+        assert engine.chunk_count(store, "b") == 0 and engine.file(store, "b").status == "in_progress"
+
+        (root / "filler").unlink()
+        engine.ingest(store, [("c", sources["c"])])  # takes the chunk ids b's rolled-back rows had
+        assert engine.file(store, "c").status == "completed"
+        best = engine.search([store], b_sentence, mode="dense")[0]
+        assert best.dense_score is not None and best.dense_score < 0.6, best  # no stale vector of b's text
+        engine.ingest(store, [("b", sources["b"])])
+        best = engine.search([store], b_sentence, mode="dense")[0]
+        assert (best.file_id, engine.file(store, "b").status) == ("b", "completed")
+        assert b_sentence[:100] in best.text
+        engine.close()
+    finally:
+        subprocess.run(["umount", "--lazy", str(root)], check=False)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from orchestrator.api.assistant_schemas import AssistantCreate, AssistantUpdate, resources_of
 from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep
+from orchestrator.api.openai_shapes import Assistant, shaped
 from orchestrator.api.ownership import owned_path, require_resources
 from orchestrator.api.schemas import Deleted, page_of
 from orchestrator.db import PageRequest
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/assistants", tags=["assistants"], dependencies=[owne
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
-@router.post("")
+@router.post("", **shaped(Assistant))
 async def create_assistant(body: AssistantCreate, assistants: AssistantsDep, caller: CallerDep,
                            owners: OwnersDep) -> dict[str, Any]:
     resources = resources_of(body.tool_resources)
@@ -24,7 +25,7 @@ async def create_assistant(body: AssistantCreate, assistants: AssistantsDep, cal
     return assistants.create_assistant({**body.fields(), "model": body.model}, resources, caller.project)
 
 
-@router.get("")
+@router.get("", **shaped(Assistant, listed=True))
 async def list_assistants(assistants: AssistantsDep, caller: CallerDep, limit: Limit = 20,
                           order: Literal["asc", "desc"] = "desc", after: str | None = None,
                           before: str | None = None) -> dict[str, Any]:
@@ -33,12 +34,12 @@ async def list_assistants(assistants: AssistantsDep, caller: CallerDep, limit: L
     return page_of(items, has_more)
 
 
-@router.get("/{assistant_id}")
+@router.get("/{assistant_id}", **shaped(Assistant))
 async def retrieve_assistant(assistant_id: str, assistants: AssistantsDep) -> dict[str, Any]:
     return assistants.objects.get("assistants", assistant_id)
 
 
-@router.post("/{assistant_id}")
+@router.post("/{assistant_id}", **shaped(Assistant))
 async def update_assistant(assistant_id: str, body: AssistantUpdate, assistants: AssistantsDep, caller: CallerDep,
                            owners: OwnersDep) -> dict[str, Any]:
     fields = body.fields()

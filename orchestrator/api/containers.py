@@ -24,6 +24,7 @@ from orchestrator.api.deps import (
 )
 from orchestrator.api.disconnect import cancel, unless_disconnected
 from orchestrator.api.errors import APIError, envelope
+from orchestrator.api.openai_shapes import EVENT_STREAM
 from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import (
     ContainerCreate,
@@ -104,7 +105,8 @@ async def restart_container(container_id: str, manager: Manager) -> ContainerObj
     return ContainerObject.of(await manager.restart(container_id))
 
 
-@router.post("/{container_id}/execute", response_model=ExecutionObject)
+@router.post("/{container_id}/execute", response_model=ExecutionObject,
+             responses={200: {"content": EVENT_STREAM}})
 async def execute(container_id: str, body: ExecuteRequest, interpreter: Interpreter,  # noqa: ANN201
                   request: Request):
     await interpreter.manager.get(container_id)

@@ -65,6 +65,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     errors.Conflict: (409, "invalid_request_error", "conflict"),
     errors.TooLarge: (413, "invalid_request_error", "too_large"),
     errors.DiskFull: (507, "server_error", "insufficient_storage"),
+    retrieval_errors.DiskFull: (507, "server_error", "insufficient_storage"),
     errors.Unavailable: (503, "server_error", "unavailable"),
     projects.OverLimit: (429, "insufficient_quota", "project_limit_exceeded"),
     sandbox_errors.SandboxNotFound: (404, "invalid_request_error", "not_found"),

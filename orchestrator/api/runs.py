@@ -12,6 +12,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 
 from orchestrator.api.assistant_schemas import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs, resources_of
 from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep, RunsDep
+from orchestrator.api.openai_shapes import Run, RunStep, shaped
 from orchestrator.api.ownership import owned_path, require, require_messages, require_resources
 from orchestrator.api.schemas import page_of
 from orchestrator.assistants.events import Event, until_final
@@ -67,7 +68,7 @@ def _stream(queue: asyncio.Queue[Event], first: list[Event], runs: Runs, run_id:
     return EventSourceResponse(frames(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/runs", response_model=None)
+@router.post("/runs", **shaped(Run, streamed=True))
 async def create_thread_and_run(body: ThreadAndRunCreate, assistants: AssistantsDep, runs: RunsDep,
                                 caller: CallerDep, owners: OwnersDep) -> dict[str, Any] | EventSourceResponse:
     """Create a thread and run it (OpenAI takes no `include` here)."""
@@ -84,7 +85,7 @@ async def create_thread_and_run(body: ThreadAndRunCreate, assistants: Assistants
     return _stream(queue, [("thread.created", thread)], runs, run["id"]) if body.stream else run
 
 
-@router.post("/{thread_id}/runs", response_model=None)
+@router.post("/{thread_id}/runs", **shaped(Run, streamed=True))
 async def create_run(thread_id: str, body: RunCreate, runs: RunsDep, caller: CallerDep, owners: OwnersDep,
                      include: Include = None) -> dict[str, Any] | EventSourceResponse:
     with_content = _included(include)
@@ -95,7 +96,7 @@ async def create_run(thread_id: str, body: RunCreate, runs: RunsDep, caller: Cal
     return _stream(queue, [], runs, run["id"], with_content) if body.stream else run
 
 
-@router.get("/{thread_id}/runs")
+@router.get("/{thread_id}/runs", **shaped(Run, listed=True))
 async def list_runs(thread_id: str, assistants: AssistantsDep, limit: Limit = 20, order: Order = "desc",
                     after: str | None = None, before: str | None = None) -> dict[str, Any]:
     assistants.objects.get("threads", thread_id)
@@ -103,23 +104,23 @@ async def list_runs(thread_id: str, assistants: AssistantsDep, limit: Limit = 20
     return page_of(items, has_more)
 
 
-@router.get("/{thread_id}/runs/{run_id}")
+@router.get("/{thread_id}/runs/{run_id}", **shaped(Run))
 async def retrieve_run(thread_id: str, run_id: str, assistants: AssistantsDep, response: Response) -> dict[str, Any]:
     response.headers.update(POLL_HEADERS)
     return assistants.objects.get("runs", run_id, thread_id=thread_id)
 
 
-@router.post("/{thread_id}/runs/{run_id}")
+@router.post("/{thread_id}/runs/{run_id}", **shaped(Run))
 async def update_run(thread_id: str, run_id: str, body: RunUpdate, runs: RunsDep) -> dict[str, Any]:
     return runs.update(thread_id, run_id, body.metadata)
 
 
-@router.post("/{thread_id}/runs/{run_id}/cancel")
+@router.post("/{thread_id}/runs/{run_id}/cancel", **shaped(Run))
 async def cancel_run(thread_id: str, run_id: str, runs: RunsDep) -> dict[str, Any]:
     return await runs.cancel(thread_id, run_id)
 
 
-@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs", **shaped(Run, streamed=True))
 async def submit_tool_outputs(thread_id: str, run_id: str, body: ToolOutputs,
                               runs: RunsDep) -> dict[str, Any] | EventSourceResponse:
     queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -128,7 +129,7 @@ async def submit_tool_outputs(thread_id: str, run_id: str, body: ToolOutputs,
     return _stream(queue, [], runs, run_id) if body.stream else run
 
 
-@router.get("/{thread_id}/runs/{run_id}/steps")
+@router.get("/{thread_id}/runs/{run_id}/steps", **shaped(RunStep, listed=True))
 async def list_run_steps(thread_id: str, run_id: str, assistants: AssistantsDep, limit: Limit = 20,
                          order: Order = "desc", after: str | None = None, before: str | None = None,
                          include: Include = None) -> dict[str, Any]:
@@ -138,7 +139,7 @@ async def list_run_steps(thread_id: str, run_id: str, assistants: AssistantsDep,
     return page_of([_step(item, with_content) for item in items], has_more)
 
 
-@router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
+@router.get("/{thread_id}/runs/{run_id}/steps/{step_id}", **shaped(RunStep))
 async def retrieve_run_step(thread_id: str, run_id: str, step_id: str, assistants: AssistantsDep,
                             include: Include = None) -> dict[str, Any]:
     with_content = _included(include)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from orchestrator.api.assistant_schemas import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, resources_of
 from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep
+from orchestrator.api.openai_shapes import Message, Thread, shaped
 from orchestrator.api.ownership import owned_path, require_messages, require_resources
 from orchestrator.api.schemas import Deleted, page_of
 from orchestrator.db import PageRequest
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/threads", tags=["threads"], dependencies=[owned_path
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
-@router.post("")
+@router.post("", **shaped(Thread))
 async def create_thread(assistants: AssistantsDep, caller: CallerDep, owners: OwnersDep,
                         body: ThreadCreate | None = None) -> dict[str, Any]:
     body = body or ThreadCreate()
@@ -27,12 +28,12 @@ async def create_thread(assistants: AssistantsDep, caller: CallerDep, owners: Ow
     return assistants.create_thread(resources, body.metadata, messages, caller.project)
 
 
-@router.get("/{thread_id}")
+@router.get("/{thread_id}", **shaped(Thread))
 async def retrieve_thread(thread_id: str, assistants: AssistantsDep) -> dict[str, Any]:
     return assistants.objects.get("threads", thread_id)
 
 
-@router.post("/{thread_id}")
+@router.post("/{thread_id}", **shaped(Thread))
 async def update_thread(thread_id: str, body: ThreadUpdate, assistants: AssistantsDep, caller: CallerDep,
                         owners: OwnersDep) -> dict[str, Any]:
     resources = resources_of(body.tool_resources)
@@ -48,7 +49,7 @@ async def delete_thread(thread_id: str, assistants: AssistantsDep) -> Deleted:
 
 # ---- messages ---------------------------------------------------------------------------------------------------
 
-@router.post("/{thread_id}/messages")
+@router.post("/{thread_id}/messages", **shaped(Message))
 async def create_message(thread_id: str, body: MessageCreate, assistants: AssistantsDep, caller: CallerDep,
                          owners: OwnersDep) -> dict[str, Any]:
     fields, attachments = body.fields(), body.attachment_list()
@@ -56,7 +57,7 @@ async def create_message(thread_id: str, body: MessageCreate, assistants: Assist
     return assistants.create_message(thread_id, fields, attachments)
 
 
-@router.get("/{thread_id}/messages")
+@router.get("/{thread_id}/messages", **shaped(Message, listed=True))
 async def list_messages(thread_id: str, assistants: AssistantsDep, limit: Limit = 20,
                         order: Literal["asc", "desc"] = "desc", after: str | None = None, before: str | None = None,
                         run_id: str | None = None) -> dict[str, Any]:
@@ -64,12 +65,12 @@ async def list_messages(thread_id: str, assistants: AssistantsDep, limit: Limit 
     return page_of(items, has_more)
 
 
-@router.get("/{thread_id}/messages/{message_id}")
+@router.get("/{thread_id}/messages/{message_id}", **shaped(Message))
 async def retrieve_message(thread_id: str, message_id: str, assistants: AssistantsDep) -> dict[str, Any]:
     return assistants.objects.get("messages", message_id, thread_id=thread_id)
 
 
-@router.post("/{thread_id}/messages/{message_id}")
+@router.post("/{thread_id}/messages/{message_id}", **shaped(Message))
 async def update_message(thread_id: str, message_id: str, body: MessageUpdate,
                          assistants: AssistantsDep) -> dict[str, Any]:
     message = assistants.objects.get("messages", message_id, thread_id=thread_id)

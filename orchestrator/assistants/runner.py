@@ -77,6 +77,7 @@ class Runs:
                "truncation_strategy": {"type": "auto", "last_messages": None},
                "response_format": assistant.get("response_format", "auto"), "tool_choice": "auto",
                "parallel_tool_calls": True, **options}
+        run["instructions"] = run["instructions"] or ""  # a Run's instructions are a string, never null
         check_tool_choice(run)
         try:
             self._objects.insert("runs", run, thread_id=thread_id, status="queued")
