@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from orchestrator.exports import Exports
 from orchestrator.metrics import record_execution
+from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.sandbox import Execution, ImageOutput, SandboxManager
 from orchestrator.sandbox.models import Output
 
@@ -54,8 +55,10 @@ def merge_logs(items: list[Item]) -> tuple[Item, ...]:
 
 
 class Interpreter:
-    def __init__(self, manager: SandboxManager, exports: Exports, *, max_images: int) -> None:
+    def __init__(self, manager: SandboxManager, sandboxes: ProjectSandboxes, exports: Exports, *,
+                 max_images: int) -> None:
         self.manager = manager
+        self._sandboxes = sandboxes
         self._exports = exports
         self._max_images = max_images
 
@@ -76,6 +79,7 @@ class Interpreter:
             if on_item is not None:
                 await on_item(item)
 
+        await self._sandboxes.wake(sandbox_id)
         execution = await self.manager.execute(sandbox_id, code, timeout, on_output=on_output)
         record_execution(execution)
         if images > self._max_images:

@@ -1,5 +1,5 @@
 """Sandboxes as projects see them: each created for one project (its owner recorded), within that project's limit
-on live sandboxes, and listed per project.
+on live sandboxes (an expired one woken by a call counts as much as a new one), and listed per project.
 
 The global cap (`max_sandboxes`) is the engine's: at the cap it reclaims the sandbox idle longest, whoever's it is,
 but never one running a cell, so one project's load cannot evict another project's busy sandbox.
@@ -28,11 +28,27 @@ class ProjectSandboxes:
             return await self._create(project, spec)
         # Check and create under one lock, so concurrent requests cannot both take the last place.
         async with self._locks.setdefault(project, asyncio.Lock()):
-            live = len(await self.list(project, running=True))
-            if live >= limit:
-                raise OverLimit(f"Project '{project}' may run {limit} sandboxes at once and runs {live}; delete a "
-                                "container (or let one expire) first.")
+            await self._check_room(project, limit)
             return await self._create(project, spec)
+
+    async def wake(self, sandbox_id: str) -> None:
+        """Before a call uses a sandbox: an expired one of a limited project is started again here, within the
+        limit (OverLimit past it); any other is left to the engine, which wakes it on use."""
+        if (await self._manager.get(sandbox_id)).status != "expired":
+            return
+        project = self._owners.project_of(sandbox_id)
+        limit = self._limit_of(project)
+        if limit is None:
+            return
+        async with self._locks.setdefault(project, asyncio.Lock()):
+            await self._check_room(project, limit)
+            await self._manager.wake(sandbox_id)
+
+    async def _check_room(self, project: str, limit: int) -> None:
+        live = len(await self.list(project, running=True))
+        if live >= limit:
+            raise OverLimit(f"Project '{project}' may run {limit} sandboxes at once and runs {live}; delete a "
+                            "container (or let one expire) first.")
 
     async def _create(self, project: str, spec: SandboxSpec) -> Sandbox:
         sandbox = await self._manager.create(spec)

@@ -159,4 +159,4 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
     bindings = SandboxBindings(db, project_sandboxes, manager, container_files, files,
                                memory_limit=settings.default_memory_limit)
     return SandboxServices(manager, project_sandboxes, container_files, bindings,
-                           Interpreter(manager, exports, max_images=settings.max_export_files))
+                           Interpreter(manager, project_sandboxes, exports, max_images=settings.max_export_files))

@@ -188,9 +188,9 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     exports = Exports(db, files, owners, ExportLimits(1 << 30, 0, 1 << 30))
     container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits())
     manager = make()
-    bindings = SandboxBindings(db, ProjectSandboxes(manager, owners, lambda _: None), manager, container_files,
-                               files, memory_limit="1g")
-    registry = ToolRegistry([CodeInterpreterTool(bindings, Interpreter(manager, exports, max_images=10),
+    sandboxes = ProjectSandboxes(manager, owners, lambda _: None)
+    bindings = SandboxBindings(db, sandboxes, manager, container_files, files, memory_limit="1g")
+    registry = ToolRegistry([CodeInterpreterTool(bindings, Interpreter(manager, sandboxes, exports, max_images=10),
                                                  max_chars=1000)])
     seen: list[Item] = []
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
@@ -232,3 +233,34 @@ def test_project_limits_answer_429_and_leave_other_projects_alone(server: Server
     limited.files.delete(first.id)
     limited.files.create(file=("b.bin", io.BytesIO(b"x" * 3000)), purpose="assistants")
 
+
+
+def test_waking_an_expired_sandbox_counts_against_the_project_limit(docker_ready: None, tmp_path: Path) -> None:
+    """Under a global cap of two, project q's new sandboxes reclaim project p's idle one; p (limit one) then
+    starts another, and a call to the expired one is a 429 instead of a second live sandbox of p's. Once p's
+    other sandbox is gone, the same call wakes it with its variables lost and its files kept."""
+    with running_server(tmp_path, TOOLSHED_API_KEYS='{"kp": "p", "kq": "q"}', TOOLSHED_MAX_SANDBOXES="2",
+                        TOOLSHED_POOL_SIZE="0", TOOLSHED_PROJECT_LIMITS='{"p": {"sandboxes": 1}}') as srv:
+        p, q = sdk(srv, "kp"), sdk(srv, "kq")
+
+        def execute(container_id: str, code: str) -> httpx.Response:
+            return httpx.post(f"{srv.base_url}/v1/containers/{container_id}/execute", json={"code": code},
+                              headers={"Authorization": "Bearer kp"}, timeout=120)
+
+        asleep = p.containers.create(name="to be reclaimed").id
+        assert execute(asleep, "open('/mnt/data/kept.txt', 'w').write('kept')").json()["status"] == "completed"
+        q.containers.create(name="q one")
+        q.containers.create(name="q two")  # the cap: p's idle sandbox is reclaimed
+        assert p.containers.retrieve(asleep).status == "expired"
+        awake = p.containers.create(name="p's one live sandbox").id
+
+        refused = execute(asleep, "1")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "project_limit_exceeded"
+        restart = httpx.post(f"{srv.base_url}/v1/containers/{asleep}/restart",
+                             headers={"Authorization": "Bearer kp"}, timeout=120)
+        assert restart.status_code == 429, restart.text
+        assert p.containers.retrieve(asleep).status == "expired"
+        p.containers.delete(awake)
+        woken = execute(asleep, "print(open('/mnt/data/kept.txt').read())").json()
+        assert woken["status"] == "completed" and "kept" in str(woken["outputs"]), woken
+        assert p.containers.retrieve(asleep).status == "running"

@@ -101,7 +101,9 @@ async def interrupt_container(container_id: str, manager: Manager) -> ContainerO
 
 
 @router.post("/{container_id}/restart", response_model=ContainerObject)
-async def restart_container(container_id: str, manager: Manager) -> ContainerObject:
+async def restart_container(container_id: str, manager: Manager,
+                            sandboxes: ProjectSandboxesDep) -> ContainerObject:
+    await sandboxes.wake(container_id)  # an expired sandbox starts again only within its project's limit
     return ContainerObject.of(await manager.restart(container_id))
 
 

@@ -152,6 +152,12 @@ class SandboxManager:
         """Interrupt the running cell, if any; it ends with status "interrupted"."""
         await self._executor.interrupt(sandbox_id)
 
+    async def wake(self, sandbox_id: str) -> None:
+        """Start an expired sandbox's kernel again now (its files are kept), as its next cell would."""
+        live = self._lifecycle.registry.get(sandbox_id)
+        async with live.lock:
+            await self._executor.ensure_kernel(live)
+
     async def restart(self, sandbox_id: str) -> Sandbox:
         """Start a fresh kernel (in-memory state is lost, files are kept), after interrupting any running cell."""
         live = self._lifecycle.registry.get(sandbox_id)
