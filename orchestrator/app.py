@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import PlainTextResponse
@@ -29,6 +29,7 @@ from orchestrator.api.errors import ERROR_RESPONSES, install_error_handlers
 from orchestrator.config import Settings
 from orchestrator.metrics import REGISTRY, EngineCollector
 from orchestrator.services import Services
+from orchestrator.wires.mcp_face import McpFace
 
 log = logging.getLogger("toolshed")
 
@@ -44,6 +45,7 @@ def is_loopback(host: str) -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    mcp = McpFace(lambda: app.state.services, host=settings.host) if settings.mcp else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,10 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if services.keys.open:
             log.warning("no TOOLSHED_API_KEYS set: every request is accepted, so the server listens on %s only",
                         settings.host)
-        yield
+        async with AsyncExitStack() as faces:
+            if mcp is not None:
+                await faces.enter_async_context(mcp.run())
+            yield
         await services.close()
 
     app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
+    if mcp is not None:
+        app.router.routes.append(mcp.route)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)], responses=ERROR_RESPONSES)

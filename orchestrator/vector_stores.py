@@ -122,6 +122,9 @@ class VectorStores:
             await self.detach(store_id, file_id)
         return stores
 
+    def stores_with_file(self, file_id: str) -> list[str]:
+        return self._engine.stores_with_file(file_id)
+
     def chunks(self, store_id: str, file_id: str) -> list[IndexedChunk]:
         return self._engine.chunks(store_id, file_id)
 

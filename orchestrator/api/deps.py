@@ -5,6 +5,7 @@ per dependency per request that showed up as ~6% of the server's time on a trivi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +16,7 @@ from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
 from orchestrator.container_files import ContainerFiles
 from orchestrator.interpreter import Interpreter as InterpreterService
+from orchestrator.keys import KeyRing
 from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.projects import Caller, Owners
 from orchestrator.sandbox import SandboxManager
@@ -88,13 +90,19 @@ async def annotator(services: ServicesDep) -> Annotator:
 async def caller(request: Request, services: ServicesDep) -> Caller:
     """The project a request acts for, from its bearer key; a 401 without a valid one. With no key anywhere the
     server is one trusted user's (on loopback only): an admin of the default project."""
-    if services.keys.open:
-        return Caller(admin=True)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    found = services.keys.caller(token, request.headers.get("openai-project")) if scheme.lower() == "bearer" else None
+    found = bearer_caller(services.keys, request.headers)
     if found is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     return found
+
+
+def bearer_caller(keys: KeyRing, headers: Mapping[str, str]) -> Caller | None:
+    """The caller an `Authorization: Bearer` key (and an admin's `OpenAI-Project`) names; None without a valid
+    key. Open access (no key anywhere) is an admin of the default project."""
+    if keys.open:
+        return Caller(admin=True)
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return keys.caller(token, headers.get("openai-project")) if scheme.lower() == "bearer" else None
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

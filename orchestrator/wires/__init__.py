@@ -1,0 +1,2 @@
+"""The wires other assistant servers already speak (MCP, ...): thin adapters over the same services as the OpenAI
+face."""
