@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     # The other servers' wires, each on or off (the OpenAI face at /v1 is always on).
     mcp: bool = True
+    jupyter: bool = True
     port: int = 8000
     # A JSON list of keys (one shared project), or {"key": "project"}; admin keys see every project.
     api_keys: list[str] | dict[str, str] = Field(default_factory=list)

@@ -17,6 +17,7 @@ from orchestrator.metrics import record_execution
 from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.sandbox import Execution, ImageOutput, SandboxManager
 from orchestrator.sandbox.models import Output
+from orchestrator.sandbox.outputs import OutputHook
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
 
@@ -62,6 +63,15 @@ class Interpreter:
         self._exports = exports
         self._max_images = max_images
 
+    async def execute(self, sandbox_id: str, code: str, on_output: OutputHook,
+                      timeout: float | None = None) -> Execution:
+        """Run `code` as one cell, its raw outputs to `on_output` (an expired sandbox is woken within its
+        project's limit first)."""
+        await self._sandboxes.wake(sandbox_id)
+        execution = await self.manager.execute(sandbox_id, code, timeout, on_output=on_output)
+        record_execution(execution)
+        return execution
+
     async def run(self, sandbox_id: str, code: str, timeout: float | None = None,
                   on_item: ItemHook | None = None) -> CellRun:
         """Execute `code`; `on_item` sees every output as it arrives (for streaming)."""
@@ -79,9 +89,7 @@ class Interpreter:
             if on_item is not None:
                 await on_item(item)
 
-        await self._sandboxes.wake(sandbox_id)
-        execution = await self.manager.execute(sandbox_id, code, timeout, on_output=on_output)
-        record_execution(execution)
+        execution = await self.execute(sandbox_id, code, on_output, timeout)
         if images > self._max_images:
             items.append(Logs(f"[{images - self._max_images} more images were displayed but not kept: at most "
                               f"{self._max_images} are kept per execution]\n"))
