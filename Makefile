@@ -18,6 +18,12 @@ $(BIN)/toolshed: pyproject.toml
 
 venv: $(BIN)/toolshed
 
+# LibreChat's own code-execution tool (npm @librechat/agents), which tests/test_librechat.py runs with Node.js.
+LIBRECHAT_CLIENT := tests/librechat/node_modules/.package-lock.json
+$(LIBRECHAT_CLIENT): tests/librechat/package.json tests/librechat/package-lock.json
+	cd tests/librechat && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 docker:
 	@bash scripts/ensure_docker.sh
 
@@ -27,7 +33,7 @@ image: venv docker
 serve: image
 	$(BIN)/toolshed serve
 
-test: venv docker
+test: venv docker $(LIBRECHAT_CLIENT)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/toolshed image build --mode offline

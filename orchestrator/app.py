@@ -29,7 +29,7 @@ from orchestrator.api.errors import ERROR_RESPONSES, install_error_handlers
 from orchestrator.config import Settings
 from orchestrator.metrics import REGISTRY, EngineCollector
 from orchestrator.services import Services
-from orchestrator.wires import jupyter_face
+from orchestrator.wires import jupyter_face, librechat_face
 from orchestrator.wires.mcp_face import McpFace
 
 log = logging.getLogger("toolshed")
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.append(mcp.route)
     if settings.jupyter:
         app.include_router(jupyter_face.router)
+    if settings.librechat:
+        app.include_router(librechat_face.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)], responses=ERROR_RESPONSES)

@@ -9,6 +9,7 @@ first code execution, so keys that never run code cost nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from orchestrator.container_files import ContainerFiles
@@ -52,6 +53,17 @@ class SandboxBindings:
                     self._db.execute("INSERT INTO placed_files (container_id, file_id) VALUES (?, ?)",
                                      (container_id, file_id))
         return container_id
+
+    async def release(self, scope: str, key: str) -> None:
+        """Delete the key's sandbox and forget it (the sandbox of a one-off execution)."""
+        container_id = self.container_of(scope, key)
+        self._db.execute("DELETE FROM sandbox_bindings WHERE scope = ? AND key = ?", (scope, key))
+        if container_id is None:
+            return
+        self._db.execute("DELETE FROM placed_files WHERE container_id = ?", (container_id,))
+        with contextlib.suppress(SandboxNotFound):
+            await self._manager.delete(container_id)
+        self._container_files.forget_container(container_id)
 
     async def _exists(self, container_id: str) -> bool:
         try:

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # The other servers' wires, each on or off (the OpenAI face at /v1 is always on).
     mcp: bool = True
     jupyter: bool = True
+    librechat: bool = True
+    # LibreChat's Code API JWTs: the PEM public key (or a file holding it), and the project their callers act for.
+    librechat_jwt_public_key: str = ""
+    librechat_project: str = "librechat"
     port: int = 8000
     # A JSON list of keys (one shared project), or {"key": "project"}; admin keys see every project.
     api_keys: list[str] | dict[str, str] = Field(default_factory=list)

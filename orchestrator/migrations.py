@@ -197,4 +197,18 @@ MIGRATIONS: list[str] = [
         created_at INTEGER NOT NULL
     );
     """,
+    # 8: LibreChat's Code API names files by (session, file): which files each session holds, under which name.
+    """
+    CREATE TABLE librechat_files (
+        session_id TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (session_id, file_id)
+    );
+    CREATE TRIGGER forget_deleted_librechat_file AFTER DELETE ON files
+    BEGIN
+        DELETE FROM librechat_files WHERE file_id = OLD.id;
+    END;
+    """,
 ]

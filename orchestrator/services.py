@@ -20,6 +20,7 @@ from orchestrator.db import Database
 from orchestrator.exports import ExportLimits, Exports
 from orchestrator.interpreter import Interpreter
 from orchestrator.keys import KeyRing
+from orchestrator.librechat_files import LibreChatFiles
 from orchestrator.metrics import LifecycleMetrics
 from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.projects import Owners
@@ -66,6 +67,7 @@ class Services:
     annotator: Annotator
     sandboxes: SandboxServices | None
     engine_problem: str | None
+    librechat_files: LibreChatFiles
 
     def require_sandboxes(self) -> SandboxServices:
         """The sandbox side, or EngineUnavailable (a 503) saying why it is not running."""
@@ -110,7 +112,7 @@ class Services:
         if ended:
             log.warning("%d runs were live when the server stopped; they ended failed", ended)
         return cls(settings, db, keys, owners, files, vector_stores, assistants, runs, tools, annotator, sandboxes,
-                   problem)
+                   problem, LibreChatFiles(db))
 
     async def close(self) -> None:
         await self.runs.close()

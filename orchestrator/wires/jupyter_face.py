@@ -8,23 +8,21 @@ Errors have Jupyter's shape, `{"message", "reason"}`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response, WebSocket, status
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from orchestrator.api.deps import ServicesDep
-from orchestrator.api.errors import APIError, envelope
+from orchestrator.api.errors import APIError
 from orchestrator.errors import NotFound
 from orchestrator.projects import Caller
 from orchestrator.sandbox import Sandbox, SandboxSpec
 from orchestrator.sandbox.errors import SandboxNotFound
 from orchestrator.services import Services
+from orchestrator.wires.error_shape import shaped_route
 from orchestrator.wires.jupyter_channels import KernelChannels
 
 KERNEL_NAME = "python3"
@@ -34,27 +32,8 @@ KERNELSPECS = {"default": KERNEL_NAME, "kernelspecs": {KERNEL_NAME: {
              "metadata": {}, "interrupt_mode": "message"}}}}
 
 
-class JupyterRoute(APIRoute):
-    """Errors as Jupyter servers answer them, `{"message", "reason"}`, not in OpenAI's envelope."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def jupyter_shaped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except APIError as exc:
-                code, message = exc.status, exc.message
-            except RequestValidationError as exc:
-                code, message = 400, f"Invalid request: {exc.errors()[0].get('msg', 'bad value')}"
-            except Exception as exc:
-                code, body = envelope(exc)
-                if code == 500:
-                    raise
-                message = body["error"]["message"]
-            return JSONResponse({"message": message, "reason": HTTPStatus(code).phrase}, status_code=code)
-
-        return jupyter_shaped
+def jupyter_error(status: int, message: str, _: str | None) -> dict[str, Any]:
+    return {"message": message, "reason": HTTPStatus(status).phrase}
 
 
 def token_caller(services: Services, headers: Mapping[str, str], query: Mapping[str, str]) -> Caller | None:
@@ -74,7 +53,9 @@ async def caller(request: Request, services: ServicesDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
-router = APIRouter(prefix="/jupyter/api", route_class=JupyterRoute, tags=["jupyter"])
+# Not in /openapi.json: that document is the OpenAI face's; this wire is specified by Jupyter.
+router = APIRouter(prefix="/jupyter/api", route_class=shaped_route(jupyter_error), tags=["jupyter"],
+                   include_in_schema=False)
 
 
 async def _kernel(services: Services, who: Caller, kernel_id: str) -> Sandbox:

@@ -1,0 +1,129 @@
+"""LibreChat's Code API at /librechat/v1 (LibreChat's `LIBRECHAT_CODE_BASEURL`): exec, upload, download, file
+listings and the freshness probe, with the request and response shapes of `@librechat/agents` and LibreChat's
+upload code. Errors are `{"error": code, "message"}`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+
+from orchestrator.api.deps import ServicesDep
+from orchestrator.api.errors import APIError
+from orchestrator.errors import NotFound
+from orchestrator.librechat_files import SessionFile
+from orchestrator.projects import Caller
+from orchestrator.services import Services
+from orchestrator.storage import FileTooLarge, media_type
+from orchestrator.wires.error_shape import shaped_route
+from orchestrator.wires.librechat_auth import librechat_caller
+from orchestrator.wires.librechat_exec import LANGUAGES, ExecRequest, LibreChatExec, new_session_id, with_keepalive
+
+
+def librechat_error(_: int, message: str, code: str | None) -> dict[str, Any]:
+    return {"error": code or "error", "message": message}
+
+
+async def caller(request: Request, services: ServicesDep) -> Caller:
+    found = librechat_caller(services.keys, services.settings, request.headers)
+    if found is None:
+        raise APIError(401, "A valid API key (x-api-key, Basic or Bearer) or LibreChat JWT is required.",
+                       code="unauthorized")
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+# Not in /openapi.json: that document is the OpenAI face's; this wire is LibreChat's.
+router = APIRouter(prefix="/librechat/v1", route_class=shaped_route(librechat_error), tags=["librechat"],
+                   include_in_schema=False)
+
+
+@router.post("/exec")
+async def execute(body: ExecRequest, services: ServicesDep, who: CallerDep) -> StreamingResponse:
+    if body.lang not in LANGUAGES:
+        raise APIError(400, f"Language '{body.lang}' is not supported here; use py or bash.",
+                       code="unsupported_language")
+    executions = LibreChatExec(services)
+    prepared = await executions.prepare(who, body)
+    work = asyncio.get_running_loop().create_task(executions.run(prepared))
+    return StreamingResponse(with_keepalive(work), media_type="application/json")
+
+
+async def _store(services: Services, who: Caller, upload: UploadFile, session_id: str) -> dict[str, str]:
+    stored = await run_in_threadpool(services.files.write, upload.file, upload.filename or "upload", "assistants",
+                                     project=who.project, max_bytes=services.settings.max_upload_bytes)
+    services.librechat_files.record(session_id, stored.id, stored.filename)
+    return {"fileId": stored.id, "filename": stored.filename}
+
+
+@router.post("/upload")
+async def upload(file: Annotated[UploadFile, File()], services: ServicesDep, who: CallerDep) -> dict[str, Any]:
+    session_id = new_session_id()
+    stored = await _store(services, who, file, session_id)
+    return {"message": "success", "storage_session_id": session_id, "session_id": session_id, "files": [stored]}
+
+
+@router.post("/upload/batch")
+async def upload_batch(file: Annotated[list[UploadFile], File()], services: ServicesDep,
+                       who: CallerDep) -> dict[str, Any]:
+    session_id, results = new_session_id(), []
+    for part in file:
+        try:
+            results.append({"status": "success", **await _store(services, who, part, session_id)})
+        except FileTooLarge as exc:
+            results.append({"status": "error", "filename": part.filename or "upload", "error": str(exc)})
+    succeeded = sum(r["status"] == "success" for r in results)
+    return {"message": "success" if succeeded == len(results) else "partial", "storage_session_id": session_id,
+            "session_id": session_id, "files": results, "succeeded": succeeded, "failed": len(results) - succeeded}
+
+
+def _session_file(services: Services, who: Caller, session_id: str, file_id: str) -> SessionFile:
+    found = services.librechat_files.get(session_id, file_id)
+    if found is None or not services.owners.sees(who, file_id):
+        raise NotFound(f"No file '{file_id}' in session '{session_id}'.")
+    return found
+
+
+def _modified(entry: SessionFile) -> str:
+    return datetime.fromtimestamp(entry.created_at, UTC).isoformat()
+
+
+@router.get("/download/{session_id}/{file_id}")
+async def download(session_id: str, file_id: str, services: ServicesDep, who: CallerDep) -> FileResponse:
+    entry = _session_file(services, who, session_id, file_id)
+    return FileResponse(services.files.blob_path(file_id), media_type=media_type(entry.name),
+                        filename=entry.name.rsplit("/", 1)[-1])
+
+
+@router.get("/files/{session_id}")
+async def list_files(session_id: str, services: ServicesDep, who: CallerDep,
+                     detail: Literal["simple", "summary", "full"] = "simple") -> list[dict[str, Any]]:
+    entries = [e for e in services.librechat_files.of_session(session_id) if services.owners.sees(who, e.file_id)]
+    if detail == "summary":
+        return [{"name": f"{session_id}/{e.file_id}", "lastModified": _modified(e)} for e in entries]
+    listed: list[dict[str, Any]] = [{"id": e.file_id, "name": e.name, "path": f"/mnt/data/{e.name}"}
+                                    for e in entries]
+    if detail == "full":
+        for item, entry in zip(listed, entries, strict=True):
+            item.update(size=services.files.get(entry.file_id).bytes, lastModified=_modified(entry),
+                        etag=entry.file_id, contentType=media_type(entry.name), metadata={})
+    return listed
+
+
+@router.get("/sessions/{session_id}/objects/{file_id}")
+async def object_info(session_id: str, file_id: str, services: ServicesDep, who: CallerDep) -> dict[str, Any]:
+    entry = _session_file(services, who, session_id, file_id)
+    return {"name": f"{session_id}/{file_id}", "filename": entry.name, "lastModified": _modified(entry),
+            "size": services.files.get(file_id).bytes}
+
+
+@router.delete("/files/{session_id}/{file_id}")
+async def delete_file(session_id: str, file_id: str, services: ServicesDep, who: CallerDep) -> dict[str, str]:
+    _session_file(services, who, session_id, file_id)
+    await services.vector_stores.forget_file(file_id)  # as DELETE /v1/files: out of every store first
+    services.files.delete(file_id)
+    return {"message": "success"}
