@@ -46,7 +46,8 @@ def is_loopback(host: str) -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    mcp = McpFace(lambda: app.state.services, host=settings.host) if settings.mcp else None
+    mcp = (McpFace(lambda: app.state.services, host=settings.host, json_response=settings.mcp_json_response)
+           if settings.mcp else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     # The other servers' wires, each on or off (the OpenAI face at /v1 is always on).
     mcp: bool = True
+    # Answer MCP calls as plain JSON instead of event streams: about 2 ms faster per call, but no progress
+    # notifications (clients with short timeouts then give up on long cells).
+    mcp_json_response: bool = False
     jupyter: bool = True
     librechat: bool = True
     # LibreChat's Code API JWTs: the PEM public key (or a file holding it), and the project their callers act for.

@@ -36,14 +36,14 @@ ThreadId = Annotated[str | None, Field(description="Share the sandbox of this th
 class McpFace:
     """The MCP server and its route; `run()` is the session manager's lifetime (the app's lifespan enters it)."""
 
-    def __init__(self, services: Callable[[], Services], *, host: str) -> None:
+    def __init__(self, services: Callable[[], Services], *, host: str, json_response: bool = False) -> None:
         self._services = services
         self._tools = McpTools(services)
         self.server = MCPServer("toolshed", version=__version__, instructions=(
             "Run Python in a sandbox that keeps its variables and files (/mnt/data) across calls of this session, "
             "and search the vector stores of your project. Files written under /mnt/data come back as links."))
         self._register()
-        starlette = self.server.streamable_http_app(streamable_http_path=PATH, host=host)
+        starlette = self.server.streamable_http_app(streamable_http_path=PATH, host=host, json_response=json_response)
         endpoint = starlette.routes[0].endpoint  # type: ignore[attr-defined]
         self.route = Route(PATH, endpoint=_KeyCheck(endpoint, services), methods=["GET", "POST", "DELETE"])
 
