@@ -101,6 +101,8 @@ def test_open_webuis_wire_calls(server: Server) -> None:
     async def scenario() -> None:
         url = f"{base.replace('http://', 'ws://')}/api/kernels/{kernel}/channels?token={KEY}"
         async with websockets.connect(url) as ws:
+            await ws.send("{not json")  # dropped, as Jupyter servers drop it; the connection stays usable
+            await ws.send(b"\x00binary")
             frames = await _execute(ws, "print('hello')\n" + PLOT)
             kinds = [(f["channel"], f["msg_type"]) for f in frames]
             assert kinds[0] == ("iopub", "status") and kinds[-1] == ("iopub", "status")

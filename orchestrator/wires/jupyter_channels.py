@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import platform
 import uuid
 from datetime import UTC, datetime
@@ -54,7 +55,10 @@ class KernelChannels:
         runner = asyncio.create_task(self._run_cells())
         try:
             while True:
-                request = await self._ws.receive_json()
+                try:
+                    request = json.loads(await self._ws.receive_text())
+                except (json.JSONDecodeError, KeyError):  # not JSON text: Jupyter servers drop such frames too
+                    continue
                 if not isinstance(request, dict) or not isinstance(request.get("header"), dict):
                     continue  # not a Jupyter message: nothing to answer it on
                 await self._dispatch(request)

@@ -26,6 +26,7 @@ from orchestrator.services import Services
 
 log = logging.getLogger("toolshed.librechat")
 SCOPE = "librechat"
+_releasing: set[asyncio.Task[None]] = set()
 LANGUAGES = {"py": "python", "python": "python", "bash": "bash", "sh": "bash"}
 # Node's fetch gives up on a silent connection; whitespace before the JSON keeps it waiting (JSON allows it).
 KEEPALIVE_SECONDS = 3.0
@@ -111,8 +112,10 @@ class LibreChatExec:
             execution = await sandboxes.interpreter.execute(
                 prepared.container_id, cell_code(request.lang, request.code, request.args), result.on_output)
         finally:
-            if not prepared.runtime:
-                asyncio.get_running_loop().create_task(sandboxes.bindings.release(SCOPE, prepared.key))
+            if not prepared.runtime:  # a one-off sandbox goes once the answer is out (kept referenced till then)
+                release = asyncio.get_running_loop().create_task(sandboxes.bindings.release(SCOPE, prepared.key))
+                _releasing.add(release)
+                release.add_done_callback(_releasing.discard)
         self._finish(result, execution)
         return result.body()
 
