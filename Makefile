@@ -18,10 +18,13 @@ $(BIN)/toolshed: pyproject.toml
 
 venv: $(BIN)/toolshed
 
-# LibreChat's own code-execution tool (npm @librechat/agents), which tests/test_librechat.py runs with Node.js.
-LIBRECHAT_CLIENT := tests/librechat/node_modules/.package-lock.json
-$(LIBRECHAT_CLIENT): tests/librechat/package.json tests/librechat/package-lock.json
-	cd tests/librechat && npm ci --no-audit --no-fund --loglevel=error
+# LibreChat's own code-execution tool (npm @librechat/agents), which tests/test_librechat.py runs with Node.js;
+# installed under build/, so the third-party packages stay out of the source tree.
+LIBRECHAT_CLIENT := build/librechat-client/node_modules/.package-lock.json
+$(LIBRECHAT_CLIENT): tests/librechat/package.json tests/librechat/package-lock.json tests/librechat/run_tool.mjs
+	mkdir -p build/librechat-client
+	cp tests/librechat/package.json tests/librechat/package-lock.json tests/librechat/run_tool.mjs build/librechat-client/
+	cd build/librechat-client && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 docker:

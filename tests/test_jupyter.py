@@ -126,3 +126,19 @@ def test_open_webuis_wire_calls(server: Server) -> None:
 
     with pytest.raises(websockets.exceptions.InvalidStatus, match="403"):
         asyncio.run(closed())
+
+
+def test_a_kernel_deleted_under_an_open_socket_still_answers(server: Server) -> None:
+    """Every execute_request gets its reply and its idle, even when the sandbox behind the socket is gone."""
+    base = f"{server.base_url}/jupyter"
+    kernel = httpx.post(f"{base}/api/kernels?token={KEY}").json()["id"]
+
+    async def scenario() -> list[dict[str, Any]]:
+        url = f"{base.replace('http://', 'ws://')}/api/kernels/{kernel}/channels?token={KEY}"
+        async with websockets.connect(url) as ws:
+            assert httpx.delete(f"{base}/api/kernels/{kernel}?token={KEY}").status_code == 204
+            return await _execute(ws, "print('too late')")
+
+    frames = asyncio.run(scenario())
+    reply = next(f for f in frames if f["msg_type"] == "execute_reply")["content"]
+    assert reply["status"] == "error" and reply["ename"] == "SandboxNotFound"

@@ -23,7 +23,8 @@ from orchestrator.localserver import Server
 from tests.conftest import running_server
 
 KEY = "k-librechat"
-CLIENT = Path(__file__).with_name("librechat")
+# Installed by `make test` from tests/librechat/ (package.json, lock file, run_tool.mjs) into build/.
+CLIENT = Path(__file__).resolve().parents[1] / "build" / "librechat-client"
 SIGNING_KEY = Ed25519PrivateKey.generate()
 PUBLIC_PEM = SIGNING_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
 
@@ -31,7 +32,7 @@ PUBLIC_PEM = SIGNING_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.Su
 @pytest.fixture(scope="module")
 def server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if shutil.which("node") is None or not (CLIENT / "node_modules" / "@librechat" / "agents").is_dir():
-        pytest.fail("LibreChat's client is not installed: `make test` runs npm ci in tests/librechat")
+        pytest.fail("LibreChat's client is not installed: `make test` installs it into build/librechat-client")
     with running_server(tmp_path_factory.mktemp("librechat"), TOOLSHED_API_KEYS=f'{{"{KEY}": "lc"}}',
                         TOOLSHED_POOL_SIZE="1", TOOLSHED_LIBRECHAT_JWT_PUBLIC_KEY=PUBLIC_PEM,
                         TOOLSHED_LIBRECHAT_PROJECT="lc") as srv:
@@ -75,6 +76,7 @@ def test_librechats_tool_runs_python_and_gets_its_files(server: Server) -> None:
 
     failed = librechat_tool(server, {"lang": "py", "code": "1/0"})
     assert "stdout: Empty" in failed["content"] and "ZeroDivisionError" in failed["content"]
+    assert failed["content"].count("division by zero") == 1  # the traceback once, not again from the error
 
 
 def test_uploads_listings_probe_and_delete(server: Server) -> None:

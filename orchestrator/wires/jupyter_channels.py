@@ -20,7 +20,9 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from orchestrator.errors import ServiceError
 from orchestrator.interpreter import Interpreter
+from orchestrator.sandbox.errors import SandboxError, SandboxNotFound
 from orchestrator.sandbox.models import ImageOutput, Output, TextOutput
 
 PROTOCOL_VERSION = "5.3"
@@ -85,7 +87,12 @@ class KernelChannels:
             await self._send("kernel_info_reply", channel, KERNEL_INFO, parent)
             await self._status("idle", parent)
         elif msg_type == "interrupt_request":
-            await self._interpreter.manager.interrupt(self._kernel_id)
+            try:
+                await self._interpreter.manager.interrupt(self._kernel_id)
+            except SandboxNotFound as exc:
+                await self._send("interrupt_reply", channel, {"status": "error", "ename": "SandboxNotFound",
+                                                              "evalue": str(exc), "traceback": []}, parent)
+                return
             await self._send("interrupt_reply", channel, {"status": "ok"}, parent)
         elif msg_type == "comm_info_request":
             await self._send("comm_info_reply", channel, {"status": "ok", "comms": {}}, parent)
@@ -100,7 +107,12 @@ class KernelChannels:
 
     async def _run_cells(self) -> None:
         while True:
-            await self._execute(await self._cells.get())
+            request = await self._cells.get()
+            try:
+                await self._execute(request)
+            except (SandboxError, ServiceError) as exc:  # the kernel was deleted, the engine is down, a limit
+                # Every execute_request gets its reply and its idle, or the client waits for ever.
+                await self._reply_error(request["header"], self._count, type(exc).__name__, str(exc))
 
     async def _execute(self, request: dict[str, Any]) -> None:
         parent, content = request["header"], request.get("content") or {}

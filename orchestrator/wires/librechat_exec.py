@@ -71,11 +71,18 @@ class ExecResult:
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     files: list[dict[str, str]] = field(default_factory=list)
+    traceback_shown: bool = False
 
     async def on_output(self, output: Output) -> None:
-        if isinstance(output, TextOutput):
-            (self.stdout if output.kind in ("stdout", "result") else self.stderr).append(
-                output.text if output.text.endswith("\n") or output.kind != "result" else output.text + "\n")
+        if not isinstance(output, TextOutput):
+            return  # a displayed figure: LibreChat shows only saved files
+        if output.kind == "result":  # the value of the last line, as a script's print would show it
+            self.stdout.append(output.text if output.text.endswith("\n") else output.text + "\n")
+        elif output.kind == "stdout":
+            self.stdout.append(output.text)
+        else:
+            self.traceback_shown = self.traceback_shown or output.kind == "error"
+            self.stderr.append(output.text)
 
     def body(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "stdout": "".join(self.stdout), "stderr": "".join(self.stderr),
@@ -102,25 +109,37 @@ class LibreChatExec:
         runtime = request.runtime_session()
         key = caller.key(f"runtime/{runtime}" if runtime else f"exec/{new_session_id()}")
         bindings = self._services.require_sandboxes().bindings
-        container_id = await bindings.sandbox_for(SCOPE, key, [f.id for f in request.files], caller.project)
+        try:
+            container_id = await bindings.sandbox_for(SCOPE, key, [f.id for f in request.files], caller.project)
+        except BaseException:
+            if not runtime:  # an input file could not be placed: the one-off sandbox goes at once
+                await bindings.release(SCOPE, key)
+            raise
         return Prepared(container_id, key, runtime, request)
 
-    async def run(self, prepared: Prepared) -> dict[str, Any]:
-        sandboxes = self._services.require_sandboxes()
+    def start(self, prepared: Prepared) -> asyncio.Task[dict[str, Any]]:
+        """The execution as a task; a one-off sandbox is deleted when it ends, however it ends (a task cancelled
+        before it began runs none of its own code)."""
+        work = asyncio.get_running_loop().create_task(self._run(prepared))
+        if not prepared.runtime:
+            work.add_done_callback(lambda _: self._release(prepared.key))
+        return work
+
+    def _release(self, key: str) -> None:
+        release = asyncio.get_running_loop().create_task(
+            self._services.require_sandboxes().bindings.release(SCOPE, key))
+        _releasing.add(release)  # kept referenced until done, or the loop may drop it half-way
+        release.add_done_callback(_releasing.discard)
+
+    async def _run(self, prepared: Prepared) -> dict[str, Any]:
         request, result = prepared.request, ExecResult(new_session_id())
-        try:
-            execution = await sandboxes.interpreter.execute(
-                prepared.container_id, cell_code(request.lang, request.code, request.args), result.on_output)
-        finally:
-            if not prepared.runtime:  # a one-off sandbox goes once the answer is out (kept referenced till then)
-                release = asyncio.get_running_loop().create_task(sandboxes.bindings.release(SCOPE, prepared.key))
-                _releasing.add(release)
-                release.add_done_callback(_releasing.discard)
+        execution = await self._services.require_sandboxes().interpreter.execute(
+            prepared.container_id, cell_code(request.lang, request.code, request.args), result.on_output)
         self._finish(result, execution)
         return result.body()
 
     def _finish(self, result: ExecResult, execution: Execution) -> None:
-        if execution.error is not None and not any(e.startswith("Traceback") for e in result.stderr):
+        if execution.error is not None and not result.traceback_shown:  # a timeout, OOM, a dead kernel
             traceback = "\n".join(execution.error.traceback)
             result.stderr.append(traceback + "\n" if traceback else f"{execution.error.name}: "
                                                                    f"{execution.error.value}\n")

@@ -4,7 +4,6 @@ upload code. Errors are `{"error": code, "message"}`."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -48,8 +47,7 @@ async def execute(body: ExecRequest, services: ServicesDep, who: CallerDep) -> S
         raise APIError(400, f"Language '{body.lang}' is not supported here; use py or bash.",
                        code="unsupported_language")
     executions = LibreChatExec(services)
-    prepared = await executions.prepare(who, body)
-    work = asyncio.get_running_loop().create_task(executions.run(prepared))
+    work = executions.start(await executions.prepare(who, body))
     return StreamingResponse(with_keepalive(work), media_type="application/json")
 
 

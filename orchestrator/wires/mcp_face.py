@@ -37,7 +37,6 @@ class McpFace:
     """The MCP server and its route; `run()` is the session manager's lifetime (the app's lifespan enters it)."""
 
     def __init__(self, services: Callable[[], Services], *, host: str, json_response: bool = False) -> None:
-        self._services = services
         self._tools = McpTools(services)
         self.server = MCPServer("toolshed", version=__version__, instructions=(
             "Run Python in a sandbox that keeps its variables and files (/mnt/data) across calls of this session, "
@@ -50,13 +49,12 @@ class McpFace:
     def run(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self.server.session_manager.run()
 
-    def _session(self, ctx: Context, thread_id: str | None) -> Session:
-        headers = ctx.headers or {}
-        caller = bearer_caller(self._services().keys, headers)
-        assert caller is not None  # _KeyCheck let the request in
+    @staticmethod
+    def _session(ctx: Context, thread_id: str | None) -> Session:
         request = ctx.request_context.request
-        base_url = str(request.base_url).rstrip("/") if isinstance(request, Request) else ""
-        return Session(caller, thread_id or f"mcp-{headers.get('mcp-session-id', 'stateless')}", base_url)
+        assert isinstance(request, Request)  # streamable HTTP hands each call its HTTP request
+        session_id = request.headers.get("mcp-session-id", "stateless")
+        return Session(request.state.caller, thread_id or f"mcp-{session_id}", str(request.base_url).rstrip("/"))
 
     def _register(self) -> None:
         tools, tool = self._tools, self.server.tool
@@ -133,14 +131,17 @@ class McpFace:
 
 
 class _KeyCheck:
-    """The same bearer keys as /v1: a request without a valid one is a 401 before the MCP session sees it."""
+    """The same bearer keys as /v1: a request without a valid one is a 401 before the MCP session sees it; the
+    caller it acts for rides in the request's state to the tools."""
 
     def __init__(self, app: ASGIApp, services: Callable[[], Services]) -> None:
         self._app, self._services = app, services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if bearer_caller(self._services().keys, headers) is not None:
+        caller = bearer_caller(self._services().keys, headers)
+        if caller is not None:
+            scope.setdefault("state", {})["caller"] = caller
             await self._app(scope, receive, send)
             return
         body = json.dumps({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",

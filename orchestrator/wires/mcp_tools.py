@@ -76,7 +76,8 @@ class McpTools:
         for item in outcome.run.items:
             if isinstance(item, Image):
                 data = services.files.blob_path(item.file_id).read_bytes()
-                blocks.append(ImageContent(data=base64.b64encode(data).decode(), mime_type="image/png"))
+                kind = media_type(services.files.get(item.file_id).filename)
+                blocks.append(ImageContent(data=base64.b64encode(data).decode(), mime_type=kind))
         for artifact in execution.artifacts:
             if artifact.file_id is not None:  # named as under /mnt/data, the way read_file takes it
                 name = artifact.path.removeprefix(f"{CONTAINER_DATA_DIR}/")
@@ -123,19 +124,15 @@ class McpTools:
             blob = BlobResourceContents(uri=uri, blob=base64.b64encode(data).decode(), mime_type=media_type(wanted))
             return CallToolResult(content=[EmbeddedResource(resource=blob)])
 
-    def _stores(self, caller: Caller, wanted: list[str] | None) -> list[str] | str:
-        """The vector stores to search: those named (each the caller's), else all of the caller's project."""
-        services = self._services()
-        if wanted:
-            unknown = [s for s in wanted if not services.owners.sees(caller, s)]
-            return f"No vector store found with id '{unknown[0]}'." if unknown else wanted
-        return [store.id for store in services.vector_stores.page(PageRequest(limit=100), caller.scope)[0]]
+    def _project_stores(self, caller: Caller) -> list[str]:
+        return [store.id for store in self._services().vector_stores.page(PageRequest(limit=100), caller.scope)[0]]
 
     async def file_search(self, session: Session, query: str, vector_store_ids: list[str] | None,
                           max_num_results: int) -> CallToolResult:
-        stores = self._stores(session.caller, vector_store_ids)
-        if isinstance(stores, str):
-            return text(stores, error=True)
+        unknown = [s for s in vector_store_ids or [] if not self._services().owners.sees(session.caller, s)]
+        if unknown:
+            return text(f"No vector store found with id '{unknown[0]}'.", error=True)
+        stores = vector_store_ids or self._project_stores(session.caller)
         if not stores:
             return text("This project has no vector stores to search.")
         hits = await self._services().vector_stores.search(stores, query, k=max_num_results)
@@ -148,8 +145,7 @@ class McpTools:
 
     async def search(self, session: Session, query: str) -> CallToolResult:
         """ChatGPT's connector shape: one text item holding {"results": [{id, title, url}]}, one per file."""
-        stores = self._stores(session.caller, None)
-        assert isinstance(stores, list)
+        stores = self._project_stores(session.caller)
         hits = await self._services().vector_stores.search(stores, query, k=20) if stores else []
         results: dict[str, dict[str, str]] = {}
         for hit in hits:

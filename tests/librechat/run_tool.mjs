@@ -1,6 +1,7 @@
 // Runs LibreChat's execute_code tool (createCodeExecutionTool from @librechat/agents) once, the way LibreChat's
 // agents do: a tool call carrying the conversation's session_id and the files to inject. Reads a JSON request on
-// stdin ({baseUrl, authHeaders, args, session_id, files}) and prints {content, artifact} as JSON.
+// stdin ({baseUrl, authHeaders, args, session_id, files}) and prints {content, artifact} as JSON. `make test`
+// copies it, with package.json and the lock file, to build/librechat-client and installs the package there.
 import { createCodeExecutionTool } from "@librechat/agents";
 
 const chunks = [];
