@@ -4,19 +4,22 @@ each sees the same machine. Prints JSON with p50/p90/p99 per face and its overhe
 the raw samples are kept in bench/results/faces.json.
 
 - direct: POST /v1/containers/{id}/execute (httpx, kept-alive connection);
-- mcp: `execute_code` through the official mcp client over streamable HTTP, one session;
+- mcp: `execute_code` as one JSON-RPC POST per call over the same httpx client as the direct path, in an MCP
+  session (the face's own cost, client for client);
+- mcp-client: the same call through the official mcp client (its own per-call work included);
 - jupyter: an `execute_request` on a kernel's channels websocket, until its `idle` status;
 - librechat: POST /librechat/v1/exec with a runtime session (so its sandbox stays warm).
 
-Run: .venv/bin/python bench/faces.py [--runs 200] [--mcp-json]   (needs Docker + image)
-`--mcp-json` runs the server with TOOLSHED_MCP_JSON_RESPONSE=true (MCP answers as JSON, no progress).
+Run: .venv/bin/python bench/faces.py [--runs 200]   (needs Docker + image)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import random
 import sys
 import tempfile
 import time
@@ -38,6 +41,7 @@ from orchestrator.localserver import Server
 
 RESULTS = ROOT / "bench" / "results" / "faces.json"
 CODE = "print(1)"
+PROTOCOL = "2025-06-18"  # what the MCP clients in the field (Claude Desktop, Cursor) speak today
 Trip = Callable[[], Awaitable[bool]]
 
 
@@ -51,7 +55,29 @@ async def direct(http: httpx.AsyncClient) -> Trip:
     return trip
 
 
-def mcp(session: ClientSession) -> Trip:
+async def mcp_post(http: httpx.AsyncClient) -> Trip:
+    accept = {"Accept": "application/json, text/event-stream"}
+    opened = await http.post("/mcp", headers=accept, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": PROTOCOL, "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}})
+    headers = {**accept, "mcp-session-id": opened.headers["mcp-session-id"],
+               "mcp-protocol-version": PROTOCOL}
+    await http.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    ids = itertools.count(1)
+
+    async def trip() -> bool:
+        response = await http.post("/mcp", headers=headers, json={
+            "jsonrpc": "2.0", "id": next(ids), "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": {"code": CODE}}})
+        # The answer is an event stream (so a long cell can send progress first); its last event is the result.
+        event = response.text.strip().rsplit("\ndata: ", 1)[-1]
+        return json.loads(event)["result"]["content"][0]["text"] == "1\n"
+
+    return trip
+
+
+def mcp_client(session: ClientSession) -> Trip:
     async def trip() -> bool:
         result = await session.call_tool("execute_code", {"code": CODE})
         return result.content[0].text == "1\n"  # type: ignore[union-attr]
@@ -96,8 +122,12 @@ async def measure(trips: dict[str, Trip], runs: int) -> dict[str, Samples]:
     for _ in range(WARM_UPS):
         for trip in trips.values():
             await trip()
+    order = list(trips.items())
     for _ in range(runs):
-        for name, trip in trips.items():  # in turn, so a slow moment of the machine hits every face alike
+        # In turn, so a slow moment of the machine hits every face alike, and in a new order each round, so no face
+        # always follows the same one (whose unfinished work after its answer would land on it).
+        random.shuffle(order)
+        for name, trip in order:
             started = time.perf_counter()
             ok = await trip()
             if ok:
@@ -109,13 +139,14 @@ async def measure(trips: dict[str, Trip], runs: int) -> dict[str, Samples]:
 
 async def run(server: Server, runs: int) -> dict[str, Samples]:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
-        mcp_http = create_mcp_http_client()
-        async with (mcp_http, streamable_http_client(f"{server.base_url}/mcp", http_client=mcp_http) as streams,
+        client_http = create_mcp_http_client()
+        async with (client_http, streamable_http_client(f"{server.base_url}/mcp", http_client=client_http) as streams,
                     ClientSession(*streams) as session):
             await session.initialize()
             jupyter_trip, ws = await jupyter(http, server.base_url)
             try:
-                return await measure({"direct": await direct(http), "mcp": mcp(session), "jupyter": jupyter_trip,
+                return await measure({"direct": await direct(http), "mcp": await mcp_post(http),
+                                      "mcp-client": mcp_client(session), "jupyter": jupyter_trip,
                                       "librechat": librechat(http)}, runs)
             finally:
                 await ws.close()
@@ -125,10 +156,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--mcp-json", action="store_true")
     args = parser.parse_args()
-    server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-faces-")), TOOLSHED_POOL_SIZE="1",
-                    TOOLSHED_MCP_JSON_RESPONSE=str(args.mcp_json).lower())
+    server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-faces-")), TOOLSHED_POOL_SIZE="1")
     server.start()
     try:
         samples = asyncio.run(run(server, args.runs))
@@ -140,7 +169,7 @@ def main() -> None:
     for name, summary in summaries.items():
         if name != "direct" and "p50_ms" in summary:
             summary["overhead_p50_ms"] = round(summary["p50_ms"] - baseline, 2)
-    report = {"runs": args.runs, "code": CODE, "mcp_json_response": args.mcp_json, "faces": summaries}
+    report = {"runs": args.runs, "code": CODE, "faces": summaries}
     print(json.dumps(report, indent=1))
     args.out.write_text(json.dumps({**report, "samples_ms": {
         name: [round(x * 1000, 3) for x in s.seconds] for name, s in samples.items()}}))
