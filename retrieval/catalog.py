@@ -34,14 +34,16 @@ from retrieval.sqlite import PageRequest, SQLite, keyset_page
 
 _FILE_COLUMNS = ("store_id, file_id, filename, status, created_at, usage_bytes, attributes, chunking, error_code, "
                  "error_message, batch_id")
+_TOUCH_EVERY = 60.0
 _STORE_COLUMNS = "id, name, created_at, last_active_at, metadata, expires_after_days, description, key"
 
 
 class Catalog(SQLite):
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        with self.read() as conn:
-            conn.executescript(SCHEMA)
+        super().__init__(path, reader=True)  # searches must not wait for ingestion's transactions
+        self._touched: dict[str, float] = {}
+        with self._lock:
+            self._conn.executescript(SCHEMA)
 
     # ---- stores --------------------------------------------------------------------------------------------
 
@@ -113,7 +115,12 @@ class Catalog(SQLite):
                 raise StoreNotFound(store_id)
 
     def touch(self, store_id: str) -> None:
-        """Note the store's use (its expiry counts from it); on a full disk the search answers all the same."""
+        """Note the store's use (its expiry counts from it, in days); on a full disk the search answers all the
+        same. At most once a minute per store: each note is a write, and it would wait for ingestion's."""
+        now = time.monotonic()
+        if now - self._touched.get(store_id, -_TOUCH_EVERY) < _TOUCH_EVERY:
+            return
+        self._touched[store_id] = now
         with contextlib.suppress(DiskFull), self.write() as conn:
             conn.execute("UPDATE stores SET last_active_at = ? WHERE id = ?", (int(time.time()), store_id))
 

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_file ON chunks (store_id, file_id);
+-- A store's newest chunk and its chunks after a watermark, found without reading the whole store.
+CREATE INDEX IF NOT EXISTS chunks_store ON chunks (store_id, id);
 CREATE TABLE IF NOT EXISTS embeddings (
     model TEXT NOT NULL,
     hash TEXT NOT NULL,
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS deletions (
     store_id TEXT NOT NULL,
     chunk_id INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS deletions_store ON deletions (store_id, seq);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
     store_id TEXT NOT NULL,

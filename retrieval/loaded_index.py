@@ -1,11 +1,13 @@
-"""Each store's vector index in memory: loaded lazily from its last checkpoint plus the rows committed since, kept
-in step with writes from this process and from others (`toolshed index` writing the same database), and
-checkpointed (temp file, rename) only when the backlog is a sizeable fraction of the store."""
+"""Each store's indexes in memory (vectors and keyword postings): loaded lazily from their last checkpoint plus the
+rows committed since, kept in step with writes from this process and from others (`toolshed index` writing the
+same database), and checkpointed together (temp file, rename) only when the backlog is a sizeable fraction of the
+store."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,9 @@ import numpy as np
 
 from retrieval.catalog import Catalog
 from retrieval.errors import DiskFull
-from retrieval.index import VectorIndex
+from retrieval.index import IVF_FROM, VectorIndex, lists_for
 from retrieval.keyword import KeywordIndex
+from retrieval.postings import Bm25Postings
 
 log = logging.getLogger("toolshed.retrieval")
 
@@ -25,24 +28,31 @@ _CHECKPOINT_MIN_BACKLOG = 2000
 @dataclass
 class _Loaded:
     index: VectorIndex
-    max_chunk: int  # every chunk id up to this one is in the index
-    deletion: int  # every deletion up to this seq has been applied
+    keyword: Bm25Postings
+    max_chunk: int  # every chunk id up to this one is in both indexes
+    deletion: int  # every deletion up to this seq has been applied to both
+
+
+def _postings_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".bm25.npz")
 
 
 
 class LoadedIndexes:
     def __init__(self, catalog: Catalog, checkpoints: Path, keyword: KeywordIndex, *,
-                 model_name: Callable[[], str], dimension: Callable[[], int]) -> None:
+                 model_name: Callable[[], str], dimension: Callable[[], int], ivf_from: int = IVF_FROM) -> None:
         self._catalog = catalog
         self._checkpoints = checkpoints
         checkpoints.mkdir(parents=True, exist_ok=True)
         self._keyword = keyword
         self._model_name = model_name
         self._dimension = dimension
+        self._ivf_from = ivf_from
         self._loaded: dict[str, _Loaded] = {}
         # Each store's row signature when this process last brought its in-memory indexes up to date.
         self._seen: dict[str, tuple[int, int, int]] = {}
-        # Orders "commit, then apply to the in-memory index" so checkpoints always match their watermarks.
+        # Orders "commit, then apply to the in-memory indexes" among writers, catch-ups and checkpoints, so
+        # checkpoints always match their watermarks.
         self.lock = threading.RLock()
 
     def loaded(self, store_id: str) -> _Loaded | None:
@@ -53,10 +63,12 @@ class LoadedIndexes:
         """Drop a deleted store's index and its checkpoints."""
         self._loaded.pop(store_id, None)
         self._seen.pop(store_id, None)
-        for checkpoint in self._checkpoints.glob(f"{store_id}-*.faiss"):
+        for checkpoint in self._checkpoints.glob(f"{store_id}-*"):
             checkpoint.unlink(missing_ok=True)
 
     def get(self, store_id: str) -> _Loaded:
+        if (loaded := self._loaded.get(store_id)) is not None:
+            return loaded  # searches need no lock once a store is loaded: its indexes guard themselves
         with self.lock:
             if store_id in self._loaded:
                 return self._loaded[store_id]
@@ -66,9 +78,16 @@ class LoadedIndexes:
             checkpoint, max_chunk, deletion = row
             dimension = self._dimension()
             index = VectorIndex.load(self._checkpoints / checkpoint, dimension) if checkpoint else None
+            keyword = Bm25Postings.load(_postings_path(self._checkpoints / checkpoint)) if index is not None else None
             if index is None:
-                index, max_chunk, deletion = VectorIndex(dimension), 0, 0
-            loaded = _Loaded(index, max_chunk, deletion)
+                index, keyword, max_chunk, deletion = VectorIndex(dimension), Bm25Postings(), 0, 0
+            elif keyword is None:
+                # A checkpoint from before postings were saved: its rows up to the watermark are the ones in the
+                # keyword table now, less those deleted since (which the catch-up below would remove anyway).
+                keyword = Bm25Postings()
+                with self._catalog.read() as conn:
+                    keyword.add(self._keyword.rows(conn, self._catalog.store_key(store_id), 0, max_chunk))
+            loaded = _Loaded(index, keyword, max_chunk, deletion)
             self._catch_up(store_id, loaded)
             self._loaded[store_id] = loaded
             return loaded
@@ -81,13 +100,18 @@ class LoadedIndexes:
             rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
                                 "e.hash = c.hash WHERE c.store_id = ? AND c.id > ? ORDER BY c.id",
                                 (self._model_name(), store_id, loaded.max_chunk)).fetchall()
+            analysed = self._keyword.rows(conn, self._catalog.store_key(store_id), loaded.max_chunk,
+                                          rows[-1][0]) if rows else []
         if gone:
-            loaded.index.remove(np.array([chunk_id for _, chunk_id in gone], dtype=np.int64))
+            removed = np.array([chunk_id for _, chunk_id in gone], dtype=np.int64)
+            loaded.index.remove(removed)
+            loaded.keyword.remove(removed)
             loaded.deletion = max(seq for seq, _ in gone)
         if rows:
             ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
             vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
             loaded.index.add(ids, vectors.reshape(len(rows), -1))
+            loaded.keyword.add(analysed)
             loaded.max_chunk = int(ids[-1])
 
     def _signature(self, store_id: str) -> tuple[int, int, int]:
@@ -100,10 +124,16 @@ class LoadedIndexes:
                                (store_id, store_id, store_id)).fetchone()
         return (row[0], row[1], row[2] or 0) if row else (0, 0, 0)
 
-    def refresh(self, store_id: str, key: int) -> None:
+    def refresh(self, store_id: str) -> None:
         """Take in what another process (`toolshed index`) committed to this store since we last looked."""
         signature = self._signature(store_id)
-        with self.lock:
+        if self._seen.get(store_id) == signature:
+            return
+        # A writer of this process holds the lock for its whole transaction and applies its own rows itself; a
+        # search does not wait it out: another process's rows are taken in by the next search instead.
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
             if self._seen.get(store_id) == signature:
                 return
             self._seen[store_id] = signature
@@ -112,7 +142,8 @@ class LoadedIndexes:
                 del self._loaded[store_id]  # deletions we never applied may be pruned: reload from the checkpoint
             elif loaded is not None:
                 self._catch_up(store_id, loaded)
-        self._keyword.changed(key)
+        finally:
+            self.lock.release()
 
     def catch_up_loaded(self, store_id: str) -> None:
         """Called first in a write transaction (no other writer can commit now): what another process committed
@@ -137,11 +168,16 @@ class LoadedIndexes:
                 backlog = conn.execute("SELECT (SELECT COUNT(*) FROM chunks WHERE store_id = ? AND id > ?) + "
                                        "(SELECT COUNT(*) FROM deletions WHERE store_id = ? AND seq > ?)",
                                        (store_id, row[1], store_id, row[2])).fetchone()[0]
-            if not backlog or (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4)):
+            lists = self._lists_due(loaded)
+            if lists is None and (not backlog or
+                                  (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4))):
                 return
+            if lists is not None:
+                self._reshape(store_id, loaded, lists)
             name = f"{store_id}-{loaded.max_chunk}-{loaded.deletion}.faiss"
             try:
                 loaded.index.save(self._checkpoints / name)
+                loaded.keyword.save(_postings_path(self._checkpoints / name))
                 with self._catalog.write() as conn:
                     conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, "
                                  "checkpoint_deletion = ? WHERE id = ?",
@@ -152,9 +188,33 @@ class LoadedIndexes:
                 # A checkpoint only saves replaying committed rows at the next load; the rows are the truth.
                 if row[0] != name:
                     (self._checkpoints / name).unlink(missing_ok=True)
+                    _postings_path(self._checkpoints / name).unlink(missing_ok=True)
                 log.warning("checkpoint of %s not written: %s", store_id, exc)
                 if force:
                     raise
                 return
             if row[0] and row[0] != name:
                 (self._checkpoints / row[0]).unlink(missing_ok=True)
+                _postings_path(self._checkpoints / row[0]).unlink(missing_ok=True)
+
+    def _lists_due(self, loaded: _Loaded) -> int | None:
+        """The inverted lists the store's vectors should be rebuilt into now, if any: past IVF_FROM chunks, and
+        again with more lists each time the store quadruples."""
+        lists = lists_for(len(loaded.index), self._ivf_from)
+        if lists is None or (loaded.index.lists is not None and lists < 2 * loaded.index.lists):
+            return None
+        return lists
+
+    def _reshape(self, store_id: str, loaded: _Loaded, lists: int) -> None:
+        """Rebuild the store's vectors as inverted lists. Writers wait meanwhile (~20 s at 100k chunks, a few
+        minutes at a million); searches go on against the old index until the new one replaces it."""
+        with self._catalog.read() as conn:
+            rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
+                                "e.hash = c.hash WHERE c.store_id = ? AND c.id <= ? ORDER BY c.id",
+                                (self._model_name(), store_id, loaded.max_chunk)).fetchall()
+        ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32).reshape(len(rows), -1)
+        started = time.perf_counter()
+        loaded.index = VectorIndex.inverted(ids, vectors, lists)
+        log.info("store %s: %d vectors now in %d inverted lists (%.1f s)", store_id, len(ids), lists,
+                 time.perf_counter() - started)

@@ -15,17 +15,24 @@ from retrieval.errors import DiskFull
 
 
 class SQLite:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reader: bool = False) -> None:
+        """`reader`: reads get a connection of their own, so they see the last commit instead of waiting out a
+        write transaction (WAL lets both run at once). Only for callers that never read, inside a write, rows that
+        transaction has not committed yet."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL, a commit survives a killed process
         self._lock = threading.RLock()
+        self._reader, self._read_lock = self._conn, self._lock
+        if reader:
+            self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._read_lock = threading.RLock()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
+        with self._read_lock:
+            yield self._reader
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -45,8 +52,9 @@ class SQLite:
                 raise
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
+from retrieval.index import IVF_FROM
 from retrieval.isolation import IsolatedParser, ParseLimits
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
@@ -49,7 +50,8 @@ _ROUND_CHUNKS = 512
 
 class VectorStoreEngine:
     def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
-                 dense_weight: float = DEFAULT_DENSE_WEIGHT, parse_limits: ParseLimits | None = None) -> None:
+                 dense_weight: float = DEFAULT_DENSE_WEIGHT, parse_limits: ParseLimits | None = None,
+                 ivf_from: int = IVF_FROM) -> None:
         self._catalog = Catalog(root / "retrieval.db")
         self._parser = IsolatedParser(parse_limits)
         self._model = model
@@ -65,11 +67,12 @@ class VectorStoreEngine:
         self.store_page, self.file_page = catalog.store_page, catalog.file_page
         self.update_store, self.batch, self.create_batch, self.cancel_batch = catalog.update_store, catalog.batch, \
             catalog.create_batch, catalog.cancel_batch
-        self._keyword = KeywordIndex(Analyzer(), self._catalog.read)
+        self._keyword = KeywordIndex(Analyzer())
         self.dense_weight = dense_weight
         self._cache = VectorCache(self._catalog, embedder=lambda: self.embedder, model_name=lambda: self.model_name)
         self._indexes = LoadedIndexes(self._catalog, root / "indexes", self._keyword,
-                                      model_name=lambda: self.model_name, dimension=lambda: self.embedder.dimension)
+                                      model_name=lambda: self.model_name, dimension=lambda: self.embedder.dimension,
+                                      ivf_from=ivf_from)
 
     @property
     def embedder(self) -> Embedder:
@@ -165,24 +168,28 @@ class VectorStoreEngine:
         vectors = self._cache.vectors(texts)
         key = self._catalog.store_key(store_id)
         added: list[tuple[int, str]] = []
-        # The memory index takes the new vectors only once their rows are committed: a failed commit (a full
-        # disk) must leave no vector behind whose chunk id SQLite would hand out again.
+        analysed: list[tuple[int, str]] = []
+        # The memory indexes take the new rows only once they are committed: a failed commit (a full disk) must
+        # leave nothing behind whose chunk id SQLite would hand out again.
         with self._indexes.lock:
             with self._catalog.write() as conn:
                 self._indexes.catch_up_loaded(store_id)
-                self._insert_round(conn, store_id, key, pending, added)
+                self._insert_round(conn, store_id, key, pending, added, analysed)
                 self._cache.store(conn, vectors)
             loaded = self._indexes.loaded(store_id)
             if loaded is not None and added:
                 loaded.index.add(np.array([i for i, _ in added]), np.stack([vectors[h] for _, h in added]))
+                loaded.keyword.add(analysed)
                 loaded.max_chunk = max(i for i, _ in added)
             self._indexes.mark_seen(store_id)
         if progress:
             progress(len(pending))
 
     def _insert_round(self, conn: sqlite3.Connection, store_id: str, key: int,
-                      pending: list[tuple[Document, list[Chunk]]], added: list[tuple[int, str]]) -> None:
-        """The round's chunks as rows (and keyword postings); `added` gets their (chunk id, content hash)."""
+                      pending: list[tuple[Document, list[Chunk]]], added: list[tuple[int, str]],
+                      analysed: list[tuple[int, str]]) -> None:
+        """The round's chunks as rows (and keyword rows); `added` gets their (chunk id, content hash), `analysed`
+        their (chunk id, keyword terms)."""
         dimension = self.embedder.dimension
         for document, chunks in pending:
             status = conn.execute("SELECT status FROM store_files WHERE store_id = ? AND file_id = ?",
@@ -195,7 +202,7 @@ class VectorStoreEngine:
                 continue
             ids = [self._catalog.insert_chunk(conn, store_id, document.file_id, ordinal, chunk)
                    for ordinal, chunk in enumerate(chunks)]
-            self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
+            analysed += self._keyword.add(conn, key, [(i, c.text) for i, c in zip(ids, chunks, strict=True)])
             added.extend((i, content_hash(c.text)) for i, c in zip(ids, chunks, strict=True))
             usage = sum(len(c.text.encode()) for c in chunks) + len(chunks) * dimension * 4
             self._catalog.set_status(conn, store_id, document.file_id, "completed", usage_bytes=usage)
@@ -226,6 +233,7 @@ class VectorStoreEngine:
             loaded = self._indexes.loaded(store_id)
             if loaded is not None:
                 loaded.index.remove(np.array(ids, dtype=np.int64))
+                loaded.keyword.remove(np.array(ids, dtype=np.int64))
                 loaded.deletion = seq
             self._indexes.mark_seen(store_id)
         self._indexes.maybe_checkpoint(store_id)
@@ -247,9 +255,8 @@ class VectorStoreEngine:
         self._indexes.maybe_checkpoint(store_id, force=True)
 
     def warm(self, store_id: str) -> None:
-        """Load the store's vector index and build its keyword snapshot now, rather than on first queries."""
-        self._indexes.get(store_id)
-        self._keyword.warm(self._catalog.store_key(store_id))
+        """Load the store's indexes now, rather than on first queries, and let pending keyword merges finish."""
+        self._indexes.get(store_id).keyword.wait()
 
     # ---- search --------------------------------------------------------------------------------------------
 
@@ -270,17 +277,16 @@ class VectorStoreEngine:
             query_vector = embed_texts(self.embedder, [query])[0]
         elif mode == "keyword":
             query_vector = None
+        terms = sorted(set(self._keyword.analyzer.terms(query))) if mode != "dense" else []
         for store_id in store_ids:
-            key = self._catalog.store_key(store_id)
-            self._indexes.refresh(store_id, key)
+            self._indexes.refresh(store_id)
             allowed = self._allowed_chunks(store_id, filters) if filters is not None else None
+            loaded = self._indexes.get(store_id)
             if query_vector is not None:
-                loaded = self._indexes.get(store_id)
-                with self._indexes.lock:
-                    dense += loaded.index.search(query_vector, depth, None if allowed is None else
-                                                 np.fromiter(allowed, dtype=np.int64))
-            if mode != "dense":
-                keyword += self._keyword.search(key, query, depth, allowed)
+                dense += loaded.index.search(query_vector, depth, None if allowed is None else
+                                             np.fromiter(allowed, dtype=np.int64))
+            if terms:
+                keyword += loaded.keyword.search(terms, depth, allowed)
         for store_id in store_ids:
             self._catalog.touch(store_id)
         ranked = [hit for hit in rank(mode, dense, keyword, self.dense_weight, depth) if hit.score >= score_threshold]

@@ -54,6 +54,27 @@ def test_a_checkpoint_written_elsewhere_is_taken_in(tmp_path: Path) -> None:
     cli.close()
 
 
+def test_a_growing_store_switches_to_inverted_lists_and_keeps_its_answers(tmp_path: Path) -> None:
+    engine = VectorStoreEngine(tmp_path, embedder=HashEmbedder(), ivf_from=1500)
+    store = engine.create_store("growing")
+    documents = []
+    for n in range(2000):
+        engine.attach(store.id, f"f{n}", f"f{n}.txt")
+        documents.append(Document(f"f{n}", [Page(1, f"record {n} mentions token{n} and token{n % 97}")]))
+    engine.index_documents(store.id, documents)
+    before = [h.file_id for h in engine.search([store.id], "token1234", k=3, mode="dense")]
+    engine.remove_file(store.id, "f7")
+    engine.checkpoint(store.id)  # the checkpoint is where the index changes shape
+    assert engine._indexes.get(store.id).index.lists == 31
+    assert [h.file_id for h in engine.search([store.id], "token1234", k=3, mode="dense")] == before
+    restarted = VectorStoreEngine(tmp_path, embedder=HashEmbedder(), ivf_from=1500)
+    assert restarted._indexes.get(store.id).index.lists == 31
+    assert [h.file_id for h in restarted.search([store.id], "token1234", k=3, mode="dense")] == before
+    assert "f7" not in {h.file_id for h in restarted.search([store.id], "record 7 token7", k=10, mode="hybrid")}
+    engine.close()
+    restarted.close()
+
+
 @pytest.mark.parametrize(("error", "status", "code"), [
     (FileNotFound("file-x"), 404, "not_found"),
     (FileTooLarge(10), 413, "file_too_large"),
