@@ -62,7 +62,9 @@ class VectorIndex:
         return int(self._index.nlist) if isinstance(self._index, faiss.IndexIVF) else None
 
     def __len__(self) -> int:
-        return int(self._index.ntotal) - len(self._removed)
+        # Removals kept aside may name ids the index never held (a deletion replayed from the database), so
+        # this is a lower bound while any are pending; searches go by what FAISS holds.
+        return max(int(self._index.ntotal) - len(self._removed), 0)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
@@ -89,7 +91,8 @@ class VectorIndex:
             return self._search(np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32), k, allowed)
 
     def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        if len(self) == 0 or k <= 0:
+        held = int(self._index.ntotal)
+        if held == 0 or k <= 0:
             return []
         removed = np.fromiter(self._removed, dtype=np.int64, count=len(self._removed))
         # FAISS does not own selectors: both stay referenced here until the search is done.
@@ -108,7 +111,7 @@ class VectorIndex:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=self._index.nprobe)  # type: ignore[call-arg]
         elif selector is not None:
             params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg] # set by keyword at runtime
-        scores, ids = self._index.search(query, min(k, len(self)), params=params)
+        scores, ids = self._index.search(query, min(k, held), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def save(self, path: Path) -> None:

@@ -103,7 +103,8 @@ class LoadedIndexes:
             analysed = self._keyword.rows(conn, self._catalog.store_key(store_id), loaded.max_chunk,
                                           rows[-1][0]) if rows else []
         if gone:
-            removed = np.array([chunk_id for _, chunk_id in gone], dtype=np.int64)
+            # A chunk added after the watermark and deleted since was never loaded: nothing to remove.
+            removed = np.array([chunk_id for _, chunk_id in gone if chunk_id <= loaded.max_chunk], dtype=np.int64)
             loaded.index.remove(removed)
             loaded.keyword.remove(removed)
             loaded.deletion = max(seq for seq, _ in gone)

@@ -121,3 +121,12 @@ def test_removed_vectors_are_never_returned_before_or_after_they_are_applied(tmp
     assert len(index) == 1890
     found = {i for i, _ in index.search(vectors[150], 50)}
     assert not found & set(range(100, 1200)) and len(found) == 50
+
+
+def test_removing_ids_the_index_never_held_hides_nothing() -> None:
+    vectors = np.eye(8, dtype=np.float32)[:5]
+    index = VectorIndex(8)
+    index.add(np.arange(1, 6), vectors)
+    index.remove(np.arange(100, 110))  # a deletion replayed from the database for chunks never loaded here
+    assert [i for i, _ in index.search(vectors[2], 5)][0] == 3
+    assert len(index.search(vectors[2], 5)) == 5
