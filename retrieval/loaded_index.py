@@ -6,6 +6,7 @@ store."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -97,23 +98,30 @@ class LoadedIndexes:
         with self._catalog.read() as conn:
             gone = conn.execute("SELECT seq, chunk_id FROM deletions WHERE store_id = ? AND seq > ?",
                                 (store_id, loaded.deletion)).fetchall()
-            rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
-                                "e.hash = c.hash WHERE c.store_id = ? AND c.id > ? ORDER BY c.id",
-                                (self._model_name(), store_id, loaded.max_chunk)).fetchall()
+            ids, vectors = self._vectors(conn, store_id, after=loaded.max_chunk)
             analysed = self._keyword.rows(conn, self._catalog.store_key(store_id), loaded.max_chunk,
-                                          rows[-1][0]) if rows else []
+                                          int(ids[-1])) if len(ids) else []
         if gone:
             # A chunk added after the watermark and deleted since was never loaded: nothing to remove.
             removed = np.array([chunk_id for _, chunk_id in gone if chunk_id <= loaded.max_chunk], dtype=np.int64)
             loaded.index.remove(removed)
             loaded.keyword.remove(removed)
             loaded.deletion = max(seq for seq, _ in gone)
-        if rows:
-            ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
-            vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
-            loaded.index.add(ids, vectors.reshape(len(rows), -1))
+        if len(ids):
+            loaded.index.add(ids, vectors)
             loaded.keyword.add(analysed)
             loaded.max_chunk = int(ids[-1])
+
+    def _vectors(self, conn: sqlite3.Connection, store_id: str, *, after: int = 0,
+                 upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The store's chunk ids in (after, upto] and their vectors, in id order."""
+        rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
+                            "e.hash = c.hash WHERE c.store_id = ? AND c.id > ? AND c.id <= ? ORDER BY c.id",
+                            (self._model_name(), store_id, after, upto if upto is not None else 2**63 - 1)
+                            ).fetchall()
+        ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
+        return ids, vectors.reshape(len(rows), self._dimension())
 
     def _signature(self, store_id: str) -> tuple[int, int, int]:
         """What changes whenever the store's rows do, whichever process wrote them: the newest chunk, the newest
@@ -210,11 +218,7 @@ class LoadedIndexes:
         """Rebuild the store's vectors as inverted lists. Writers wait meanwhile (~20 s at 100k chunks, a few
         minutes at a million); searches go on against the old index until the new one replaces it."""
         with self._catalog.read() as conn:
-            rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
-                                "e.hash = c.hash WHERE c.store_id = ? AND c.id <= ? ORDER BY c.id",
-                                (self._model_name(), store_id, loaded.max_chunk)).fetchall()
-        ids = np.array([chunk_id for chunk_id, _ in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32).reshape(len(rows), -1)
+            ids, vectors = self._vectors(conn, store_id, upto=loaded.max_chunk)
         started = time.perf_counter()
         loaded.index = VectorIndex.inverted(ids, vectors, lists)
         log.info("store %s: %d vectors now in %d inverted lists (%.1f s)", store_id, len(ids), lists,
