@@ -2,7 +2,6 @@
 
 - fusion weight: swept on the *train* split only (809 queries); the best weight is then used on test;
 - quality on the test split (300 queries) for dense, keyword and hybrid: nDCG@10, Recall@10/@100, MRR@10;
-- ingestion throughput against raw `model.encode` on the very same chunks, same run, alternated to share noise;
 - search latency on a 100,000-chunk store, excluding query embedding (reported separately).
 
 Run: .venv/bin/python bench/retrieval.py [--dataset ../shared/datasets/scifact] [--data-dir ~/.cache/toolshed-bench]
@@ -16,18 +15,16 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `retrieval` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from retrieval.chunking import chunk_pages
 from retrieval.embedding import embed_texts
 from retrieval.evaluate import CHUNK_CANDIDATES, ensure_indexed, evaluate, load_beir, ndcg_at
 from retrieval.fusion import fuse
-from retrieval.models import ChunkingStrategy, Document, Page
+from retrieval.models import Document, Page
 from retrieval.vector_store import VectorStoreEngine
 
 WEIGHTS = [0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7]
@@ -59,33 +56,6 @@ def sweep_weights(engine: VectorStoreEngine, store_id: str, dataset_dir: Path) -
         scores[str(weight)] = round(statistics.fmean(values), 4)
     best = max(WEIGHTS, key=lambda w: scores[str(w)])
     return {"split": "train", "queries": len(runs), "ndcg_at_10_by_dense_weight": scores, "best_dense_weight": best}
-
-
-def ingestion_vs_raw_encode(engine: VectorStoreEngine, dataset_dir: Path, documents: int) -> dict:
-    """Chunks per second: the full ingestion path (fresh store, empty cache) vs model.encode on the same chunks."""
-    data = load_beir(dataset_dir)
-    doc_ids = list(data.corpus)[:documents]
-    embedder = engine.embedder
-    chunks = [c.text for d in doc_ids for c in chunk_pages([Page(None, data.corpus[d])], ChunkingStrategy(),
-                                                            window=embedder.window, token_spans=embedder.token_spans)]
-    raw, ingest = [], []
-    for _ in range(2):
-        started = time.perf_counter()
-        embed_texts(embedder, chunks)
-        raw.append(time.perf_counter() - started)
-        with tempfile.TemporaryDirectory() as scratch:
-            fresh = VectorStoreEngine(Path(scratch), embedder=embedder)
-            store = fresh.create_store("throughput")
-            for doc_id in doc_ids:
-                fresh.attach(store.id, doc_id, f"{doc_id}.txt")
-            started = time.perf_counter()
-            fresh.index_documents(store.id, [Document(d, [Page(None, data.corpus[d])]) for d in doc_ids])
-            ingest.append(time.perf_counter() - started)
-            fresh.close()
-    raw_rate, ingest_rate = len(chunks) / min(raw), len(chunks) / min(ingest)
-    return {"documents": documents, "chunks": len(chunks), "raw_encode_chunks_per_s": round(raw_rate, 1),
-            "ingestion_chunks_per_s": round(ingest_rate, 1), "ingestion_docs_per_s": round(documents / min(ingest), 1),
-            "ratio": round(ingest_rate / raw_rate, 3)}
 
 
 def latency_at_100k(engine: VectorStoreEngine, dataset_dir: Path, target_chunks: int, queries: int) -> dict:
@@ -127,7 +97,6 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets"
                         / "scifact")
     parser.add_argument("--data-dir", type=Path, default=Path(os.path.expanduser("~/.cache/toolshed-bench")))
-    parser.add_argument("--throughput-docs", type=int, default=300)
     parser.add_argument("--latency-chunks", type=int, default=100_000)
     args = parser.parse_args()
     engine = VectorStoreEngine(args.data_dir / "retrieval")
@@ -142,7 +111,6 @@ def main() -> None:
         result["test"][mode] = {"ndcg_at_10": report.ndcg_at_10, "recall_at_10": report.recall_at_10,
                                 "recall_at_100": report.recall_at_100, "mrr_at_10": report.mrr_at_10,
                                 "query_ms_p50": report.query_ms_p50, "query_ms_p95": report.query_ms_p95}
-    result["ingestion"] = ingestion_vs_raw_encode(engine, args.dataset, args.throughput_docs)
     result["search_latency"] = latency_at_100k(engine, args.dataset, args.latency_chunks, 300)
     print(json.dumps(result, indent=2))
 

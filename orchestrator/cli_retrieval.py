@@ -29,8 +29,7 @@ MODES: tuple[SearchMode, ...] = ("dense", "keyword", "hybrid")
 def _engine(settings: Settings):  # noqa: ANN202 - imported lazily: torch and faiss are slow to import
     from retrieval.vector_store import VectorStoreEngine
 
-    return VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
-                             dense_weight=settings.search_dense_weight, parse_limits=settings.parse_limits())
+    return VectorStoreEngine(settings.data_dir / "retrieval", **settings.engine_options())
 
 
 @contextmanager

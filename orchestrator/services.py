@@ -82,8 +82,7 @@ class Services:
         owners = Owners(db)
         files = FileStore(db, settings.data_dir, byte_limit=lambda project: _size_or_none(
             settings.limits_of(project).stored_bytes))
-        engine = VectorStoreEngine(settings.data_dir / "retrieval", model=settings.embedding_model,
-                                   dense_weight=settings.search_dense_weight, parse_limits=settings.parse_limits())
+        engine = VectorStoreEngine(settings.data_dir / "retrieval", **settings.engine_options())
         vector_stores = VectorStores(engine, files, owners)
         resumed = vector_stores.start()
         if resumed:

@@ -22,7 +22,16 @@ import numpy as np
 from retrieval import filters as attribute_filters
 from retrieval.catalog import Catalog
 from retrieval.chunking import chunk_pages
-from retrieval.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, content_hash, embed_texts
+from retrieval.embedding import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_CACHE,
+    DEFAULT_RUNTIME,
+    Embedder,
+    Runtime,
+    content_hash,
+    embed_texts,
+    load_embedder,
+)
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
 from retrieval.index import IVF_FROM
@@ -49,12 +58,13 @@ _ROUND_CHUNKS = 512
 
 
 class VectorStoreEngine:
-    def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, embedder: Embedder | None = None,
+    def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, runtime: Runtime = DEFAULT_RUNTIME,
+                 model_cache: Path = DEFAULT_MODEL_CACHE, embedder: Embedder | None = None,
                  dense_weight: float = DEFAULT_DENSE_WEIGHT, parse_limits: ParseLimits | None = None,
                  ivf_from: int = IVF_FROM) -> None:
         self._catalog = Catalog(root / "retrieval.db")
         self._parser = IsolatedParser(parse_limits)
-        self._model = model
+        self._model, self._runtime, self._model_cache = model, runtime, model_cache
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         # The catalog's reads are the engine's own verbs; its writes go through the engine, which keeps the
@@ -76,10 +86,10 @@ class VectorStoreEngine:
 
     @property
     def embedder(self) -> Embedder:
-        """The embedding model, loaded on first use (a few seconds: it imports torch)."""
+        """The embedding model, loaded on first use (a few seconds; the int8 model's first build takes ~30 s)."""
         with self._embedder_lock:
             if self._embedder is None:
-                self._embedder = SentenceTransformerEmbedder(self._model)
+                self._embedder = load_embedder(self._model, runtime=self._runtime, model_cache=self._model_cache)
             return self._embedder
 
     @property

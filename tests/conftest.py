@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.embedding import Embedder, load_embedder
 from tests.scripted_model import ScriptedModel
 
 # CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.
@@ -95,9 +95,9 @@ def evidence(request: pytest.FixtureRequest, record_property: Callable[[str, obj
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
+def embedder() -> Embedder:
     """The real embedding model, loaded once per test session."""
-    return SentenceTransformerEmbedder()
+    return load_embedder()
 
 
 @pytest.fixture(scope="session")

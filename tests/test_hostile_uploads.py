@@ -17,7 +17,7 @@ import docx
 import pptx
 import pytest
 
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.embedding import Embedder
 from retrieval.isolation import IsolatedParser, ParseLimits
 from retrieval.vector_store import VectorStoreEngine
 from tests.conftest import Evidence
@@ -128,7 +128,7 @@ def test_a_pdf_that_keeps_the_parser_busy_is_given_up_at_the_time_limit(tmp_path
 
 
 def test_in_a_store_the_hostile_file_fails_and_its_neighbour_is_indexed(
-        tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+        tmp_path: Path, embedder: Embedder) -> None:
     engine = VectorStoreEngine(tmp_path / "engine", embedder=embedder, parse_limits=SMALL_MEMORY)
     try:
         store = engine.create_store("hostile")

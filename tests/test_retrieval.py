@@ -12,7 +12,7 @@ from pypdf import PdfWriter
 
 from retrieval import filters
 from retrieval.chunking import chunk_pages
-from retrieval.embedding import SentenceTransformerEmbedder, embed_texts
+from retrieval.embedding import Embedder, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest
 from retrieval.evaluate import ensure_indexed, evaluate, load_beir, ndcg_at
 from retrieval.fusion import fuse
@@ -27,7 +27,7 @@ PDF = DOCS / "pdf" / "arxiv-1706.03762-attention-is-all-you-need.pdf"
 class CountingEmbedder:
     """The real model, counting what it is asked to encode (to prove the cache works)."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner, self.encoded = inner, 0
         self.name, self.dimension, self.window = inner.name, inner.dimension, inner.window
 
@@ -40,7 +40,7 @@ class CountingEmbedder:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> VectorStoreEngine:
+def engine(tmp_path: Path, embedder: Embedder) -> VectorStoreEngine:
     return VectorStoreEngine(tmp_path, embedder=CountingEmbedder(embedder))
 
 
@@ -86,7 +86,7 @@ def test_scanned_pdf_is_unsupported_and_empty_password_pdf_opens(tmp_path: Path)
     assert parse(encrypted, "encrypted.pdf") == plain
 
 
-def test_chunks_are_exact_spans_that_lose_no_text(embedder: SentenceTransformerEmbedder) -> None:
+def test_chunks_are_exact_spans_that_lose_no_text(embedder: Embedder) -> None:
     pages = parse(PDF, PDF.name)
     for strategy in (ChunkingStrategy(), ChunkingStrategy.static(100, 50), ChunkingStrategy.static(1000, 0)):
         chunks = chunk_pages(pages, strategy, window=embedder.window, token_spans=embedder.token_spans)
@@ -109,7 +109,7 @@ def test_static_chunking_limits_follow_openai() -> None:
     assert ChunkingStrategy.static(4096, 2048).max_chunk_size_tokens == 4096
 
 
-def test_long_chunks_are_embedded_whole_not_truncated(embedder: SentenceTransformerEmbedder) -> None:
+def test_long_chunks_are_embedded_whole_not_truncated(embedder: Embedder) -> None:
     head = "The mitochondria is the powerhouse of the cell. " * 40  # about 400 word pieces
     tail = " Quarterly revenue of the retail segment grew by twelve percent."
     with_tail, without_tail = embed_texts(embedder, [head + tail, head])
@@ -151,7 +151,7 @@ def test_the_same_text_is_embedded_once_across_stores(engine: VectorStoreEngine)
 
 
 def test_a_restarted_engine_loads_checkpoint_plus_later_writes(tmp_path: Path,
-                                                              embedder: SentenceTransformerEmbedder) -> None:
+                                                              embedder: Embedder) -> None:
     engine = VectorStoreEngine(tmp_path, embedder=embedder)
     store = engine.create_store("persist")
     engine.attach(store.id, "md", "duck.md")
@@ -190,7 +190,7 @@ def test_filters_and_fusion_units() -> None:
     assert fused[1].keyword is None and fused[1].score == pytest.approx(0.45)  # the keyword list was complete
 
 
-def test_eval_on_a_slice_of_scifact(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_eval_on_a_slice_of_scifact(tmp_path: Path, embedder: Embedder) -> None:
     """The BEIR pipeline end to end on 300 real SciFact documents and the test queries that judge them."""
     full = load_beir(DATASETS / "scifact")
     wanted = {d for rel in full.qrels.values() for d in rel}
@@ -248,7 +248,7 @@ def test_hybrid_scores_are_absolute_so_junk_scores_low(engine: VectorStoreEngine
 
 
 def test_a_full_disk_during_an_index_write_leaves_nothing_behind(tmp_path: Path,
-                                                                 embedder: SentenceTransformerEmbedder) -> None:
+                                                                 embedder: Embedder) -> None:
     """The index on a real 4 MiB tmpfs, filled to the last byte: indexing a file raises DiskFull and leaves none
     of its chunks, in the database or in the loaded vector index (whose chunk ids SQLite hands out again: a
     stale vector would make another file's chunk answer for this one); with space back, indexing works."""

@@ -14,7 +14,7 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from retrieval.embedding import SentenceTransformerEmbedder, embed_texts
+from retrieval.embedding import Embedder, embed_texts
 from tests.conftest import metric_value
 from tests.datasets import DOCS
 
@@ -77,7 +77,7 @@ def test_attribute_filters_and_ranking_options(client: OpenAI, papers: str) -> N
 
 
 def test_ranker_none_scores_are_the_cosine_similarity(client: OpenAI, papers: str,
-                                                      embedder: SentenceTransformerEmbedder) -> None:
+                                                      embedder: Embedder) -> None:
     query = "scaled dot-product attention"
     dense = client.vector_stores.search(papers, query=query, ranking_options={"ranker": "none"}).data
     assert dense
