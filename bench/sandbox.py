@@ -6,7 +6,8 @@ failure count (a failure is any non-200 answer or an execution that did not comp
   pool (a second server with TOOLSHED_POOL_SIZE=0);
 - trivial execution round trip over HTTP against the bare-kernel baseline: the same image's kernel driven directly
   with jupyter_client; the two are interleaved run by run so machine noise hits both alike;
-- 50 threads at once, each running 20 trivial executions back to back, over HTTP;
+- 50 threads at once, each running 20 trivial executions back to back, over HTTP, with the CPU seconds per cell
+  of the server, the sandboxes (their cgroup), this load client and the whole machine;
 - idle memory per sandbox: cold-started, pooled (scientific stack preloaded), and across the 50 threads;
 - rehydration after expiry: 100 containers expire (files kept), then each runs a cell that reads its file back;
 - artifact registration: the after-cell scan of /mnt/data when nothing changed (with 0 and 500 files present),
@@ -35,6 +36,7 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path, and bench/retrieval.py would shadow the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import aiohttp
 import httpx
 from jupyter_client.blocking import BlockingKernelClient
 
@@ -207,22 +209,56 @@ def round_trips(server: Server, runs: int) -> dict[str, Samples]:
     return result
 
 
-async def concurrent_threads(server: Server, threads: int, executions: int) -> tuple[Samples, Samples, list[str]]:
+class CpuMeter:
+    """CPU seconds spent by the server process, by every sandbox container (the Docker cgroup's cpuacct), by this
+    load client, and by the whole machine, between start() and stop()."""
+
+    _DOCKER_CPUACCT = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")  # cgroup v1, as on this machine
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> dict[str, float]:
+        stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        machine = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        busy = sum(int(v) for i, v in enumerate(machine[:8]) if i not in (3, 4))  # all but idle and iowait
+        kernels = int(self._DOCKER_CPUACCT.read_text()) / 1e9 if self._DOCKER_CPUACCT.exists() else float("nan")
+        return {"server": (int(stat[11]) + int(stat[12])) / self.ticks, "sandboxes": kernels,
+                "load_client": time.process_time(), "machine": busy / self.ticks}
+
+    def start(self) -> None:
+        self.started = self.read()
+
+    def per_cell(self, cells: int, seconds: float) -> dict[str, float]:
+        ended = self.read()
+        spent = {name: ended[name] - self.started[name] for name in ended}
+        result = {f"{name}_cpu_ms_per_cell": round(value * 1000 / cells, 2) for name, value in spent.items()}
+        result["machine_busy_fraction"] = round(spent["machine"] / (seconds * (os.cpu_count() or 1)), 3)
+        result["cells"], result["seconds"] = cells, round(seconds, 2)
+        return result
+
+
+async def concurrent_threads(server: Server, threads: int,
+                             executions: int) -> tuple[Samples, Samples, list[str], dict[str, float]]:
     """`threads` new threads at once: their first calls (sandbox start under load), then `executions` trivial cells
-    each, back to back, all threads in parallel."""
+    each, back to back, all threads in parallel, with the CPU each part of the machine spent on those cells."""
     first, steady = Samples(), Samples()
-    limits = httpx.Limits(max_connections=threads * 2, max_keepalive_connections=threads * 2)
-    async with httpx.AsyncClient(base_url=f"{server.base_url}/v1", timeout=120, limits=limits) as http:
+    # aiohttp, not httpx: this client shares the 2 cores with what it measures, and httpx's async client took
+    # ~8 ms of CPU per call here (40% of the machine), aiohttp a fraction of that; the figure below reports it.
+    connector = aiohttp.TCPConnector(limit=threads * 2)
+    async with aiohttp.ClientSession(base_url=f"{server.base_url}/", connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as http:
         containers: set[str] = set()
 
         async def call(samples: Samples, thread_id: str) -> None:
             start = time.perf_counter()
             try:
-                response = await http.post("/tool_calls", json=code_call(thread_id, "print(1 + 1)"))
-                answer = response.json()
-                ok = response.status_code == 200 and answer["output"] == "2\n"
+                async with http.post("v1/tool_calls", json=code_call(thread_id, "print(1 + 1)")) as response:
+                    answer = await response.json()
+                ok = response.status == 200 and answer["output"] == "2\n"
                 containers.add(answer["container_id"])
-            except (httpx.HTTPError, KeyError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, KeyError, ValueError):
                 ok = False
             if ok:
                 samples.seconds.append(time.perf_counter() - start)
@@ -235,8 +271,13 @@ async def concurrent_threads(server: Server, threads: int, executions: int) -> t
 
         ids = [f"bench-many-{i}-{secrets.token_hex(4)}" for i in range(threads)]
         await asyncio.gather(*(call(first, tid) for tid in ids))
+        assert server.process is not None
+        meter = CpuMeter(server.process.pid)
+        meter.start()
+        started = time.perf_counter()
         await asyncio.gather(*(thread(tid) for tid in ids))
-    return first, steady, sorted(containers)
+        cpu = meter.per_cell(threads * executions, time.perf_counter() - started)
+    return first, steady, sorted(containers), cpu
 
 
 def rehydration(server: Server, runs: int) -> tuple[Samples, list[float]]:
@@ -338,6 +379,7 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, Samples] = {}
     memory: dict[str, list[float]] = {}
+    cpu_cost: dict[str, dict[str, float]] = {}
 
     warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
     warm.start()
@@ -346,7 +388,8 @@ def main() -> None:
         trips = round_trips(warm, max(args.runs, 300))
         figures["trivial_execute_http"], figures["trivial_execute_bare_jupyter_client"] = trips["http"], trips["bare"]
         memory["pooled_sandbox_idle"] = pooled_idle_memory(warm, 5)
-        first, steady, made = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
+        first, steady, made, cpu = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
+        cpu_cost[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = cpu
         figures[f"concurrent_{args.threads}_threads_first_call"] = first
         figures[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = steady
         time.sleep(3)
@@ -370,6 +413,7 @@ def main() -> None:
     summary["http_overhead_ratio_p50"] = round(
         summary["trivial_execute_http"]["p50_ms"] / summary["trivial_execute_bare_jupyter_client"]["p50_ms"], 2)
     summary["idle_memory"] = {name: memory_summary(sizes) for name, sizes in memory.items()}
+    summary["cpu_cost"] = cpu_cost
     summary["artifacts"] = bench_artifacts(args.runs, args.large_mb)
     summary["machine"] = {"cpus": os.cpu_count(), "image": default_tag(),
                           "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
