@@ -145,7 +145,8 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
         kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
         max_output_bytes=settings.max_output_bytes, default_timeout=settings.execution_timeout,
         max_timeout=settings.max_execution_timeout, pool_size=settings.pool_size,
-        pool_memory_limit=settings.default_memory_limit, max_sandboxes=settings.max_sandboxes,
+        pool_preload=tuple(settings.pool_preload), pool_memory_limit=settings.default_memory_limit,
+        max_sandboxes=settings.max_sandboxes,
         capacity_wait=settings.capacity_wait, max_lifetime=settings.sandbox_max_lifetime,
         max_message_bytes=settings.max_kernel_message_bytes,
     )

@@ -48,6 +48,10 @@ def test_pool_hit_refill_and_kill_recovery(docker_ready: None, tmp_path) -> None
         assert metric(server, 'toolshed_pool_takes_total{result="hit"}') == 1
         # The warm-up left nothing in the user's namespace.
         assert logs(run(client, created.id, "print([n for n in dir() if 'toolshed' in n])")) == "[]\n"
+        # TOOLSHED_POOL_PRELOAD's default: numpy and pandas waited imported; matplotlib (~24 MiB) did not.
+        preloaded = run(client, created.id, "import sys\n"
+                        "print(sorted(m for m in ('numpy', 'pandas', 'matplotlib') if m in sys.modules))")
+        assert logs(preloaded) == "['numpy', 'pandas']\n"
 
         thread = httpx.post(f"{server.base_url}/v1/tool_calls", timeout=120, json={
             "thread_id": "t-pool", "tool_call": {"id": "c", "type": "function", "function": {

@@ -25,10 +25,13 @@ from orchestrator.sandbox.workspace import UnsafeRunDir, WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
 
-# Imported into the interpreter's module cache from a throwaway namespace, so no name is bound in the user's,
-# even when an import fails.
-_WARM_UP = ("exec('import importlib\\nfor name in (\"numpy\", \"pandas\", \"matplotlib.pyplot\"):\\n"
-            "    try:\\n        importlib.import_module(name)\\n    except ImportError:\\n        pass\\n', {})\n")
+
+def warm_up_code(modules: tuple[str, ...]) -> str:
+    """A cell that imports `modules` into the interpreter's module cache from a throwaway namespace, so no name is
+    bound in the user's, even when an import fails."""
+    body = (f"import importlib\nfor name in {modules!r}:\n    try:\n        importlib.import_module(name)\n"
+            "    except ImportError:\n        pass\n")
+    return f"exec({body!r}, {{}})\n"
 
 
 class Lifecycle:
@@ -110,7 +113,7 @@ class Lifecycle:
         try:
             await self.start_container(live)
             assert live.session is not None
-            await live.session.execute(_WARM_UP, self.policy.kernel_start_timeout,
+            await live.session.execute(warm_up_code(self.policy.pool_preload), self.policy.kernel_start_timeout,
                                        interrupt_grace=self.policy.interrupt_grace, max_text_bytes=4096)
         except BaseException:
             await self.abandon(live)

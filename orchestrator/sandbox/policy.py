@@ -24,6 +24,8 @@ class SandboxPolicy:
     default_timeout: float = 120.0
     max_timeout: float = 3600.0
     pool_size: int = 0
+    # Imported by a pooled sandbox while it waits (see Settings.pool_preload).
+    pool_preload: tuple[str, ...] = ("numpy", "pandas")
     # Pooled sandboxes are started with this memory limit; other limits always start cold.
     pool_memory_limit: str = "1g"
     max_sandboxes: int = 64
