@@ -13,7 +13,7 @@ failure count (a failure is any non-200 answer or an execution that did not comp
 - artifact registration: the after-cell scan of /mnt/data when nothing changed (with 0 and 500 files present),
   and export throughput for a large new file against a plain file copy of the same bytes in the same run.
 
-Run: .venv/bin/python bench/sandbox.py [--runs 100] [--out bench/results/sandbox.json]   (needs Docker + image)
+Run: .venv/bin/python bench/sandbox.py [--runs 100] [--only PHASE ...] [--out FILE]   (needs Docker + image)
 """
 
 from __future__ import annotations
@@ -369,57 +369,75 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+PHASES = ("first", "round_trip", "pooled_memory", "concurrent", "cold", "artifacts")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100, help="timed runs per figure (>= 100 for the protocol)")
     parser.add_argument("--threads", type=int, default=50)
     parser.add_argument("--executions", type=int, default=20, help="per thread, in the concurrency figure")
     parser.add_argument("--large-mb", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the raw samples are written")
+    parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
+                        help="run these phases alone (their figures are printed, not saved unless --out is given)")
+    parser.add_argument("--out", type=Path,
+                        help="where the raw samples are written (a full run: bench/results/sandbox.json)")
     args = parser.parse_args()
+    phases = set(args.only)
+    out = args.out or (RESULTS if phases == set(PHASES) else None)
     figures: dict[str, Samples] = {}
     memory: dict[str, list[float]] = {}
     cpu_cost: dict[str, dict[str, float]] = {}
 
-    warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
-    warm.start()
-    try:
-        figures["new_thread_first_result_warm_pool"] = new_thread_first_result(warm, args.runs, True)
-        trips = round_trips(warm, max(args.runs, 300))
-        figures["trivial_execute_http"], figures["trivial_execute_bare_jupyter_client"] = trips["http"], trips["bare"]
-        memory["pooled_sandbox_idle"] = pooled_idle_memory(warm, 5)
-        first, steady, made, cpu = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
-        cpu_cost[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = cpu
-        figures[f"concurrent_{args.threads}_threads_first_call"] = first
-        figures[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = steady
-        time.sleep(3)
-        memory[f"concurrent_{args.threads}_threads_idle"] = idle_memory_mib(made)
-        delete_all(warm, made)
-    finally:
-        warm.stop()
-        warm.remove_containers()
+    if phases & {"first", "round_trip", "pooled_memory", "concurrent"}:
+        warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
+        warm.start()
+        try:
+            if "first" in phases:
+                figures["new_thread_first_result_warm_pool"] = new_thread_first_result(warm, args.runs, True)
+            if "round_trip" in phases:
+                trips = round_trips(warm, max(args.runs, 300))
+                figures["trivial_execute_http"] = trips["http"]
+                figures["trivial_execute_bare_jupyter_client"] = trips["bare"]
+            if "pooled_memory" in phases:
+                memory["pooled_sandbox_idle"] = pooled_idle_memory(warm, 5)
+            if "concurrent" in phases:
+                first, steady, made, cpu = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
+                cpu_cost[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = cpu
+                figures[f"concurrent_{args.threads}_threads_first_call"] = first
+                figures[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = steady
+                time.sleep(3)
+                memory[f"concurrent_{args.threads}_threads_idle"] = idle_memory_mib(made)
+                delete_all(warm, made)
+        finally:
+            warm.stop()
+            warm.remove_containers()
 
-    cold = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="0",
-                  TOOLSHED_REAP_INTERVAL="2", TOOLSHED_MAX_SANDBOXES=str(args.runs + 20))
-    cold.start()
-    try:
-        figures["new_thread_first_result_empty_pool"] = new_thread_first_result(cold, args.runs, False)
-        figures["rehydration_after_expiry"], memory["cold_sandbox_idle"] = rehydration(cold, args.runs)
-    finally:
-        cold.stop()
-        cold.remove_containers()
+    if "cold" in phases:
+        cold = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="0",
+                      TOOLSHED_REAP_INTERVAL="2", TOOLSHED_MAX_SANDBOXES=str(args.runs + 20))
+        cold.start()
+        try:
+            figures["new_thread_first_result_empty_pool"] = new_thread_first_result(cold, args.runs, False)
+            figures["rehydration_after_expiry"], memory["cold_sandbox_idle"] = rehydration(cold, args.runs)
+        finally:
+            cold.stop()
+            cold.remove_containers()
 
     summary: dict = {name: samples.summary() for name, samples in figures.items()}
-    summary["http_overhead_ratio_p50"] = round(
-        summary["trivial_execute_http"]["p50_ms"] / summary["trivial_execute_bare_jupyter_client"]["p50_ms"], 2)
+    if "round_trip" in phases:
+        summary["http_overhead_ratio_p50"] = round(
+            summary["trivial_execute_http"]["p50_ms"] / summary["trivial_execute_bare_jupyter_client"]["p50_ms"], 2)
     summary["idle_memory"] = {name: memory_summary(sizes) for name, sizes in memory.items()}
     summary["cpu_cost"] = cpu_cost
-    summary["artifacts"] = bench_artifacts(args.runs, args.large_mb)
+    if "artifacts" in phases:
+        summary["artifacts"] = bench_artifacts(args.runs, args.large_mb)
     summary["machine"] = {"cpus": os.cpu_count(), "image": default_tag(),
                           "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "raw_ms": {n: s.raw() for n, s in figures.items()},
-                                    "idle_memory_mib": memory}, indent=1))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"summary": summary, "raw_ms": {n: s.raw() for n, s in figures.items()},
+                                   "idle_memory_mib": memory}, indent=1))
     print(json.dumps(summary, indent=2))
 
 

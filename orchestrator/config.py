@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # Live sandbox containers (pooled ones included). At the cap, a new container reclaims the sandbox idle
     # longest (its files stay); if every one is running a cell, the request waits up to capacity_wait seconds.
     max_sandboxes: int = Field(default_factory=_default_max_sandboxes, ge=1)
+    # Cells started at once across all sandboxes, the rest queued in arrival order; a cell running longer than
+    # cell_quantum seconds gives its place up, so long cells never hold short ones back for more than that.
+    cell_slots: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=1)
+    cell_quantum: float = Field(0.05, gt=0)
     capacity_wait: float = Field(30.0, ge=0)
     sandbox_max_lifetime: float = Field(24 * 3600.0, gt=0)
     max_upload_bytes: int = 512 << 20

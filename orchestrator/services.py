@@ -148,7 +148,8 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
         pool_preload=tuple(settings.pool_preload), pool_memory_limit=settings.default_memory_limit,
         max_sandboxes=settings.max_sandboxes,
         capacity_wait=settings.capacity_wait, max_lifetime=settings.sandbox_max_lifetime,
-        max_message_bytes=settings.max_kernel_message_bytes,
+        max_message_bytes=settings.max_kernel_message_bytes, cell_slots=settings.cell_slots,
+        cell_quantum=settings.cell_quantum,
     )
     manager = SandboxManager(runtime, workspaces, policy, container_files, LifecycleMetrics())
     recovered = await manager.recover()

@@ -35,6 +35,7 @@ python3 -m pip install --quiet --no-cache-dir --only-binary=:all: --no-deps \
   --target "$rootfs/usr/local/lib/python$pyver/dist-packages" -r "$here/requirements.txt" >&2
 
 install -m 0755 "$here/toolshed-kernel" "$rootfs/usr/local/bin/toolshed-kernel"
+install -m 0644 "$here/toolshed_kernel.py" "$rootfs/usr/local/lib/python$pyver/dist-packages/toolshed_kernel.py"
 install -m 0755 "$here/setup_rootfs.sh" "$rootfs/setup_rootfs.sh"
 chroot "$rootfs" /setup_rootfs.sh >&2
 rm "$rootfs/setup_rootfs.sh"

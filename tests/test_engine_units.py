@@ -169,6 +169,16 @@ async def test_a_running_cell_cancelled_is_interrupted_and_the_next_runs_at_once
     assert text(await asyncio.wait_for(manager.execute(sandbox.id, "print('next')"), 10)) == "next\n"
 
 
+async def test_a_long_cell_holds_the_run_queue_for_one_quantum_only(make: Make) -> None:
+    manager = make(cell_slots=1, cell_quantum=0.2, max_sandboxes=4)
+    slow, quick = await manager.create(SandboxSpec()), await manager.create(SandboxSpec())
+    long = asyncio.create_task(manager.execute(slow.id, "import time\ntime.sleep(3)\nprint('slow')"))
+    await asyncio.sleep(0.5)
+    short = await asyncio.wait_for(manager.execute(quick.id, "print('quick')"), 10)
+    assert text(short) == "quick\n" and not long.done()  # it went by while the long cell held the only slot
+    assert text(await long) == "slow\n"
+
+
 async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, parts: tuple, tmp_path: Path) -> None:
     from orchestrator.bindings import SandboxBindings
     from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits

@@ -124,6 +124,22 @@ async def test_unsigned_and_malformed_messages_are_dropped_not_raised(session: K
     assert TextOutput("stdout", "survived\n") in result.outputs
 
 
+async def test_forged_and_replayed_messages_are_dropped(session: KernelSession) -> None:
+    result = await _run(session, (
+        "from jupyter_client.session import Session\n"
+        "k = get_ipython().kernel\n"
+        "forger = Session(key=b'not-the-key', signature_scheme='hmac-sha256')\n"
+        "forger.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'forged\\n'}, parent=k.get_parent())\n"
+        "frames = k.session.serialize(k.session.msg('stream', {'name': 'stdout', 'text': 'once\\n'},"
+        " parent=k.get_parent()))\n"
+        "k.iopub_socket.send_multipart(frames)\n"
+        "k.iopub_socket.send_multipart(frames)\n"
+        "print('end')"))
+    assert result.outcome == "ok"
+    assert [o for o in result.outputs if isinstance(o, TextOutput)] == [TextOutput("stdout", "once\n"),
+                                                                       TextOutput("stdout", "end\n")]
+
+
 async def test_an_oversized_message_costs_the_cell_its_output_not_a_hang(tmp_path: Path) -> None:
     """A frame over the cap drops the iopub connection (ZMQ reconnects), so the kernel's "idle" may be lost; the
     execute reply on the shell channel then ends the cell instead of the timeout."""

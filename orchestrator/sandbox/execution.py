@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 
 from orchestrator.sandbox import notices
+from orchestrator.sandbox.admission import RunQueue
 from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound
 from orchestrator.sandbox.kernel import CellResult, KernelNotReady
 from orchestrator.sandbox.lifecycle import Lifecycle
@@ -30,6 +31,7 @@ class Executor:
         self._lifecycle = lifecycle
         self._policy = lifecycle.policy
         self._artifacts = artifacts
+        self._run_queue = RunQueue(self._policy.cell_slots, self._policy.cell_quantum)
 
     async def execute(self, sandbox_id: str, code: str, timeout: float | None = None,
                       on_output: OutputHook | None = None) -> Execution:
@@ -52,7 +54,8 @@ class Executor:
                 if on_output is not None:
                     await on_output(notice)
             live.interrupt_requested = False
-            result, abandoned = await self._run_cell(live, code, timeout, on_output)
+            async with self._run_queue.admitted():
+                result, abandoned = await self._run_cell(live, code, timeout, on_output)
             status, error = await self._judge(live, result, timeout)
             # Files written before an error or a timeout count too.
             collected = await self._artifacts.collect(sandbox_id)

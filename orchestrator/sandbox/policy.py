@@ -34,6 +34,9 @@ class SandboxPolicy:
     max_lifetime: float = 24 * 3600.0
     # The largest kernel message frame the server accepts (see KernelConnector).
     max_message_bytes: int = 16 << 20
+    # Cells started at once, in arrival order; each holds its slot for at most cell_quantum seconds (RunQueue).
+    cell_slots: int = 4
+    cell_quantum: float = 0.05
 
 
 class LifecycleHooks(Protocol):
