@@ -6,7 +6,6 @@ probe so a kernel that dies mid-cell is noticed without waiting for the deadline
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import secrets
 import time
@@ -15,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import zmq
-import zmq.asyncio
-from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.session import Session
 
+from orchestrator.sandbox.inbox import Inbox
 from orchestrator.sandbox.models import ExecutionError, Output, TextOutput
 from orchestrator.sandbox.outputs import Message, OutputCollector, OutputHook, read_message
 
@@ -30,12 +29,8 @@ Channel = Literal["shell", "iopub"]
 _ALIVE_CHECK_INTERVAL = 0.5
 # What jupyter_client raises for a message it cannot verify or decode: a hostile kernel may send anything.
 _UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)
-# Between cells the session throws away up to this many frames per socket, then pauses, so a kernel that floods
-# its sockets costs the server bounded CPU; what it sends meanwhile is dropped by ZMQ once the queue is full.
-_DRAIN_BATCH = 64
 _LOST_NOTICE = ("\n[the rest of this cell's output was lost: a single output was over the size limit, or came faster "
                 "than it could be read; the connection to the kernel was reset]\n")
-_DRAIN_PAUSE = 0.01
 
 
 Outcome = Literal["ok", "error", "timeout", "stuck", "died"]
@@ -58,35 +53,40 @@ class CellResult:
 class KernelSession:
     """A client for one kernel, built from its connection info (ports, key, transport).
 
-    Between cells nothing reads the kernel's sockets on the caller's behalf, so a kernel thread that keeps
-    printing after its cell returned would pile messages up in this process: a drain task discards them until
-    the next cell starts.
+    jupyter_client gives the connection (socket addresses, the signing session); the sockets are plain ones read
+    through `Inbox`. Between cells nothing reads them on the caller's behalf, so a kernel thread that keeps printing
+    after its cell returned would pile messages up in this process: until the next cell they are discarded.
     """
 
-    def __init__(self, connection_info: dict[str, Any], context: zmq.asyncio.Context) -> None:
+    def __init__(self, connection_info: dict[str, Any], context: zmq.Context[zmq.Socket[bytes]]) -> None:
         self._info, self._context = connection_info, context
-        self._client = self._new_client()
-        self._drain: asyncio.Task[None] | None = None
+        self._connect()
         # Set when a cell ended by its shell reply because "idle" never came: the iopub socket may be dead.
         self._iopub_lost = False
 
-    def _new_client(self) -> AsyncKernelClient:
-        client = AsyncKernelClient(context=self._context)
+    def _connect(self) -> None:
+        client = BlockingKernelClient(context=self._context)
         client.load_connection_info(cast(KernelConnectionInfo, self._info))
-        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
-        # Messages are read from plain (blocking-API) views of the client's sockets: a message already queued is
-        # taken without the futures jupyter_client's async channel makes for every poll and every read, which
-        # were a fifth of the server's CPU per trivial cell. The event loop is only waited on when none is queued.
-        self._readers: dict[str, tuple[zmq.asyncio.Socket, zmq.Socket[bytes]]] = {
-            name: (channel.socket, zmq.Socket.shadow(channel.socket.underlying))
-            for name, channel in (("shell", client.shell_channel), ("iopub", client.iopub_channel))}
-        return client
+        self._session = client.session
+        identity = self._session.bsession
+        self._inboxes: dict[str, Inbox] = {
+            "shell": Inbox(client.connect_shell(identity)), "iopub": Inbox(client.connect_iopub()),
+            "control": Inbox(client.connect_control(identity))}
+        for inbox in self._inboxes.values():
+            # A kernel that stops reading its sockets must not block the event loop on a full send queue.
+            inbox.socket.setsockopt(zmq.SNDTIMEO, 0)
 
     def close(self) -> None:
-        if self._drain is not None:
-            self._drain.cancel()
-            self._drain = None
-        self._client.stop_channels()
+        for inbox in self._inboxes.values():
+            inbox.close()
+
+    def _send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str | None:
+        """Sign and send a request; its msg_id, or None if the kernel is not taking requests (its queue is full)."""
+        try:
+            sent = self._session.send(self._inboxes[channel].socket, msg_type, content)
+        except zmq.Again:
+            return None
+        return cast(str, sent["header"]["msg_id"])
 
     async def wait_ready(self, timeout: float) -> None:
         """Block until the kernel answers kernel_info and iopub delivers; raise KernelNotReady at the deadline.
@@ -95,9 +95,9 @@ class KernelSession:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            msg_id = self._client.kernel_info()
-            # kernel_info makes the kernel publish busy/idle; seeing one proves our iopub subscription is live.
-            if (await self._await_reply(msg_id, min(1.0, deadline - time.monotonic()))
+            msg_id = self._send("shell", "kernel_info_request", {})
+            # kernel_info makes the kernel publish its status; seeing it proves our iopub subscription is live.
+            if msg_id is not None and (await self._await_reply(msg_id, min(1.0, deadline - time.monotonic()))
                     and await self._drain_iopub(min(0.5, max(deadline - time.monotonic(), 0.01)))):
                 return
         raise KernelNotReady(f"kernel did not become ready within {timeout:.0f}s")
@@ -119,26 +119,18 @@ class KernelSession:
     async def _receive(self, channel: Channel, timeout: float) -> Message | None:
         """The next message of one channel; None when none came in time. An unreadable message comes back as
         an empty one, so callers waiting for "anything" still see that something arrived."""
-        waiter, reader = self._readers[channel]
+        frames = await self._inboxes[channel].receive(timeout)
+        if frames is None:
+            return None
         try:
-            frames = reader.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            if not await waiter.poll(int(max(timeout, 0) * 1000)):
-                return None
-            try:
-                frames = reader.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return None
-        try:
-            msg = _verified(self._client.session, frames)
+            msg = _verified(self._session, frames)
         except _UNREADABLE:
             return Message(None, "", {})
         return read_message(msg) or Message(None, "", {})
 
     async def interrupt(self) -> None:
         """Ask the kernel to raise KeyboardInterrupt in the running cell (message-mode interrupt)."""
-        msg = self._client.session.msg("interrupt_request", {})
-        self._client.control_channel.send(msg)
+        self._send("control", "interrupt_request", {})
 
     async def execute(
         self,
@@ -155,12 +147,16 @@ class KernelSession:
         At `timeout` the cell is interrupted; outputs keep arriving for `interrupt_grace` more seconds. The
         outcome is "timeout" if the interrupt brought the kernel back to idle, "stuck" if it did not.
         """
-        await self._stop_draining()
+        self._discard(False)
         collector = OutputCollector(max_text_bytes, on_output)
         try:
             if self._iopub_lost and not await self._reconnect():
                 return CellResult("died", (), None, 0)
-            msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
+            msg_id = self._send("shell", "execute_request", {
+                "code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
+                "stop_on_error": True})
+            if msg_id is None:
+                return CellResult("stuck", (), None, 0)
             ended = await self._collect_until_idle(msg_id, time.monotonic() + timeout, collector, is_alive)
             if ended == "lost":
                 self._iopub_lost = True
@@ -173,7 +169,7 @@ class KernelSession:
                 outcome = "stuck" if after == "timeout" else "died" if after == "died" else "timeout"
             await collector.finish()
         finally:
-            self._start_draining()
+            self._discard(True)
         if outcome == "ok" and collector.error is not None:
             outcome = "error"
         return CellResult(outcome, tuple(collector.outputs), collector.error, collector.truncated_bytes)
@@ -181,8 +177,8 @@ class KernelSession:
     async def _reconnect(self) -> bool:
         """New sockets to the same kernel: ZMQ does not reconnect a subscription it dropped for an oversized
         frame. False if the kernel does not answer on them."""
-        self._client.stop_channels()
-        self._client = self._new_client()
+        self.close()
+        self._connect()
         try:
             await self.wait_ready(5.0)
         except KernelNotReady:
@@ -223,31 +219,9 @@ class KernelSession:
             found = found or (reply.parent_id == msg_id and reply.kind == "execute_reply")
         return found
 
-    def _start_draining(self) -> None:
-        self._drain = asyncio.create_task(self._discard_until_next_cell())
-
-    async def _stop_draining(self) -> None:
-        if self._drain is not None:
-            self._drain.cancel()
-            await asyncio.wait({self._drain})
-            self._drain = None
-
-    async def _discard_until_next_cell(self) -> None:
-        channels = (self._client.iopub_channel, self._client.shell_channel, self._client.control_channel)
-        poller = zmq.asyncio.Poller()
-        for channel in channels:
-            poller.register(channel.socket, zmq.POLLIN)
-        try:
-            while True:
-                for socket, _ in await poller.poll():
-                    for _ in range(_DRAIN_BATCH):
-                        try:
-                            await socket.recv(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                await asyncio.sleep(_DRAIN_PAUSE)
-        except (zmq.ZMQError, ValueError):
-            return  # the session was closed under us
+    def _discard(self, on: bool) -> None:
+        for inbox in self._inboxes.values():
+            inbox.discard(on)
 
 
 def _verified(session: Session, frames: list[bytes]) -> dict[str, Any]:
@@ -296,7 +270,7 @@ class KernelConnector:
     """
 
     def __init__(self, *, max_message_bytes: int = 16 << 20, queue_length: int = 8) -> None:
-        self._context = zmq.asyncio.Context()
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._context.setsockopt(zmq.RCVHWM, queue_length)
 
