@@ -78,6 +78,8 @@ class ContainerFileStore:
     def put_many(self, container_id: str,
                  versions: list[tuple[str, safefs.FileStat, str, str | None]]) -> list[ContainerFile]:
         """Record many (path, stat, source, file_id) versions in one transaction."""
+        if not versions:  # after most cells: no write transaction (and no wait for the write lock) for nothing
+            return []
         records = []
         with self._db.transaction() as conn:
             for path, stat, source, file_id in versions:
