@@ -9,7 +9,8 @@ failure count (a failure is any non-200 answer or an execution that did not comp
   run so machine noise hits them alike;
 - 50 threads at once, each running 20 trivial executions back to back, over HTTP, with the CPU seconds per cell
   of the server, the sandboxes (their cgroup), this load client and the whole machine;
-- idle memory per sandbox: cold-started, pooled (scientific stack preloaded), and across the 50 threads;
+- idle memory per sandbox: cold-started, pooled (numpy and pandas preloaded, and numpy alone, each with the time
+  of a first `import pandas` there), and across the 50 threads;
 - rehydration after expiry: 100 containers expire (files kept), then each runs a cell that reads its file back;
 - artifact registration: the after-cell scan of /mnt/data when nothing changed (with 0 and 500 files present),
   and export throughput for a large new file against a plain file copy of the same bytes in the same run.
@@ -321,8 +322,9 @@ def rehydration(server: Server, runs: int) -> tuple[Samples, list[float]]:
     return samples, memory
 
 
-def pooled_idle_memory(server: Server, count: int) -> list[float]:
-    """Sandboxes taken from the pool (numpy, pandas and matplotlib preloaded), after one cell and a pause."""
+def pooled_idle_memory(server: Server, count: int) -> tuple[list[float], Samples]:
+    """Sandboxes taken from the pool (TOOLSHED_POOL_PRELOAD imported), after one cell and a pause; then the time
+    of each one's first `import pandas` cell (free when pandas was preloaded)."""
     http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
     ids = []
     for _ in range(count):
@@ -332,8 +334,12 @@ def pooled_idle_memory(server: Server, count: int) -> list[float]:
         http.post(f"/containers/{ids[-1]}/execute", json={"code": "1"})
     time.sleep(3)
     sizes = idle_memory_mib(ids)
+    first_import = Samples()
+    for cid in ids:
+        first_import.time(lambda cid=cid: http.post(f"/containers/{cid}/execute", json={
+            "code": "import pandas"}).json()["status"] == "completed")
     delete_all(server, ids)
-    return sizes
+    return sizes, first_import
 
 
 def delete_all(server: Server, container_ids: list[str]) -> None:
@@ -415,7 +421,17 @@ def main() -> None:
                 figures["trivial_execute_httpx"] = trips["httpx"]
                 figures["trivial_execute_bare_jupyter_client"] = trips["bare"]
             if "pooled_memory" in phases:
-                memory["pooled_sandbox_idle"] = pooled_idle_memory(warm, 5)
+                memory["pooled_sandbox_idle"], figures["pooled_first_import_pandas"] = pooled_idle_memory(warm, 5)
+                # The other side of TOOLSHED_POOL_PRELOAD's trade: numpy alone waits in the pool.
+                lean = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2",
+                              TOOLSHED_POOL_PRELOAD='["numpy"]')
+                lean.start()
+                try:
+                    memory["pooled_numpy_only_idle"], figures["pooled_numpy_only_first_import_pandas"] = (
+                        pooled_idle_memory(lean, 5))
+                finally:
+                    lean.stop()
+                    lean.remove_containers()
             if "concurrent" in phases:
                 first, steady, made, cpu = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
                 cpu_cost[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = cpu
