@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -61,16 +61,22 @@ def load_embedder(model: str = DEFAULT_MODEL, *, runtime: Runtime = DEFAULT_RUNT
     return SentenceTransformerEmbedder(model)
 
 
+def trained_model(source: str) -> Any:
+    """The model as trained: a sentence-transformers `SentenceTransformer` on the CPU, read offline from `source`
+    (a folder or a hub name already cached)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable; never wait on it
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    return SentenceTransformer(source, device="cpu")
+
+
 class SentenceTransformerEmbedder:
     def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable; never wait on it
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
         self.name = model
-        self._model = SentenceTransformer(resolve_model(model), device="cpu")
+        self._model = trained_model(resolve_model(model))
         self._tokenizer = self._model.tokenizer
         self._batch_size = batch_size
         dimension = (getattr(self._model, "get_embedding_dimension", None)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.embedding import resolve_model
+from retrieval.embedding import resolve_model, trained_model
 
 log = logging.getLogger("toolshed.retrieval")
 # Bumped whenever the build below changes what it produces, so older cached models are not reused.
@@ -101,9 +101,8 @@ def _build(source: Path, target: Path) -> None:
     import nncf
     import openvino as ov
     import torch
-    from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(source), device="cpu")
+    model = trained_model(str(source))
     modules: list[Any] = list(model)
     names = [type(m).__name__ for m in modules]
     # By class name: the modules' import path moved in sentence-transformers 5.
