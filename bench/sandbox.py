@@ -47,6 +47,7 @@ from orchestrator.container_files import ContainerFiles, ContainerFileStore, Sca
 from orchestrator.db import Database
 from orchestrator.exports import ExportLimits, Exports
 from orchestrator.localserver import Server
+from orchestrator.projects import Owners
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.kernel import new_connection_info
 from orchestrator.sandbox.workspace import WorkspaceStore
@@ -355,7 +356,7 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
     files = FileStore(db, root)
     workspaces = WorkspaceStore(root / "sandboxes", Path(f"/run/toolshed/bench-{secrets.token_hex(3)}"),
                                 uid=1000, quota_bytes=(2 * large_mb + 256) << 20)
-    exports = Exports(db, files, ExportLimits(1 << 40, 0, 4 * large_mb << 20))
+    exports = Exports(db, files, Owners(db), ExportLimits(1 << 40, 0, 4 * large_mb << 20))
     collector = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(max_listed=1000))
     sandbox_id = f"cntr_bench{secrets.token_hex(4)}"
     data_dir = workspaces.create(sandbox_id, {}).data_dir
