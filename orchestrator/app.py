@@ -67,24 +67,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.close()
 
     app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
+    # Routes are matched one by one in this order, so the hot ones (tool calls, cell executions) come first.
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)], responses=ERROR_RESPONSES)
+    v1.include_router(tools.router)
+    v1.include_router(containers.router)
+    v1.include_router(container_files.router)
+    v1.include_router(files.router)
+    v1.include_router(vector_stores.router)
+    v1.include_router(assistants.router)
+    v1.include_router(runs.router)
+    v1.include_router(threads.router)
+    app.include_router(v1)
     if mcp is not None:
         app.router.routes.append(mcp.route)
     if settings.jupyter:
         app.include_router(jupyter_face.router)
     if settings.librechat:
         app.include_router(librechat_face.router)
-    install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)], responses=ERROR_RESPONSES)
-    v1.include_router(containers.router)
-    v1.include_router(container_files.router)
-    v1.include_router(files.router)
-    v1.include_router(tools.router)
-    v1.include_router(vector_stores.router)
-    v1.include_router(assistants.router)
-    v1.include_router(runs.router)
-    v1.include_router(threads.router)
-    app.include_router(v1)
 
     engine_metrics = CollectorRegistry()
     engine_metrics.register(EngineCollector(lambda: app.state.services))
