@@ -2,7 +2,8 @@
 
 The engine reads a cell's outputs and its final "idle" status; the Jupyter face makes its own "busy" and
 "execute_input" for its clients. Leaving them out saves the kernel and the server two of a trivial cell's five
-messages (signed, sent, received, checked), which is a sixth of the machine's CPU per cell under load.
+messages (signed, sent, received, checked): with 50 busy threads, the sandboxes' CPU per cell went from 4.4 to
+3.4 ms and the server's from 4.6 to 3.6 ms in back-to-back runs.
 """
 
 from ipykernel.ipkernel import IPythonKernel
