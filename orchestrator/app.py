@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = app.state.services = await Services.start(settings)
         # What start-up made (modules, models, schemas) lives as long as the server: frozen, the collector stops
         # walking it again and again, and its pauses no longer set the tail under load (50 busy threads: p99
-        # 464 -> 349 ms in the same run of bench/sandbox.py's concurrency phase).
+        # 464 -> 349 ms in consecutive runs of bench/sandbox.py's concurrency phase).
         gc.freeze()
         if services.keys.open:
             log.warning("no TOOLSHED_API_KEYS set: every request is accepted, so the server listens on %s only",
