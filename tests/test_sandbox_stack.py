@@ -38,3 +38,24 @@ def test_a_fresh_kernel_has_not_imported_the_heavy_packages(client: OpenAI, cont
     loaded = run(client, container, "import sys\nprint(sorted(m for m in ('polars', 'duckdb', 'statsmodels', "
                                     "'plotly', 'sklearn', 'bs4', 'pypdf') if m in sys.modules))")
     assert logs(loaded) == "[]\n"
+
+
+def test_cells_keep_their_asserts_and_docstrings_while_the_libraries_drop_theirs(client: OpenAI,
+                                                                                   container: str) -> None:
+    # The kernel runs under -OO to keep installed docstrings out of memory; a model's own code must not notice.
+    check = run(client, container, '''
+import json, subprocess, sys
+def documented():
+    """kept"""
+try:
+    assert False, "asserts run"
+except AssertionError as error:
+    caught = str(error)
+child = subprocess.run([sys.executable, "-c", "assert False"], capture_output=True).returncode
+print(sys.flags.optimize, json.dumps.__doc__ is None, documented.__doc__, caught, child)
+''')
+    assert logs(check) == "2 True kept asserts run 1\n", check
+    future = run(client, container, "from __future__ import annotations\ndef typed(x: Undefined) -> None: ...")
+    assert future["status"] == "completed", future
+    later = run(client, container, "def later(x: AlsoUndefined) -> None: ...\nprint(later.__annotations__['x'])")
+    assert logs(later) == "AlsoUndefined\n", later
