@@ -1,6 +1,8 @@
 """Sandbox benchmark: prints JSON, keeps the raw samples. Everything is measured in one run, against a baseline from
 the same run. Protocol: untimed warm-ups first, then >= 100 timed runs per figure, reported as p50/p90/p99 with a
 failure count (a failure is any non-200 answer or an execution that did not complete).
+The round trip and the 50 threads start once the pool is full and the server idle (the phase before them
+leaves containers to remove and a pool to refill).
 
 - new thread to first result (POST /v1/tool_calls with an unseen thread_id) with a warm pool, and with an empty
   pool (a second server with TOOLSHED_POOL_SIZE=0);
@@ -54,6 +56,7 @@ from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.storage import FileStore
 
 WARM_UPS = 5
+POOL_SIZE = 2
 RESULTS = Path(__file__).resolve().parent / "results" / "sandbox.json"
 
 
@@ -99,6 +102,25 @@ class Samples:
 def metric(server: Server, name: str) -> float:
     text = httpx.get(f"{server.base_url}/metrics").text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def settle(server: Server, pool_size: int) -> None:
+    """Waits until the pool is full and the server idle (refills and removals after the last phase done), so that a
+    phase measures its own calls, not the clean-up of the one before it."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert server.process is not None
+
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    while metric(server, "toolshed_pool_ready") < pool_size:
+        time.sleep(0.1)
+    while True:
+        before = cpu_seconds()
+        time.sleep(0.5)
+        if cpu_seconds() - before < 0.02:
+            return
 
 
 def code_call(thread_id: str, code: str) -> dict:
@@ -411,12 +433,13 @@ def main() -> None:
     cpu_cost: dict[str, dict[str, float]] = {}
 
     if phases & {"first", "round_trip", "pooled_memory", "concurrent"}:
-        warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2")
+        warm = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE=str(POOL_SIZE))
         warm.start()
         try:
             if "first" in phases:
                 figures["new_thread_first_result_warm_pool"] = new_thread_first_result(warm, args.runs, True)
             if "round_trip" in phases:
+                settle(warm, POOL_SIZE)
                 trips = round_trips(warm, max(args.runs, 300))
                 figures["trivial_execute_http"] = trips["http"]
                 figures["trivial_execute_httpx"] = trips["httpx"]
@@ -434,6 +457,7 @@ def main() -> None:
                     lean.stop()
                     lean.remove_containers()
             if "concurrent" in phases:
+                settle(warm, POOL_SIZE)
                 first, steady, made, cpu = asyncio.run(concurrent_threads(warm, args.threads, args.executions))
                 cpu_cost[f"concurrent_{args.threads}_threads_x{args.executions}_execute"] = cpu
                 figures[f"concurrent_{args.threads}_threads_first_call"] = first
