@@ -61,6 +61,31 @@ def load_embedder(model: str = DEFAULT_MODEL, *, runtime: Runtime = DEFAULT_RUNT
     return SentenceTransformerEmbedder(model)
 
 
+class LazyEmbedder:
+    """An embedding model loaded on first use (a few seconds; the int8 model's first build takes ~30 s), once, by
+    whichever thread asks first."""
+
+    def __init__(self, model: str, runtime: Runtime, model_cache: Path, loaded: Embedder | None = None) -> None:
+        self._model, self._runtime, self._model_cache = model, runtime, model_cache
+        self._embedder = loaded
+        self._lock = threading.Lock()
+
+    def get(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self._model, runtime=self._runtime, model_cache=self._model_cache)
+            return self._embedder
+
+    @property
+    def loaded(self) -> bool:
+        return self._embedder is not None
+
+    @property
+    def name(self) -> str:
+        """The loaded model's name, or the configured one before it is loaded."""
+        return self._embedder.name if self._embedder is not None else self._model
+
+
 def trained_model(source: str) -> Any:
     """The model as trained: a sentence-transformers `SentenceTransformer` on the CPU, read offline from `source`
     (a folder or a hub name already cached)."""

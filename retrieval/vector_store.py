@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from retrieval.embedding import (
     DEFAULT_MODEL_CACHE,
     DEFAULT_RUNTIME,
     Embedder,
+    LazyEmbedder,
     Runtime,
     content_hash,
     embed_texts,
-    load_embedder,
 )
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
@@ -38,16 +37,7 @@ from retrieval.index import IVF_FROM
 from retrieval.isolation import IsolatedParser, ParseLimits
 from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
-from retrieval.models import (
-    Chunk,
-    ChunkingStrategy,
-    Document,
-    FileError,
-    Hit,
-    SearchMode,
-    Store,
-    StoreFile,
-)
+from retrieval.models import Chunk, ChunkingStrategy, Document, FileError, Hit, SearchMode, Store, StoreFile
 from retrieval.passages import distinct
 from retrieval.vector_cache import VectorCache
 
@@ -64,9 +54,7 @@ class VectorStoreEngine:
                  ivf_from: int = IVF_FROM) -> None:
         self._catalog = Catalog(root / "retrieval.db")
         self._parser = IsolatedParser(parse_limits)
-        self._model, self._runtime, self._model_cache = model, runtime, model_cache
-        self._embedder = embedder
-        self._embedder_lock = threading.Lock()
+        self._embedding = LazyEmbedder(model, runtime, model_cache, embedder)
         # The catalog's reads are the engine's own verbs; its writes go through the engine, which keeps the
         # in-memory indexes in step.
         catalog = self._catalog
@@ -86,19 +74,15 @@ class VectorStoreEngine:
 
     @property
     def embedder(self) -> Embedder:
-        """The embedding model, loaded on first use (a few seconds; the int8 model's first build takes ~30 s)."""
-        with self._embedder_lock:
-            if self._embedder is None:
-                self._embedder = load_embedder(self._model, runtime=self._runtime, model_cache=self._model_cache)
-            return self._embedder
+        return self._embedding.get()
 
     @property
     def model_loaded(self) -> bool:
-        return self._embedder is not None
+        return self._embedding.loaded
 
     @property
     def model_name(self) -> str:
-        return self._embedder.name if self._embedder is not None else self._model
+        return self._embedding.name
 
     def close(self) -> None:
         self._parser.close()
