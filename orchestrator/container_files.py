@@ -29,6 +29,8 @@ from retrieval.ids import new_id
 from retrieval.sqlite import PageRequest, keyset_page
 
 _CHUNK = 1 << 20
+# Files a look after a cell checks on the event loop itself before leaving the scan to a thread.
+_LOOK_ENTRIES = 32
 _COLUMNS = "id, container_id, path, bytes, created_at, source, file_id, mtime_ns, inode"
 
 
@@ -116,10 +118,10 @@ class ContainerFileStore:
                                          where="container_id = ?", args=(container_id,))
         return [ContainerFile(*row) for row in rows], has_more
 
-    def all(self, container_id: str) -> list[ContainerFile]:
-        """Every file of the container, oldest first."""
-        rows = self._db.all(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? ORDER BY seq",
-                            (container_id,))
+    def all(self, container_id: str, limit: int = -1) -> list[ContainerFile]:
+        """Every file of the container (or the first `limit`), oldest first."""
+        rows = self._db.all(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? ORDER BY seq LIMIT ?",
+                            (container_id, limit))
         return [ContainerFile(*row) for row in rows]
 
     def delete(self, cfile_ids: Iterable[str]) -> None:
@@ -218,7 +220,21 @@ class ContainerFiles:
     async def collect(self, sandbox_id: str) -> Collected:
         """Register and export everything created or changed under /mnt/data since the last look."""
         async with self._lock(sandbox_id):
+            if self._unchanged(sandbox_id):
+                return Collected()
             return await asyncio.to_thread(self._collect, sandbox_id)
+
+    def _unchanged(self, container_id: str) -> bool:
+        """Whether a short look finds /mnt/data just as registered: the usual answer after a cell, given on the
+        event loop instead of after two thread hand-offs. The look is bounded (a few dozen entries and rows, no
+        mounting), so a sandbox full of files costs the loop no more; anything else is left to `_collect`."""
+        data_dir = self._workspaces.mounted_data_dir(container_id)
+        if data_dir is None:
+            return False
+        scan = safefs.scan(data_dir, max_entries=_LOOK_ENTRIES, max_depth=self._limits.max_depth)
+        known = self.store.all(container_id, limit=_LOOK_ENTRIES + 1)
+        return scan.complete and len(known) == len(scan.files) and all(
+            record.path in scan.files and record.same_version(scan.files[record.path]) for record in known)
 
     def _collect(self, container_id: str) -> Collected:
         data_dir = self._workspaces.data_dir(container_id)

@@ -119,6 +119,24 @@ def test_changed_files_are_exported_again_and_deleted_ones_disappear(client: Ope
     assert [f.path for f in client.containers.files.list(container_id=container)] == ["/mnt/data/log.txt"]
 
 
+def test_changes_are_found_among_more_files_than_the_loops_own_look_covers(client: OpenAI, container: str) -> None:
+    # After a cell, the server first looks at up to 32 entries itself and leaves bigger folders to a thread; a
+    # change must be found whichever of the two answers.
+    made = run(client, container, "for i in range(40): open(f'/mnt/data/f{i:02}.txt', 'w').write(str(i))")
+    assert len(made["files"]) == 40
+    assert run(client, container, "x = 1")["files"] == []
+    [last] = run(client, container, "open('/mnt/data/f39.txt', 'a').write('!')")["files"]
+    assert last["path"] == "/mnt/data/f39.txt"
+    assert run(client, container, "import os\nfor i in range(35): os.remove(f'/mnt/data/f{i:02}.txt')")["files"] == []
+    assert run(client, container, "x = 2")["files"] == []
+    [edited] = run(client, container, "open('/mnt/data/f36.txt', 'w').write('36!')")["files"]
+    assert edited["path"] == "/mnt/data/f36.txt" and client.files.content(edited["file_id"]).read() == b"36!"
+    [renamed] = run(client, container, "import os; os.rename('/mnt/data/f37.txt', '/mnt/data/g37.txt')")["files"]
+    assert renamed["path"] == "/mnt/data/g37.txt"
+    assert sorted(f.path for f in client.containers.files.list(container_id=container)) == [
+        "/mnt/data/f35.txt", "/mnt/data/f36.txt", "/mnt/data/f38.txt", "/mnt/data/f39.txt", "/mnt/data/g37.txt"]
+
+
 def test_files_written_before_an_error_are_still_exported(client: OpenAI, container: str) -> None:
     execution = run(client, container, "open('/mnt/data/partial.csv', 'w').write('a\\n1\\n'); 1/0")
     assert execution["status"] == "failed"

@@ -200,6 +200,13 @@ class WorkspaceStore:
             self.ensure_mounted(ws)
         return ws.data_dir
 
+    def mounted_data_dir(self, sandbox_id: str) -> Path | None:
+        """The sandbox's /mnt/data folder if it can be read as it is, without mounting its disk; else None."""
+        ws = self.get(sandbox_id)
+        if self.enforces_quota and not os.path.ismount(ws.mount_point):
+            return None
+        return ws.data_dir
+
     def release(self, sandbox_id: str) -> None:
         """Unmount the disk of a sandbox whose container is gone, freeing its loop device; the image (the files)
         stays, and is mounted again when the files or a new container need it."""
