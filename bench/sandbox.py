@@ -61,29 +61,35 @@ RESULTS = Path(__file__).resolve().parent / "results" / "sandbox.json"
 
 
 class Samples:
-    """Timed runs of one figure: seconds per successful run, plus how many failed."""
+    """Timed runs of one figure: seconds per successful run, plus how many failed and why."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
         self.failures = 0
+        self.why: list[str] = []
+
+    def fail(self, why: str) -> None:
+        self.failures += 1
+        self.why.append(why[:300])
 
     def time(self, fn: Callable[[], bool]) -> None:
         start = time.perf_counter()
         try:
-            ok = fn()
-        except (httpx.HTTPError, AssertionError, KeyError, TimeoutError):
-            ok = False
+            ok, why = fn(), "the answer was not the expected one"
+        except (httpx.HTTPError, AssertionError, KeyError, TimeoutError) as exc:
+            ok, why = False, repr(exc)
         if ok:
             self.seconds.append(time.perf_counter() - start)
         else:
-            self.failures += 1
+            self.fail(why)
 
     def summary(self) -> dict:
         ms = sorted(s * 1000 for s in self.seconds)
+        failed = {"failures": self.failures, **({"why": self.why[:5]} if self.why else {})}
         if not ms:
-            return {"n": 0, "failures": self.failures}
+            return {"n": 0, **failed}
         pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
-        return {"n": len(ms), "failures": self.failures, "p50_ms": round(pick(0.5), 2), "p90_ms": round(pick(0.9), 2),
+        return {"n": len(ms), **failed, "p50_ms": round(pick(0.5), 2), "p90_ms": round(pick(0.9), 2),
                 "p99_ms": round(pick(0.99), 2), "mean_ms": round(statistics.fmean(ms), 2)}
 
     @classmethod
@@ -296,12 +302,13 @@ async def concurrent_threads(server: Server, threads: int,
                     answer = await response.json()
                 ok = response.status == 200 and answer["output"] == "2\n"
                 containers.add(answer["container_id"])
-            except (TimeoutError, aiohttp.ClientError, KeyError, ValueError):
-                ok = False
+                why = f"{response.status}: {json.dumps(answer)}"
+            except (TimeoutError, aiohttp.ClientError, KeyError, ValueError) as exc:
+                ok, why = False, repr(exc)
             if ok:
                 samples.seconds.append(time.perf_counter() - start)
             else:
-                samples.failures += 1
+                samples.fail(why)
 
         async def thread(thread_id: str) -> None:
             for _ in range(executions):

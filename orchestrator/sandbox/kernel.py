@@ -27,6 +27,9 @@ Channel = Literal["shell", "iopub"]
 
 # How often a silent kernel is checked for death while a cell runs.
 _ALIVE_CHECK_INTERVAL = 0.5
+# Long enough for a kernel descheduled on a loaded machine to get its "idle" out after its reply (the reply goes out
+# from the shell thread, "idle" from the iopub thread).
+_LOST_AFTER = 2.0
 # What jupyter_client raises for a message it cannot verify or decode: a hostile kernel may send anything.
 _UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 _LOST_NOTICE = ("\n[the rest of this cell's output was lost: a single output was over the size limit, or came faster "
@@ -194,20 +197,21 @@ class KernelSession:
         is_alive: AliveProbe | None,
     ) -> Literal["ok", "timeout", "died", "lost"]:
         next_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
-        replied = False
+        replied_at: float | None = None
         while (left := deadline - time.monotonic()) > 0:
             message = await self._receive("iopub", min(left, _ALIVE_CHECK_INTERVAL))
             if message is not None and message.parent_id == msg_id:
                 if message.kind == "status" and message.content.get("execution_state") == "idle":
                     return "ok"
                 await collector.add_message(message)
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + _ALIVE_CHECK_INTERVAL
-                # The shell reply precedes "idle" by microseconds; a whole interval after it with no "idle" means
-                # ZMQ dropped it (a full queue, or an oversized message that cost the connection).
-                if replied:
+            if (now := time.monotonic()) >= next_check:
+                next_check = now + _ALIVE_CHECK_INTERVAL
+                # The kernel sends "idle" just after the shell reply; none for _LOST_AFTER after the reply means ZMQ
+                # dropped it (a full queue, or an oversized message that cost the connection).
+                if replied_at is not None and now - replied_at >= _LOST_AFTER:
                     return "lost"
-                replied = await self._replied(msg_id)
+                if replied_at is None and await self._replied(msg_id):
+                    replied_at = now
                 if is_alive is not None and not await is_alive():
                     return "died"
         return "timeout"
