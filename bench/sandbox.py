@@ -120,13 +120,16 @@ def settle(server: Server, pool_size: int) -> None:
         fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / ticks
 
-    while metric(server, "toolshed_pool_ready") < pool_size:
-        time.sleep(0.1)
-    while True:
-        before = cpu_seconds()
-        time.sleep(0.5)
-        if cpu_seconds() - before < 0.02:
-            return
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if metric(server, "toolshed_pool_ready") >= pool_size:
+            before = cpu_seconds()
+            time.sleep(0.5)
+            if cpu_seconds() - before < 0.02:
+                return
+        else:
+            time.sleep(0.1)
+    raise TimeoutError(f"the server did not settle within 300 s (see {server.log})")
 
 
 def code_call(thread_id: str, code: str) -> dict:
@@ -454,7 +457,7 @@ def main() -> None:
             if "pooled_memory" in phases:
                 memory["pooled_sandbox_idle"], figures["pooled_first_import_pandas"] = pooled_idle_memory(warm, 5)
                 # The other side of TOOLSHED_POOL_PRELOAD's trade: numpy alone waits in the pool.
-                lean = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE="2",
+                lean = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_POOL_SIZE=str(POOL_SIZE),
                               TOOLSHED_POOL_PRELOAD='["numpy"]')
                 lean.start()
                 try:

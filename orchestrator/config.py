@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     kernel_start_timeout: float = 60.0
     max_output_bytes: int = 1 << 20
     reap_interval: float = 30.0
-    # Sandboxes kept started for new containers and threads; each idles at ~67 MiB with numpy/pandas loaded.
+    # Sandboxes kept started for new containers and threads; each idles at ~60 MiB with numpy/pandas loaded.
     pool_size: int = Field(default_factory=lambda: 2 if (os.cpu_count() or 1) <= 2 else 4)
     # Modules a pooled sandbox imports while it waits: each one makes its first import free and costs idle
     # memory in every pooled sandbox (matplotlib.pyplot: ~24 MiB, and ~0.4 s off a thread's first plot).

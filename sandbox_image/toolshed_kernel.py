@@ -7,10 +7,23 @@ messages (signed, sent, received, checked): with 50 busy threads, the sandboxes'
 3.4 ms and the server's from 4.6 to 3.6 ms in back-to-back runs.
 
 -OO (see toolshed-kernel) drops the installed libraries' docstrings from memory, but a model's own `assert`s
-must still run and its own docstrings stay, so cells (and `%run` scripts) are compiled at optimisation level 0.
+must still run and its own docstrings stay, so cells, `%run` scripts and modules imported from outside the image's
+libraries (/usr), such as /mnt/data, are compiled at optimisation level 0.
 """
 
 import __future__
+
+import os
+import sys
+from importlib.machinery import (
+    BYTECODE_SUFFIXES,
+    EXTENSION_SUFFIXES,
+    SOURCE_SUFFIXES,
+    ExtensionFileLoader,
+    FileFinder,
+    SourceFileLoader,
+    SourcelessFileLoader,
+)
 
 from ipykernel.compiler import XCachingCompiler
 from ipykernel.ipkernel import IPythonKernel
@@ -29,8 +42,34 @@ class CellCompiler(XCachingCompiler):
         return code
 
 
+class UserModuleLoader(SourceFileLoader):
+    def source_to_code(self, data, path, *, _optimize=-1):  # noqa: ANN001, ANN201
+        return super().source_to_code(data, path, _optimize=0)
+
+
+_user_modules = FileFinder.path_hook((ExtensionFileLoader, EXTENSION_SUFFIXES), (UserModuleLoader, SOURCE_SUFFIXES),
+                                     (SourcelessFileLoader, BYTECODE_SUFFIXES))
+
+
+def _in_image(path: str) -> bool:
+    return os.path.abspath(path or ".").startswith("/usr/")
+
+
+def _user_module_finder(path: str) -> FileFinder:
+    if _in_image(path):
+        raise ImportError("the image's libraries keep the default finder (and their -OO bytecode)")
+    return _user_modules(path)
+
+
 class ToolshedKernel(IPythonKernel):
     compiler_class = Type(CellCompiler)
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        sys.path_hooks.insert(0, _user_module_finder)
+        # Folders already looked in (the working folder, by the imports of start-up) get the new finder too.
+        for path in [p for p in sys.path_importer_cache if not _in_image(p)]:
+            del sys.path_importer_cache[path]
 
     def _publish_execute_input(self, code, parent, execution_count):  # noqa: ANN001, ANN202
         pass

@@ -55,6 +55,15 @@ child = subprocess.run([sys.executable, "-c", "assert False"], capture_output=Tr
 print(sys.flags.optimize, json.dumps.__doc__ is None, documented.__doc__, caught, child)
 ''')
     assert logs(check) == "2 True kept asserts run 1\n", check
+    module = run(client, container, """
+open("/mnt/data/helper.py", "w").write('def check():\\n    "helper kept"\\n    assert False, "module asserts run"\\n')
+import helper
+try:
+    helper.check()
+except AssertionError as error:
+    print(helper.check.__doc__, error)
+""")
+    assert logs(module) == "helper kept module asserts run\n", module
     future = run(client, container, "from __future__ import annotations\ndef typed(x: Undefined) -> None: ...")
     assert future["status"] == "completed", future
     later = run(client, container, "def later(x: AlsoUndefined) -> None: ...\nprint(later.__annotations__['x'])")
