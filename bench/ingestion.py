@@ -25,9 +25,10 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from retrieval.chunking import chunk_pages
-from retrieval.embedding import Embedder, SentenceTransformerEmbedder, embed_texts, load_embedder
+from retrieval.embedding import Embedder, SentenceTransformerEmbedder, embed_texts
 from retrieval.evaluate import ensure_indexed, evaluate, load_beir
 from retrieval.models import ChunkingStrategy, Document, Page
+from retrieval.runtimes import load_embedder
 from retrieval.vector_store import VectorStoreEngine
 
 MODES = ("dense", "keyword", "hybrid")

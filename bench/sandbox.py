@@ -45,15 +45,15 @@ import aiohttp
 import httpx
 from jupyter_client.blocking import BlockingKernelClient
 
-from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.db import Database
-from orchestrator.exports import ExportLimits, Exports
 from orchestrator.localserver import Server
-from orchestrator.projects import Owners
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.kernel import new_connection_info
 from orchestrator.sandbox.workspace import WorkspaceStore
-from orchestrator.storage import FileStore
+from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
+from orchestrator.services.exports import ExportLimits, Exports
+from orchestrator.services.projects import Owners
+from orchestrator.services.storage import FileStore
 
 WARM_UPS = 5
 POOL_SIZE = 2

@@ -18,20 +18,21 @@ from orchestrator.api import (
     assistants,
     container_files,
     containers,
-    deps,
     files,
     runs,
     threads,
     tools,
     vector_stores,
 )
-from orchestrator.api.body_limit import BodyLimit
-from orchestrator.api.errors import ERROR_RESPONSES, install_error_handlers
 from orchestrator.config import Settings
 from orchestrator.metrics import REGISTRY, EngineCollector
-from orchestrator.services import Services
-from orchestrator.wires import jupyter_face, librechat_face
-from orchestrator.wires.mcp_face import McpFace
+from orchestrator.services.container import Services
+from orchestrator.web import auth
+from orchestrator.web.body_limit import BodyLimit
+from orchestrator.web.errors import ERROR_RESPONSES, install_error_handlers
+from orchestrator.wires.jupyter import face as jupyter_face
+from orchestrator.wires.librechat import face as librechat_face
+from orchestrator.wires.mcp.face import McpFace
 
 log = logging.getLogger("toolshed")
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
     # Routes are matched one by one in this order, so the hot ones (tool calls, cell executions) come first.
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(deps.caller)], responses=ERROR_RESPONSES)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth.caller)], responses=ERROR_RESPONSES)
     v1.include_router(tools.router)
     v1.include_router(containers.router)
     v1.include_router(container_files.router)
@@ -88,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(librechat_face.router)
 
     engine_metrics = CollectorRegistry()
-    engine_metrics.register(EngineCollector(lambda: app.state.services))
+    engine_metrics.register(EngineCollector(
+        lambda: app.state.services.sandboxes.manager if app.state.services.sandboxes else None))
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
@@ -97,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["health"])
-    async def health(services: deps.ServicesDep) -> dict:
+    async def health(services: auth.ServicesDep) -> dict:
         manager = services.sandboxes.manager if services.sandboxes else None
         docker_ok = manager is not None and await manager.engine_alive()
         return {

@@ -9,7 +9,7 @@
     └── Unavailable     a part the request needs is down; retry later              503
 
 The engines keep their own trees (orchestrator.sandbox.errors, retrieval.errors). One table in
-orchestrator.api.errors maps the base classes of all three to OpenAI's error envelope; a subclass may carry its
+orchestrator.web.errors maps the base classes of all three to OpenAI's error envelope; a subclass may carry its
 own `code` (and `param`).
 """
 

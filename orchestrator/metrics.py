@@ -4,15 +4,13 @@ sandboxes, reaped ones) is read at scrape time, so the engines stay free of any 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from orchestrator.sandbox import Execution
-
-if TYPE_CHECKING:  # services imports this module
-    from orchestrator.services import Services
+from orchestrator.sandbox.manager import SandboxManager
+from orchestrator.sandbox.models import Execution
 
 REGISTRY = CollectorRegistry()
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -95,14 +93,13 @@ class LifecycleMetrics:
 
 
 class EngineCollector:
-    """Gauges read from the sandbox manager at scrape time."""
+    """Gauges read from the sandbox manager at scrape time; `manager` gives None while the engine is down."""
 
-    def __init__(self, services: Callable[[], Services]) -> None:
-        self._services = services
+    def __init__(self, manager: Callable[[], SandboxManager | None]) -> None:
+        self._manager = manager
 
     def collect(self) -> Iterator[Any]:
-        side = self._services().sandboxes
-        manager = side.manager if side is not None else None
+        manager = self._manager()
         sandboxes = GaugeMetricFamily("toolshed_sandboxes", "Sandboxes known to the engine, by status.",
                                       labels=["status"])
         counts = manager.status_counts() if manager is not None else {}

@@ -21,16 +21,7 @@ import numpy as np
 from retrieval import filters as attribute_filters
 from retrieval.catalog import Catalog
 from retrieval.chunking import chunk_pages
-from retrieval.embedding import (
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_CACHE,
-    DEFAULT_RUNTIME,
-    Embedder,
-    LazyEmbedder,
-    Runtime,
-    content_hash,
-    embed_texts,
-)
+from retrieval.embedding import DEFAULT_MODEL, DEFAULT_MODEL_CACHE, Embedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
 from retrieval.index import IVF_FROM
@@ -39,6 +30,7 @@ from retrieval.keyword import Analyzer, KeywordIndex
 from retrieval.loaded_index import LoadedIndexes
 from retrieval.models import Chunk, ChunkingStrategy, Document, FileError, Hit, SearchMode, Store, StoreFile
 from retrieval.passages import distinct
+from retrieval.runtimes import DEFAULT_RUNTIME, LazyEmbedder, Runtime
 from retrieval.vector_cache import VectorCache
 
 log = logging.getLogger("toolshed.retrieval")

@@ -20,7 +20,8 @@ from openai import OpenAI
 
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
-from retrieval.embedding import Embedder, load_embedder
+from retrieval.embedding import Embedder
+from retrieval.runtimes import load_embedder
 from tests.scripted_model import ScriptedModel
 
 # CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.

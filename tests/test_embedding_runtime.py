@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.embedding import DEFAULT_MODEL_CACHE, Embedder, SentenceTransformerEmbedder, load_embedder, resolve_model
+from retrieval.embedding import DEFAULT_MODEL_CACHE, Embedder, SentenceTransformerEmbedder, resolve_model
 from retrieval.openvino_embedding import OpenVinoEmbedder, calibration_texts
+from retrieval.runtimes import load_embedder
 from tests.datasets import scifact_abstracts
 
 pytestmark = pytest.mark.model

@@ -180,14 +180,15 @@ async def test_a_long_cell_holds_the_run_queue_for_one_quantum_only(make: Make) 
 
 
 async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, parts: tuple, tmp_path: Path) -> None:
-    from orchestrator.bindings import SandboxBindings
-    from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
     from orchestrator.db import Database
-    from orchestrator.exports import ExportLimits, Exports
-    from orchestrator.interpreter import Interpreter, Item, Logs
-    from orchestrator.project_sandboxes import ProjectSandboxes
-    from orchestrator.projects import Owners
-    from orchestrator.storage import FileStore
+    from orchestrator.services.bindings import SandboxBindings
+    from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
+    from orchestrator.services.exports import ExportLimits, Exports
+    from orchestrator.services.interpreter import Interpreter
+    from orchestrator.services.project_sandboxes import ProjectSandboxes
+    from orchestrator.services.projects import Owners
+    from orchestrator.services.storage import FileStore
+    from orchestrator.tools.cells import Item, Logs
     from orchestrator.tools.code_interpreter import CodeInterpreterResult, CodeInterpreterTool
     from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolRegistry
 

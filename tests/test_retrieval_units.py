@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import errors
-from orchestrator.api.errors import envelope
 from orchestrator.sandbox import errors as sandbox_errors
-from orchestrator.storage import FileNotFound, FileTooLarge
+from orchestrator.services.storage import FileNotFound, FileTooLarge
+from orchestrator.web.errors import envelope
 from retrieval import errors as retrieval_errors
 from retrieval.models import Document, Page
 from retrieval.vector_store import VectorStoreEngine

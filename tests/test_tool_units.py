@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.db import Database
-from orchestrator.interpreter import CellRun, Image, Logs
-from orchestrator.projects import Owners
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError
+from orchestrator.services.projects import Owners
 from orchestrator.tools.annotations import file_path_annotations
+from orchestrator.tools.cells import CellRun, Image, Logs
 from orchestrator.tools.citations import CitationStore
 from orchestrator.tools.code_interpreter import model_output
 from orchestrator.tools.file_search import best_quote
@@ -127,11 +127,11 @@ def test_a_full_server_disk_is_reported_per_file_not_raised(tmp_path: Path) -> N
     import asyncio
     import subprocess
 
-    from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
     from orchestrator.db import Database
-    from orchestrator.exports import ExportLimits, Exports
     from orchestrator.sandbox.workspace import WorkspaceStore
-    from orchestrator.storage import FileStore
+    from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
+    from orchestrator.services.exports import ExportLimits, Exports
+    from orchestrator.services.storage import FileStore
 
     blobs = tmp_path / "blobs"
     blobs.mkdir()

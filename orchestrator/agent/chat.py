@@ -13,9 +13,16 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from orchestrator.tools.registry import ToolCall
-
 TextHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model called: its call id, the function's name and its arguments as the JSON text sent."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)

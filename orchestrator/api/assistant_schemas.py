@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from orchestrator.api.schemas import StrictBody
 from orchestrator.api.vector_store_schemas import ChunkingRequest, Metadata
 from orchestrator.assistants.service import MessageAttachment, NewVectorStore, Resources
-from orchestrator.vector_stores import Attachment
+from orchestrator.services.vector_stores import Attachment
 
 # ---- tools ------------------------------------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from orchestrator.api.assistant_schemas import AssistantCreate, AssistantUpdate, resources_of
-from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep
+from orchestrator.api.deps import AssistantsDep
 from orchestrator.api.openai_shapes import Assistant, shaped
 from orchestrator.api.ownership import owned_path, require_resources
 from orchestrator.api.schemas import Deleted, page_of
 from orchestrator.db import PageRequest
+from orchestrator.web.auth import CallerDep, OwnersDep
 
 router = APIRouter(prefix="/assistants", tags=["assistants"], dependencies=[owned_path("assistant_id")])
 Limit = Annotated[int, Query(ge=1, le=100)]

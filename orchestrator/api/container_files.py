@@ -11,12 +11,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from orchestrator.api.deps import CallerDep, Config, ContainerFilesDep, Manager, OwnersDep
-from orchestrator.api.errors import APIError
+from orchestrator.api.deps import Config, ContainerFilesDep, Manager
 from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import ContainerFileCopy, ContainerFileObject, Deleted, ListPage, page_of
 from orchestrator.db import PageRequest
-from orchestrator.storage import FileTooLarge, limit_size, media_type
+from orchestrator.services.storage import FileTooLarge, limit_size, media_type
+from orchestrator.web.auth import CallerDep, OwnersDep
+from orchestrator.web.errors import APIError
 
 router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"],
                    dependencies=[owned_path("container_id")])

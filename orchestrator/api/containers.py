@@ -12,18 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from orchestrator.api.deps import (
-    CallerDep,
-    Config,
-    ContainerFilesDep,
-    Files,
-    Interpreter,
-    Manager,
-    OwnersDep,
-    ProjectSandboxesDep,
-)
-from orchestrator.api.disconnect import cancel, unless_disconnected
-from orchestrator.api.errors import APIError, envelope
+from orchestrator.api.deps import Config, ContainerFilesDep, Files, Interpreter, Manager, ProjectSandboxesDep
 from orchestrator.api.openai_shapes import EVENT_STREAM
 from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import (
@@ -40,8 +29,11 @@ from orchestrator.api.schemas import (
     page_of,
     paginate,
 )
-from orchestrator.interpreter import CellRun, Item
 from orchestrator.sandbox import SandboxSpec
+from orchestrator.tools.cells import CellRun, Item
+from orchestrator.web.auth import CallerDep, OwnersDep
+from orchestrator.web.disconnect import cancel, unless_disconnected
+from orchestrator.web.errors import APIError, envelope
 
 log = logging.getLogger("toolshed.api")
 router = APIRouter(prefix="/containers", tags=["containers"], dependencies=[owned_path("container_id")])

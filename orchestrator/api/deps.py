@@ -1,38 +1,28 @@
-"""Request-scoped access to the service container, and the API-key check.
+"""The OpenAI face's request-scoped access to the services in the container (the caller and the container
+itself are orchestrator.web.auth's).
 
 All are `async def` although none awaits: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
 per dependency per request that showed up as ~6% of the server's time on a trivial execute."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from orchestrator.api.errors import APIError
 from orchestrator.assistants.runner import Runs
 from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
-from orchestrator.container_files import ContainerFiles
-from orchestrator.interpreter import Interpreter as InterpreterService
-from orchestrator.keys import KeyRing
-from orchestrator.project_sandboxes import ProjectSandboxes
-from orchestrator.projects import Caller, Owners
 from orchestrator.sandbox import SandboxManager
-from orchestrator.services import SandboxServices, Services
-from orchestrator.storage import FileStore
+from orchestrator.services.container import SandboxServices
+from orchestrator.services.container_files import ContainerFiles
+from orchestrator.services.interpreter import Interpreter as InterpreterService
+from orchestrator.services.project_sandboxes import ProjectSandboxes
+from orchestrator.services.storage import FileStore
+from orchestrator.services.vector_stores import VectorStores
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.vector_stores import VectorStores
-
-
-async def services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(services)]
+from orchestrator.web.auth import ServicesDep
 
 
 async def settings(services: ServicesDep) -> Settings:
@@ -87,32 +77,6 @@ async def annotator(services: ServicesDep) -> Annotator:
     return services.annotator
 
 
-async def caller(request: Request, services: ServicesDep) -> Caller:
-    """The project a request acts for, from its bearer key; a 401 without a valid one. With no key anywhere the
-    server is one trusted user's (on loopback only): an admin of the default project."""
-    found = bearer_caller(services.keys, request.headers)
-    if found is None:
-        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
-    return found
-
-
-def bearer_caller(keys: KeyRing, headers: Mapping[str, str]) -> Caller | None:
-    """The caller an `Authorization: Bearer` key (and an admin's `OpenAI-Project`) names; None without a valid
-    key. Open access (no key anywhere) is an admin of the default project."""
-    if keys.open:
-        return Caller(admin=True)
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return keys.caller(token, headers.get("openai-project")) if scheme.lower() == "bearer" else None
-
-
-CallerDep = Annotated[Caller, Depends(caller)]
-
-
-async def owners(services: ServicesDep) -> Owners:
-    return services.owners
-
-
-OwnersDep = Annotated[Owners, Depends(owners)]
 
 
 Config = Annotated[Settings, Depends(settings)]

@@ -8,12 +8,13 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api.deps import CallerDep, Config, Files, VectorStoresDep
-from orchestrator.api.errors import APIError
+from orchestrator.api.deps import Config, Files, VectorStoresDep
 from orchestrator.api.ownership import owned_path
 from orchestrator.api.schemas import Deleted, FileObject, ListPage, page_of
 from orchestrator.db import PageRequest
-from orchestrator.storage import FileTooLarge, media_type
+from orchestrator.services.storage import FileTooLarge, media_type
+from orchestrator.web.auth import CallerDep
+from orchestrator.web.errors import APIError
 
 router = APIRouter(prefix="/files", tags=["files"], dependencies=[owned_path("file_id")])
 PURPOSES = {"assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",

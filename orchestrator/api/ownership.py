@@ -12,12 +12,12 @@ from typing import Any
 
 from fastapi import Depends, Request
 
-from orchestrator.api.deps import CallerDep, OwnersDep
 from orchestrator.assistants.service import MessageAttachment, Resources
 from orchestrator.assistants.store import ObjectNotFound
-from orchestrator.projects import Caller, Owners
 from orchestrator.sandbox import SandboxNotFound
-from orchestrator.storage import FileNotFound
+from orchestrator.services.projects import Caller, Owners
+from orchestrator.services.storage import FileNotFound
+from orchestrator.web.auth import CallerDep, OwnersDep
 from retrieval.errors import StoreNotFound
 
 # Each kind of top-level id (by its path parameter's name) and how that kind says "no such object".

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from orchestrator.api.assistant_schemas import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs, resources_of
-from orchestrator.api.deps import AssistantsDep, CallerDep, OwnersDep, RunsDep
+from orchestrator.api.deps import AssistantsDep, RunsDep
 from orchestrator.api.openai_shapes import Run, RunStep, shaped
 from orchestrator.api.ownership import owned_path, require, require_messages, require_resources
 from orchestrator.api.schemas import page_of
@@ -20,6 +20,7 @@ from orchestrator.assistants.runner import Runs
 from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
 from orchestrator.tools.steps import without_result_content
+from orchestrator.web.auth import CallerDep, OwnersDep
 
 router = APIRouter(prefix="/threads", tags=["runs"], dependencies=[owned_path("thread_id")])
 Limit = Annotated[int, Query(ge=1, le=100)]

@@ -7,11 +7,11 @@ from typing import Any, Generic, Literal, TypeVar
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.container_files import ContainerFile
-from orchestrator.interpreter import CellRun, Image, Item
 from orchestrator.sandbox import Sandbox
 from orchestrator.sandbox.models import Artifact
-from orchestrator.storage import StoredFile
+from orchestrator.services.container_files import ContainerFile
+from orchestrator.services.storage import StoredFile
+from orchestrator.tools.cells import CellRun, Image, Item
 
 T = TypeVar("T")
 

@@ -6,9 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from orchestrator.api.deps import AnnotatorDep, CallerDep, OwnersDep, Tools
-from orchestrator.api.disconnect import unless_disconnected
-from orchestrator.api.errors import APIError
+from orchestrator.api.deps import AnnotatorDep, Tools
 from orchestrator.api.ownership import require
 from orchestrator.api.schemas import artifact_wire, json_response
 from orchestrator.api.tool_schemas import (
@@ -25,11 +23,14 @@ from orchestrator.api.tool_schemas import (
     ToolList,
     UnresolvedMarkerWire,
 )
-from orchestrator.bindings import TOOL_CALLS
+from orchestrator.services.bindings import TOOL_CALLS
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult
 from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolResources
 from orchestrator.tools.steps import tool_call_step
+from orchestrator.web.auth import CallerDep, OwnersDep
+from orchestrator.web.disconnect import unless_disconnected
+from orchestrator.web.errors import APIError
 
 router = APIRouter(tags=["tools"])
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from orchestrator.api.schemas import StrictBody, TextContent
+from orchestrator.services.vector_stores import Attachment
 from orchestrator.tools.steps import score_parts
-from orchestrator.vector_stores import Attachment
 from retrieval.models import Batch, ChunkingStrategy, FileCounts, Hit, SearchMode, Store, StoreFile
 
 Attributes = dict[str, str | float | bool]

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from orchestrator.api.deps import CallerDep, OwnersDep
 from orchestrator.api.deps import VectorStoresDep as Stores
 from orchestrator.api.ownership import owned_path, require
 from orchestrator.api.schemas import Deleted, ListPage, page_of
@@ -27,7 +26,8 @@ from orchestrator.api.vector_store_schemas import (
     VectorStoreUpdate,
 )
 from orchestrator.db import PageRequest
-from orchestrator.vector_stores import Attachment
+from orchestrator.services.vector_stores import Attachment
+from orchestrator.web.auth import CallerDep, OwnersDep
 
 router = APIRouter(prefix="/vector_stores", tags=["vector stores"], dependencies=[owned_path("store_id")])
 Order = Literal["asc", "desc"]

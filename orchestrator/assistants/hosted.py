@@ -10,9 +10,9 @@ from orchestrator import logs
 from orchestrator.assistants.options import resources, search_settings
 from orchestrator.assistants.steps import StepLog
 from orchestrator.assistants.store import ObjectStore
-from orchestrator.interpreter import Item
 from orchestrator.metrics import TOOL_CALLS
-from orchestrator.projects import Owners
+from orchestrator.services.projects import Owners
+from orchestrator.tools.cells import Item
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.definitions import CODE_INTERPRETER_TOOL, FILE_SEARCH_TOOL
 from orchestrator.tools.file_search import FileSearchResult

@@ -7,7 +7,7 @@ import base64
 import mimetypes
 from typing import Any
 
-from orchestrator.assistants.budget import last_messages
+from orchestrator.agent.budget import last_messages
 from orchestrator.assistants.service import Assistants
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import PageRequest

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import logs
+from orchestrator.agent.budget import Budget, fit
 from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
-from orchestrator.assistants.budget import Budget, fit
 from orchestrator.assistants.events import Event, EventHub
 from orchestrator.assistants.hosted import HOSTED, SCOPE, HostedCalls
 from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt
@@ -41,6 +41,9 @@ _CUT = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_f
 class RunLimits:
     context_tokens: int = 16_384  # what one prompt may hold (truncation_strategy auto)
     expiry_seconds: float = 600.0  # how long a run may stay live
+    # What the model may write over a whole run (answers and tool-call arguments); past it the run ends
+    # incomplete instead of growing a message, and the server's memory, without bound.
+    max_output_chars: int = 1_000_000
 
 
 class Runs:

@@ -15,9 +15,9 @@ from typing import Any
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import Database, PageRequest
 from orchestrator.errors import InvalidRequest
-from orchestrator.projects import Owners
-from orchestrator.storage import FileStore
-from orchestrator.vector_stores import Attachment, VectorStores
+from orchestrator.services.projects import Owners
+from orchestrator.services.storage import FileStore
+from orchestrator.services.vector_stores import Attachment, VectorStores
 from retrieval.ids import new_id
 
 MAX_CODE_FILES = 20

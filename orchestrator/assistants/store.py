@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from orchestrator.db import Database, PageRequest
 from orchestrator.errors import NotFound
-from orchestrator.projects import scope_clause
+from orchestrator.services.projects import scope_clause
 from retrieval.sqlite import keyset_page
 
 Kind = Literal["assistants", "threads", "messages", "runs", "run_steps"]

@@ -3,11 +3,11 @@ annotations."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote
 
-from orchestrator.bindings import SandboxBindings
-from orchestrator.container_files import ContainerFileStore
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
 from orchestrator.tools.citations import CitationAnnotation, CitationStore, UnresolvedMarker
 
@@ -69,12 +69,32 @@ class Annotations:
     unresolved: list[UnresolvedMarker]
 
 
+class SandboxLookup(Protocol):
+    def container_of(self, scope: str, key: str) -> str | None:
+        """The id of the sandbox bound to (scope, key), if it ever ran code."""
+        ...
+
+
+class SandboxFile(Protocol):
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def file_id(self) -> str | None: ...
+
+
+class SandboxFileList(Protocol):
+    def all(self, container_id: str) -> Sequence[SandboxFile]:
+        """Every file the sandbox wrote that Toolshed registered, oldest first."""
+        ...
+
+
 class Annotator:
     """Annotations for a conversation's final text: its sandbox's files and its searches' markers. `bindings` and
     `container_files` are None when the sandbox engine is down (citations still work then)."""
 
-    def __init__(self, citations: CitationStore, bindings: SandboxBindings | None,
-                 container_files: ContainerFileStore | None) -> None:
+    def __init__(self, citations: CitationStore, bindings: SandboxLookup | None,
+                 container_files: SandboxFileList | None) -> None:
         self._citations = citations
         self._bindings = bindings
         self._container_files = container_files

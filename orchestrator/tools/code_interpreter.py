@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from orchestrator.bindings import SandboxBindings
-from orchestrator.interpreter import CellRun, Interpreter, Logs
 from orchestrator.sandbox import EngineUnavailable
 from orchestrator.sandbox.models import Artifact
 from orchestrator.tools.annotations import escape_path
+from orchestrator.tools.cells import CellRun, ItemHook, Logs
 from orchestrator.tools.definitions import CODE_INTERPRETER, CODE_INTERPRETER_TOOL
 from orchestrator.tools.registry import Outcome, ToolCall, ToolContext, string_argument
 
@@ -22,13 +21,26 @@ class CodeInterpreterResult:
     output: str  # what goes back to the model
 
 
+class SandboxBinder(Protocol):
+    async def sandbox_for(self, scope: str, key: str, file_ids: list[str], project: str) -> str:
+        """The sandbox bound to (scope, key), started for `project` with `file_ids` in /mnt/data if need be."""
+        ...
+
+
+class CellRunner(Protocol):
+    async def run(self, sandbox_id: str, code: str, timeout: float | None = None,
+                  on_item: ItemHook | None = None) -> CellRun:
+        """`code` run as one cell of the sandbox, its outputs to `on_item` as they come."""
+        ...
+
+
 class CodeInterpreterTool:
     """Runs in the sandbox bound to the call's (scope, key); `bindings` is None when the sandbox engine is down."""
 
     name = CODE_INTERPRETER
     definition: dict[str, Any] = CODE_INTERPRETER_TOOL
 
-    def __init__(self, bindings: SandboxBindings | None, interpreter: Interpreter | None, *, max_chars: int) -> None:
+    def __init__(self, bindings: SandboxBinder | None, interpreter: CellRunner | None, *, max_chars: int) -> None:
         self._bindings = bindings
         self._interpreter = interpreter
         self._max_chars = max_chars

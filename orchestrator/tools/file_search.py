@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.tools.citations import CitationStore, Source
 from orchestrator.tools.definitions import FILE_SEARCH, FILE_SEARCH_TOOL
 from orchestrator.tools.registry import Outcome, ToolCall, ToolContext, string_argument
-from orchestrator.vector_stores import VectorStores
 from retrieval.models import Hit
 
 MAX_RESULTS = 10
@@ -32,13 +31,19 @@ class FileSearchResult:
     score_threshold: float = 0.0
 
 
+class PassageSearch(Protocol):
+    async def search(self, store_ids: list[str], query: str, *, k: int, score_threshold: float = 0.0) -> list[Hit]:
+        """The best `k` passages across the stores, each store checked to exist first."""
+        ...
+
+
 class FileSearchTool:
     """Searches the vector stores the call's resources name, numbering passages for citation per conversation."""
 
     name = FILE_SEARCH
     definition: dict[str, Any] = FILE_SEARCH_TOOL
 
-    def __init__(self, stores: VectorStores, citations: CitationStore, *, max_results: int = MAX_RESULTS,
+    def __init__(self, stores: PassageSearch, citations: CitationStore, *, max_results: int = MAX_RESULTS,
                  score_threshold: float = SCORE_THRESHOLD) -> None:
         self._stores = stores
         self._citations = citations

@@ -12,14 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator import logs
-from orchestrator.interpreter import ItemHook
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
+from orchestrator.agent.chat import ToolCall
+from orchestrator.tools.cells import ItemHook
 
 
 @dataclass(frozen=True)

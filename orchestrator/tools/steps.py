@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.interpreter import Image, Item
+from orchestrator.tools.cells import Image, Item
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.file_search import FileSearchResult
 from retrieval.models import Hit

@@ -1,2 +1,2 @@
-"""The wires other assistant servers already speak (MCP, ...): thin adapters over the same services as the OpenAI
-face."""
+"""The wires other servers already speak: MCP, Jupyter and LibreChat, one package each, each a thin adapter over
+the same services as the OpenAI face and none importing another."""

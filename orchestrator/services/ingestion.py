@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 from orchestrator import logs
 from orchestrator.metrics import INGEST_SECONDS, INGESTED
-from orchestrator.storage import FileNotFound, FileStore
+from orchestrator.services.storage import FileNotFound, FileStore
 from retrieval.errors import DiskFull, RetrievalError
 from retrieval.vector_store import VectorStoreEngine
 

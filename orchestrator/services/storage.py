@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from orchestrator.db import Database
 from orchestrator.errors import DiskFull, NotFound, TooLarge
-from orchestrator.projects import OverLimit, scope_clause
+from orchestrator.services.projects import OverLimit, scope_clause
 from retrieval import errors as retrieval_errors
 from retrieval.ids import new_file_id
 from retrieval.sqlite import PageRequest, keyset_page

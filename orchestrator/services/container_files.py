@@ -19,12 +19,12 @@ from pathlib import Path
 
 from orchestrator.db import Database
 from orchestrator.errors import InvalidRequest, NotFound
-from orchestrator.exports import Exports
 from orchestrator.sandbox import safefs
 from orchestrator.sandbox.models import Artifact, Collected
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
 from orchestrator.sandbox.workspace import WorkspaceStore
-from orchestrator.storage import FileStore, safe_filename
+from orchestrator.services.exports import Exports
+from orchestrator.services.storage import FileStore, safe_filename
 from retrieval.ids import new_id
 from retrieval.sqlite import PageRequest, keyset_page
 

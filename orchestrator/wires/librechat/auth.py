@@ -16,8 +16,8 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from orchestrator.config import Settings
-from orchestrator.keys import KeyRing
-from orchestrator.projects import Caller
+from orchestrator.services.keys import KeyRing
+from orchestrator.services.projects import Caller
 
 ISSUER, AUDIENCE = "librechat", "codeapi"
 

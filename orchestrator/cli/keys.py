@@ -14,7 +14,7 @@ from rich.console import Console
 from orchestrator.config import Settings
 from orchestrator.db import Database
 from orchestrator.errors import InvalidRequest
-from orchestrator.keys import KeyRing
+from orchestrator.services.keys import KeyRing
 
 keys_app = typer.Typer(help="API keys stored (hashed) in the database, one project each.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)

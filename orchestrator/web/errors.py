@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator import errors, projects
-from orchestrator.api.disconnect import ClientDisconnected
+from orchestrator import errors
 from orchestrator.sandbox import errors as sandbox_errors
+from orchestrator.services import projects
+from orchestrator.web.disconnect import ClientDisconnected
 from retrieval import errors as retrieval_errors
 
 log = logging.getLogger("toolshed.api")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from orchestrator.projects import OverLimit, Owners
 from orchestrator.sandbox import Sandbox, SandboxManager, SandboxSpec
+from orchestrator.services.projects import OverLimit, Owners
 
 
 class ProjectSandboxes:

@@ -13,29 +13,29 @@ from dataclasses import dataclass
 from orchestrator.agent.chat import Endpoint, ModelClient, endpoint_map
 from orchestrator.assistants.runner import RunLimits, Runs
 from orchestrator.assistants.service import Assistants
-from orchestrator.bindings import SandboxBindings
 from orchestrator.config import Settings
-from orchestrator.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.db import Database
-from orchestrator.exports import ExportLimits, Exports
-from orchestrator.interpreter import Interpreter
-from orchestrator.keys import KeyRing
-from orchestrator.librechat_files import LibreChatFiles
 from orchestrator.metrics import LifecycleMetrics
-from orchestrator.project_sandboxes import ProjectSandboxes
-from orchestrator.projects import Owners
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.policy import SandboxPolicy
 from orchestrator.sandbox.runtime import DockerRuntime
 from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
-from orchestrator.storage import FileStore
+from orchestrator.services.bindings import SandboxBindings
+from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
+from orchestrator.services.exports import ExportLimits, Exports
+from orchestrator.services.interpreter import Interpreter
+from orchestrator.services.keys import KeyRing
+from orchestrator.services.librechat_files import LibreChatFiles
+from orchestrator.services.project_sandboxes import ProjectSandboxes
+from orchestrator.services.projects import Owners
+from orchestrator.services.storage import FileStore
+from orchestrator.services.vector_stores import VectorStores
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.citations import CitationStore
 from orchestrator.tools.code_interpreter import CodeInterpreterTool
 from orchestrator.tools.file_search import FileSearchTool
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.vector_stores import VectorStores
 from retrieval.vector_store import VectorStoreEngine
 
 log = logging.getLogger("toolshed")

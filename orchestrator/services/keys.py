@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.db import Database
-from orchestrator.projects import DEFAULT_PROJECT, Caller, check_project_name
+from orchestrator.services.projects import DEFAULT_PROJECT, Caller, check_project_name
 from retrieval.ids import new_id
 
 KEY_PREFIX = "tsk-"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from orchestrator.db import Database
 from orchestrator.errors import DiskFull
-from orchestrator.projects import OverLimit, Owners
-from orchestrator.storage import FileStore, FileTooLarge
+from orchestrator.services.projects import OverLimit, Owners
+from orchestrator.services.storage import FileStore, FileTooLarge
 
 _PURPOSE = "assistants_output"
 

@@ -2,7 +2,7 @@
 
 One connection guarded by a lock (see retrieval.sqlite): the server's writes are small and few. WAL mode lets a
 reader (a backup, `sqlite3` in a shell) look while the server writes. Opening it applies the migrations it lacks
-(orchestrator.migrations), then turns foreign keys on.
+(orchestrator.db.migrations), then turns foreign keys on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from orchestrator.migrations import MIGRATIONS
+from orchestrator.db.migrations import MIGRATIONS
 from retrieval.sqlite import PageRequest, SQLite
 
 __all__ = ["Database", "PageRequest"]

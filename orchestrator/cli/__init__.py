@@ -8,9 +8,10 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from orchestrator import cli_retrieval, logs
+from orchestrator import logs
 from orchestrator.app import create_app, is_loopback
-from orchestrator.cli_keys import key_ring, keys_app
+from orchestrator.cli import retrieval as cli_retrieval
+from orchestrator.cli.keys import key_ring, keys_app
 from orchestrator.config import Settings
 from orchestrator.sandbox import EngineUnavailable
 from orchestrator.sandbox.image import build_image, default_tag, ensure_image
@@ -69,7 +70,3 @@ def image_build(
 def image_tag() -> None:
     """Print the tag the current recipe builds."""
     print(Settings().image or default_tag())
-
-
-if __name__ == "__main__":
-    app()

@@ -19,12 +19,12 @@ from mcp.types import (
     TextContent,
 )
 
-from orchestrator.bindings import TOOL_CALLS
-from orchestrator.container_files import CONTAINER_DATA_DIR
-from orchestrator.interpreter import Image, ItemHook, Logs
-from orchestrator.projects import Caller
-from orchestrator.services import Services
-from orchestrator.storage import media_type
+from orchestrator.services.bindings import TOOL_CALLS
+from orchestrator.services.container import Services
+from orchestrator.services.container_files import CONTAINER_DATA_DIR
+from orchestrator.services.projects import Caller
+from orchestrator.services.storage import media_type
+from orchestrator.tools.cells import Image, ItemHook, Logs
 from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolResources
 from retrieval.sqlite import PageRequest

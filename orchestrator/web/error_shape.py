@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from orchestrator.api.errors import APIError, envelope
+from orchestrator.web.errors import APIError, envelope
 
 # (status, message, OpenAI's error code) -> the wire's error body
 ErrorBody = Callable[[int, str, str | None], dict[str, Any]]

@@ -15,15 +15,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response, WebSocket, status
 
-from orchestrator.api.deps import ServicesDep
-from orchestrator.api.errors import APIError
 from orchestrator.errors import NotFound
-from orchestrator.projects import Caller
 from orchestrator.sandbox import Sandbox, SandboxSpec
 from orchestrator.sandbox.errors import SandboxNotFound
-from orchestrator.services import Services
-from orchestrator.wires.error_shape import shaped_route
-from orchestrator.wires.jupyter_channels import KernelChannels
+from orchestrator.services.container import Services
+from orchestrator.services.projects import Caller
+from orchestrator.web.auth import ServicesDep
+from orchestrator.web.error_shape import shaped_route
+from orchestrator.web.errors import APIError
+from orchestrator.wires.jupyter.channels import KernelChannels
 
 KERNEL_NAME = "python3"
 KERNELSPECS = {"default": KERNEL_NAME, "kernelspecs": {KERNEL_NAME: {

@@ -22,10 +22,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator import __version__
-from orchestrator.api.deps import bearer_caller
-from orchestrator.interpreter import Item
-from orchestrator.services import Services
-from orchestrator.wires.mcp_tools import McpTools, Session
+from orchestrator.services.container import Services
+from orchestrator.tools.cells import Item
+from orchestrator.web.auth import bearer_caller
+from orchestrator.wires.mcp.tools import McpTools, Session
 
 PATH = "/mcp"
 _PROGRESS_EVERY = 1.0

@@ -21,9 +21,9 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from orchestrator.errors import ServiceError
-from orchestrator.interpreter import Interpreter
 from orchestrator.sandbox.errors import SandboxError, SandboxNotFound
 from orchestrator.sandbox.models import ImageOutput, Output, TextOutput
+from orchestrator.services.interpreter import Interpreter
 
 PROTOCOL_VERSION = "5.3"
 KERNEL_INFO = {

@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import time
 
-from orchestrator.container_files import ContainerFiles
 from orchestrator.db import Database
-from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.sandbox import SandboxManager, SandboxNotFound, SandboxSpec
-from orchestrator.storage import FileStore
+from orchestrator.services.container_files import ContainerFiles
+from orchestrator.services.project_sandboxes import ProjectSandboxes
+from orchestrator.services.storage import FileStore
 
 TOOL_CALLS = "tool_calls"
 

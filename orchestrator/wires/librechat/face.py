@@ -11,16 +11,16 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 
-from orchestrator.api.deps import ServicesDep
-from orchestrator.api.errors import APIError
 from orchestrator.errors import NotFound
-from orchestrator.librechat_files import SessionFile
-from orchestrator.projects import Caller
-from orchestrator.services import Services
-from orchestrator.storage import FileTooLarge, media_type
-from orchestrator.wires.error_shape import shaped_route
-from orchestrator.wires.librechat_auth import librechat_caller
-from orchestrator.wires.librechat_exec import LANGUAGES, ExecRequest, LibreChatExec, new_session_id, with_keepalive
+from orchestrator.services.container import Services
+from orchestrator.services.librechat_files import SessionFile
+from orchestrator.services.projects import Caller
+from orchestrator.services.storage import FileTooLarge, media_type
+from orchestrator.web.auth import ServicesDep
+from orchestrator.web.error_shape import shaped_route
+from orchestrator.web.errors import APIError
+from orchestrator.wires.librechat.auth import librechat_caller
+from orchestrator.wires.librechat.execute import LANGUAGES, ExecRequest, LibreChatExec, new_session_id, with_keepalive
 
 
 def librechat_error(_: int, message: str, code: str | None) -> dict[str, Any]:

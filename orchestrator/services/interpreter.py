@@ -9,50 +9,16 @@ against the sandbox's export budget, and at most `max_images` of one cell are ke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from orchestrator.exports import Exports
 from orchestrator.metrics import record_execution
-from orchestrator.project_sandboxes import ProjectSandboxes
 from orchestrator.sandbox import Execution, ImageOutput, SandboxManager
 from orchestrator.sandbox.models import Output
 from orchestrator.sandbox.outputs import OutputHook
+from orchestrator.services.exports import Exports
+from orchestrator.services.project_sandboxes import ProjectSandboxes
+from orchestrator.tools.cells import CellRun, Image, Item, ItemHook, Logs, merge_logs
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
-
-
-@dataclass(frozen=True)
-class Logs:
-    text: str
-
-
-@dataclass(frozen=True)
-class Image:
-    file_id: str
-
-
-Item = Logs | Image
-ItemHook = Callable[[Item], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class CellRun:
-    """A finished cell: the engine's Execution plus its outputs as logs and image files."""
-
-    execution: Execution
-    items: tuple[Item, ...]
-
-
-def merge_logs(items: list[Item]) -> tuple[Item, ...]:
-    """Adjacent text items become one."""
-    merged: list[Item] = []
-    for item in items:
-        if isinstance(item, Logs) and merged and isinstance(merged[-1], Logs):
-            merged[-1] = Logs(merged[-1].text + item.text)
-        else:
-            merged.append(item)
-    return tuple(merged)
 
 
 class Interpreter:

@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orchestrator.container_files import CONTAINER_DATA_DIR
-from orchestrator.projects import Caller
 from orchestrator.sandbox.models import Execution, Output, TextOutput
-from orchestrator.services import Services
+from orchestrator.services.container import Services
+from orchestrator.services.container_files import CONTAINER_DATA_DIR
+from orchestrator.services.projects import Caller
 
 log = logging.getLogger("toolshed.librechat")
 SCOPE = "librechat"

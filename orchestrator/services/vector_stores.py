@@ -11,10 +11,10 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.ingestion import IngestionQueue
 from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
-from orchestrator.projects import Owners
-from orchestrator.storage import FileStore
+from orchestrator.services.ingestion import IngestionQueue
+from orchestrator.services.projects import Owners
+from orchestrator.services.storage import FileStore
 from retrieval.models import Batch, ChunkingStrategy, Hit, IndexedChunk, SearchMode, Store, StoreFile
 from retrieval.sqlite import PageRequest
 from retrieval.vector_store import VectorStoreEngine

@@ -1,0 +1,1 @@
+"""The Jupyter face: the kernels REST API and kernel-channel websockets of jupyter_server."""

@@ -1,0 +1,1 @@
+"""The MCP face: Streamable HTTP at /mcp, the hosted tools as MCP tools."""
