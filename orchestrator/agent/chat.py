@@ -73,9 +73,11 @@ class ModelClient:
         return self._clients[endpoint]
 
     async def complete(self, model: str, messages: list[dict[str, Any]], *, on_text: TextHook | None = None,
-                       **options: Any) -> ModelTurn:
-        """One streamed completion; `on_text` sees each piece of text as it comes. `options` are passed on as
-        chat-completions parameters (tools, tool_choice, temperature, top_p, response_format, max_tokens)."""
+                       max_chars: int | None = None, **options: Any) -> ModelTurn:
+        """One streamed completion; `on_text` sees each piece of text as it comes. Past `max_chars` of text and
+        call arguments the stream is dropped and the turn ends with finish_reason `output_limit`. `options` are
+        passed on as chat-completions parameters (tools, tool_choice, temperature, top_p, response_format,
+        max_tokens)."""
         endpoint = self.endpoint(model)
         given = {name: value for name, value in options.items() if value is not None}
         try:
@@ -85,7 +87,8 @@ class ModelClient:
                 "/chat/completions", cast_to=ChatCompletion, stream=True, stream_cls=AsyncStream[ChatCompletionChunk],
                 body={"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True},
                       **given})
-            return await _collect(stream, on_text)
+            async with stream:
+                return await _collect(stream, on_text, max_chars)
         except openai.RateLimitError as exc:
             raise ModelError("rate_limit_exceeded", f"The model endpoint {endpoint.base_url} kept answering 429 "
                                                     f"(rate limited) after {self._max_retries} retries.") from exc
@@ -101,18 +104,23 @@ class ModelClient:
             await client.close()
 
 
-async def _collect(stream: Any, on_text: TextHook | None) -> ModelTurn:
+async def _collect(stream: Any, on_text: TextHook | None, max_chars: int | None) -> ModelTurn:
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
-    prompt = completion = 0
+    prompt = completion = written = 0
     finish = None
     async for chunk in stream:
+        if max_chars is not None and written > max_chars:
+            # A model that will not stop must not grow a message, and the server's memory, without bound.
+            finish = "output_limit"
+            break
         if chunk.usage is not None:
             prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
         for choice in chunk.choices:
             delta = choice.delta
             finish = choice.finish_reason or finish
             if delta.content:
+                written += len(delta.content)
                 text.append(delta.content)
                 if on_text is not None:
                     await on_text(delta.content)
@@ -122,6 +130,7 @@ async def _collect(stream: Any, on_text: TextHook | None) -> ModelTurn:
                 if call.function is not None:
                     entry["name"] += call.function.name or ""
                     entry["arguments"] += call.function.arguments or ""
+                    written += len(call.function.arguments or "")
     found = [ToolCall(entry["id"] or f"call_{index}", entry["name"], entry["arguments"] or "{}")
              for index, entry in sorted(calls.items())]
     return ModelTurn("".join(text), found, prompt, completion, finish)

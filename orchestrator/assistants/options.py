@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import mimetypes
 from typing import Any
 
@@ -12,7 +14,14 @@ from orchestrator.assistants.service import Assistants
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import PageRequest
 from orchestrator.errors import InvalidRequest
+from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
+from orchestrator.services.storage import safe_filename
 from orchestrator.tools.registry import SearchSettings, ToolResources
+from retrieval.errors import StoreNotFound
+
+# More than any context holds (each message costs a few tokens at least), fewer than a thread may have.
+_MAX_PROMPT_MESSAGES = 10_000
+_STORE_POLL_SECONDS = 0.2
 
 
 def check_tool_choice(run: dict[str, Any]) -> None:
@@ -44,12 +53,13 @@ def prompt(assistants: Assistants, run: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation a run starts from: its instructions, then the thread's messages, oldest first (the last
     n only, under `truncation_strategy` `last_messages`)."""
     conversation: list[dict[str, Any]] = []
-    instructions = "\n\n".join(part for part in (run.get("instructions"), run.get("additional_instructions"))
-                               if part)
+    instructions = "\n\n".join(part for part in (run.get("instructions"), run.get("additional_instructions"),
+                                                 _files_note(assistants, run)) if part)
     if instructions:
         conversation.append({"role": "system", "content": instructions})
-    messages, _ = assistants.messages(run["thread_id"], PageRequest(limit=10_000, order="asc"), None)
-    for message in last_messages(messages, run["truncation_strategy"]):
+    # The newest messages: whatever has to go to fit the model's context is the oldest.
+    newest, _ = assistants.messages(run["thread_id"], PageRequest(limit=_MAX_PROMPT_MESSAGES, order="desc"), None)
+    for message in last_messages(newest[::-1], run["truncation_strategy"]):
         text = "\n".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
         images = [_image(assistants, part) for part in message["content"] if part["type"] != "text"]
         if message["role"] == "user" and images:
@@ -58,6 +68,18 @@ def prompt(assistants: Assistants, run: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             conversation.append({"role": message["role"], "content": text})
     return conversation
+
+
+def _files_note(assistants: Assistants, run: dict[str, Any]) -> str | None:
+    """Where code_interpreter finds the run's files (the assistant's, the thread's and those attached to its
+    messages): a model is never told otherwise, and would guess paths."""
+    if not any(tool["type"] == "code_interpreter" for tool in run["tools"]):
+        return None
+    file_ids = resources(assistants.objects, run).code_interpreter_file_ids
+    if not file_ids:
+        return None
+    paths = [f"{CONTAINER_DATA_DIR}/{safe_filename(assistants.files.get(file_id).filename)}" for file_id in file_ids]
+    return "Files the user uploaded for code_interpreter are in its sandbox at: " + ", ".join(paths)
 
 
 def _image(assistants: Assistants, part: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +105,17 @@ def resources(objects: ObjectStore, run: dict[str, Any]) -> ToolResources:
         files += resources.get("code_interpreter", {}).get("file_ids", [])
         stores += resources.get("file_search", {}).get("vector_store_ids", [])
     return ToolResources(list(dict.fromkeys(files)), list(dict.fromkeys(stores)))
+
+
+async def stores_ready(assistants: Assistants, run: dict[str, Any]) -> None:
+    """Wait while a vector store the run searches is still indexing (a file attached just before the run), as
+    OpenAI's runs do; the run's expiry bounds the wait."""
+    if not any(tool["type"] == "file_search" for tool in run["tools"]):
+        return
+    for store_id in resources(assistants.objects, run).vector_store_ids:
+        with contextlib.suppress(StoreNotFound):  # deleted meanwhile: file_search says so to the model
+            while assistants.vector_stores.get(store_id).status == "in_progress":
+                await asyncio.sleep(_STORE_POLL_SECONDS)
 
 
 def search_settings(run: dict[str, Any]) -> SearchSettings:

@@ -17,22 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import logs
-from orchestrator.agent.budget import Budget, fit
-from orchestrator.agent.chat import ModelClient, ModelError, ModelTurn
+from orchestrator.agent.chat import ModelClient, ModelTurn, TextHook, ToolCall
+from orchestrator.agent.loop import AgentRequest, Usage, run_agent
 from orchestrator.assistants.events import Event, EventHub
 from orchestrator.assistants.hosted import HOSTED, SCOPE, HostedCalls
-from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt
+from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt, stores_ready
 from orchestrator.assistants.service import LIVE, Assistants
 from orchestrator.assistants.steps import StepLog, usage_of
 from orchestrator.assistants.writer import MessageWriter
 from orchestrator.errors import InvalidRequest
-from orchestrator.metrics import TOOL_CALLS, record_model_call, record_run
+from orchestrator.metrics import TOOL_CALLS, record_run
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.registry import ToolRegistry
 from retrieval.ids import new_id
 
 log = logging.getLogger("toolshed.runs")
-_MAX_TURNS = 16
+# OpenAI's cap on the messages one request adds to a thread.
+MAX_ADDITIONAL_MESSAGES = 32
+STOPPED = {"code": "server_error", "message": "The server stopped while this run was live."}
 # How a run's ending leaves a message the model was still writing.
 _CUT = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
 
@@ -58,6 +60,7 @@ class Runs:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._expiries: dict[str, asyncio.Task[None]] = {}
         self._writers: dict[str, MessageWriter] = {}
+        self._closing = False
         self.events = EventHub()
         self._steps = StepLog(self._objects, self.events)
         self._hosted = HostedCalls(tools, self._objects, self._steps, assistants.owners)
@@ -67,6 +70,11 @@ class Runs:
                watcher: asyncio.Queue[Event] | None = None) -> dict[str, Any]:
         """Save the run as `queued` (the thread lock refuses a second live run), add `additional_messages`,
         then start it in the background; `watcher` (a stream) sees every event from `thread.run.created` on."""
+        if len(additional_messages) > MAX_ADDITIONAL_MESSAGES:
+            raise InvalidRequest(f"Invalid 'additional_messages': array too long. Expected an array with maximum "
+                                 f"length {MAX_ADDITIONAL_MESSAGES}, but got an array with length "
+                                 f"{len(additional_messages)} instead.", param="additional_messages",
+                                 code="array_above_max_length")
         self._objects.get("threads", thread_id)
         assistant = self._objects.get("assistants", assistant_id)
         now = int(time.time())
@@ -114,11 +122,16 @@ class Runs:
         self.events.emit(run_id, "thread.run.in_progress", run)
         with logs.bind(thread_id=run["thread_id"], run_id=run_id):
             try:
-                await self._turns(run, self._objects.conversation(run_id) or prompt(self._assistants, run))
-            except ModelError as exc:
-                self._end(run_id, "failed", last_error={"code": exc.code, "message": str(exc)})
+                conversation = self._objects.conversation(run_id)
+                if not conversation:
+                    await stores_ready(self._assistants, run)
+                    conversation = prompt(self._assistants, run)
+                await self._turns(run, conversation)
             except asyncio.CancelledError:
-                self._end(run_id, "cancelled")
+                if self._closing:
+                    self._end(run_id, "failed", last_error=STOPPED)
+                else:
+                    self._end(run_id, "cancelled")
                 raise
             except Exception as exc:
                 log.exception("run %s failed", run_id)
@@ -127,58 +140,34 @@ class Runs:
                 self._writers.pop(run_id, None)
 
     async def _turns(self, run: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
+        tools = [HOSTED.get(tool["type"], tool) for tool in run["tools"]]
+        request = AgentRequest(
+            run["model"], tools, frozenset(HOSTED), {
+                "temperature": run.get("temperature"), "top_p": run.get("top_p"),
+                "tool_choice": model_tool_choice(run["tool_choice"]),
+                "response_format": model_format(run["response_format"])},
+            parallel_tool_calls=run["parallel_tool_calls"], max_prompt_tokens=run.get("max_prompt_tokens"),
+            max_completion_tokens=run.get("max_completion_tokens"),
+            truncate=run["truncation_strategy"]["type"] == "auto", context_tokens=self._limits.context_tokens,
+            max_output_chars=self._limits.max_output_chars)
         usage = run.get("usage") or usage_of(0, 0)
-        for _ in range(_MAX_TURNS):
-            budget = Budget.of(run, usage)
-            if (reason := budget.exhausted()) is not None:
-                self._end(run["id"], "incomplete", usage=usage, incomplete_details={"reason": reason})
-                return
-            sent = conversation
-            if run["truncation_strategy"]["type"] == "auto":
-                sent = fit(conversation, budget.prompt_limit(self._limits.context_tokens))
-            writer = self._writers[run["id"]] = MessageWriter(run, self._assistants, self.events, self._annotator,
-                                                              self._steps.open, SCOPE)
-            started = time.monotonic()
-            tools = self._definitions(run)
-            turn = await self._model.complete(
-                run["model"], sent, tools=tools or None, temperature=run.get("temperature"), top_p=run.get("top_p"),
-                tool_choice=model_tool_choice(run["tool_choice"]), max_tokens=budget.completion,
-                parallel_tool_calls=None if not tools or run["parallel_tool_calls"] else False,
-                response_format=model_format(run["response_format"]), on_text=writer.piece)
-            record_model_call(time.monotonic() - started, turn.prompt_tokens, turn.completion_tokens)
-            usage = _add(usage, turn)
-            cut_short = turn.finish_reason == "length"
-            if writer.finish(turn.text, cut_short) is not None:
-                assert writer.step is not None and writer.message is not None
-                self._steps.finish(writer.step, {"type": "message_creation", "message_creation": {
-                    "message_id": writer.message["id"]}}, _add(None, turn))
-            if cut_short:
-                self._end(run["id"], "incomplete", usage=usage,
-                          incomplete_details={"reason": "max_completion_tokens"})
-                return
-            if not turn.calls:
-                self._end(run["id"], "completed", usage=usage)
-                return
-            conversation.append({"role": "assistant", "content": turn.text or None, "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in turn.calls]})
-            functions = [c for c in turn.calls if c.name not in HOSTED]
-            for call in (c for c in turn.calls if c.name in HOSTED):
-                conversation.append({"role": "tool", "tool_call_id": call.id,
-                                     "content": await self._hosted.run(run, call, _add(None, turn))})
-            if functions:
-                self._require_action(run, functions, conversation, usage)
-                return
-        self._end(run["id"], "failed", last_error={"code": "server_error",
-                                                   "message": f"The model called tools {_MAX_TURNS} times in a row."})
+        ending = await run_agent(self._model, request, conversation, _Listener(self, run),
+                                 Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+        total = usage_of(ending.usage.prompt_tokens, ending.usage.completion_tokens)
+        if ending.status == "requires_action":
+            self._require_action(run, ending.calls, ending.conversation, total)
+        elif ending.status == "failed":
+            code, message = ending.error or ("server_error", "The run failed.")
+            self._end(run["id"], "failed", last_error={"code": code, "message": message})
+        elif ending.status == "incomplete":
+            self._end(run["id"], "incomplete", usage=total, incomplete_details={"reason": ending.reason})
+        else:
+            self._end(run["id"], "completed", usage=total)
 
-    def _definitions(self, run: dict[str, Any]) -> list[dict[str, Any]]:
-        return [HOSTED.get(tool["type"], tool) for tool in run["tools"]]
-
-    def _require_action(self, run: dict[str, Any], calls: list[Any], conversation: list[dict[str, Any]],
+    def _require_action(self, run: dict[str, Any], calls: list[ToolCall], conversation: list[dict[str, Any]],
                         usage: dict[str, int]) -> None:
-        required = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in calls]
+        required: list[dict[str, Any]] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
         TOOL_CALLS.labels("function").inc(len(required))
         self._steps.open(run, "tool_calls", {"type": "tool_calls", "tool_calls": [
             {**call, "function": {**call["function"], "output": None}} for call in required]})
@@ -283,13 +272,39 @@ class Runs:
         return ended
 
     async def close(self) -> None:
+        """At shut-down every run still being driven ends `failed`, saying the server stopped; one waiting for
+        tool outputs keeps waiting (recover() re-arms its expiry on the next start)."""
+        self._closing = True
         tasks = [*self._tasks.values(), *self._expiries.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _add(usage: dict[str, int] | None, turn: ModelTurn) -> dict[str, int]:
-    usage = usage or usage_of(0, 0)
-    return usage_of(usage["prompt_tokens"] + turn.prompt_tokens, usage["completion_tokens"] + turn.completion_tokens)
+class _Listener:
+    """A run's turns as Assistants objects: each turn's text as a message (and its `message_creation` step),
+    each hosted call as a `tool_calls` step."""
+
+    def __init__(self, runs: Runs, run: dict[str, Any]) -> None:
+        self._runs, self._run = runs, run
+
+    def turn_started(self) -> TextHook:
+        runs = self._runs
+        writer = runs._writers[self._run["id"]] = MessageWriter(
+            self._run, runs._assistants, runs.events, runs._annotator, runs._steps.open, SCOPE)
+        return writer.piece
+
+    def turn_ended(self, turn: ModelTurn, cut_short: bool) -> None:
+        writer = self._runs._writers[self._run["id"]]
+        if writer.finish(turn.text, cut_short) is not None:
+            assert writer.step is not None and writer.message is not None
+            self._runs._steps.finish(writer.step, {"type": "message_creation", "message_creation": {
+                "message_id": writer.message["id"]}}, _turn_usage(turn))
+
+    async def run_tool(self, call: ToolCall, turn: ModelTurn) -> str:
+        return await self._runs._hosted.run(self._run, call, _turn_usage(turn))
+
+
+def _turn_usage(turn: ModelTurn) -> dict[str, int]:
+    return usage_of(turn.prompt_tokens, turn.completion_tokens)
 

@@ -56,6 +56,7 @@ class Assistants:
         self.objects = ObjectStore(db)
         self.files = files
         self.owners = owners
+        self.vector_stores = vector_stores
         self._stores = vector_stores
 
     # ---- assistants ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import replace
 
@@ -21,7 +22,6 @@ from orchestrator.sandbox.outputs import OutputHook
 from orchestrator.sandbox.policy import ArtifactSink
 from orchestrator.sandbox.registry import LiveSandbox
 from orchestrator.sandbox.workspace import UnsafeRunDir
-from retrieval.ids import new_id
 
 log = logging.getLogger("toolshed.sandbox")
 
@@ -69,7 +69,7 @@ class Executor:
             log.warning("execution %s: %s", status, error.name if error else result.outcome,
                         extra={"container_id": sandbox_id, "ms": duration_ms})
         return Execution(
-            id=new_id("exec_", 12), sandbox_id=sandbox_id, status=status,
+            id=f"exec_{secrets.token_hex(12)}", sandbox_id=sandbox_id, status=status,
             outputs=((notice,) if notice else ()) + result.outputs, error=error, duration_ms=duration_ms,
             kernel_restarted=restarted or live.needs_restart is not None, truncated_bytes=result.truncated_bytes,
             artifacts=collected.artifacts, artifacts_omitted=collected.omitted, artifacts_complete=collected.complete,

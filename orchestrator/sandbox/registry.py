@@ -4,13 +4,13 @@ its container's labels (so a restarted server can recover it)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from dataclasses import dataclass, field
 
 from orchestrator.sandbox.errors import SandboxNotFound
 from orchestrator.sandbox.kernel import KernelSession
 from orchestrator.sandbox.models import Sandbox
-from retrieval.ids import new_id
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Registry:
 
 def new_sandbox(memory_limit: str, labels: dict[str, str] | None = None) -> Sandbox:
     now_ns = time.time_ns()
-    return Sandbox(id=new_id("cntr_"), name="", created_at=now_ns // 1_000_000_000,
+    return Sandbox(id=f"cntr_{secrets.token_hex(16)}", name="", created_at=now_ns // 1_000_000_000,
                    memory_limit=memory_limit, last_active_at=now_ns // 1_000_000_000, labels=labels or {},
                    created_ns=now_ns)
 
