@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 from orchestrator.sandbox.models import Execution, Output, TextOutput
 from orchestrator.services.container import Services
 from orchestrator.services.container_files import CONTAINER_DATA_DIR
-from orchestrator.services.projects import Caller
+from orchestrator.services.storage import FileNotFound
+from orchestrator.wires.librechat.auth import LibreChatCaller
 
 log = logging.getLogger("toolshed.librechat")
 SCOPE = "librechat"
@@ -97,25 +98,29 @@ class Prepared:
     key: str
     runtime: str | None
     request: ExecRequest
+    user: str
 
 
 class LibreChatExec:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    async def prepare(self, caller: Caller, request: ExecRequest) -> Prepared:
+    async def prepare(self, who: LibreChatCaller, request: ExecRequest) -> Prepared:
         """Everything that can fail as the caller's error (an unknown file, a project limit), before any byte of
         the answer is sent."""
+        for ref in request.files:  # another project's file answers as an unknown one, and is never placed
+            if not self._services.owners.sees(who.caller, ref.id):
+                raise FileNotFound(ref.id)
         runtime = request.runtime_session()
-        key = caller.key(f"runtime/{runtime}" if runtime else f"exec/{new_session_id()}")
+        key = who.key(f"runtime/{runtime}" if runtime else f"exec/{new_session_id()}")
         bindings = self._services.require_sandboxes().bindings
         try:
-            container_id = await bindings.sandbox_for(SCOPE, key, [f.id for f in request.files], caller.project)
+            container_id = await bindings.sandbox_for(SCOPE, key, [f.id for f in request.files], who.caller.project)
         except BaseException:
             if not runtime:  # an input file could not be placed: the one-off sandbox goes at once
                 await bindings.release(SCOPE, key)
             raise
-        return Prepared(container_id, key, runtime, request)
+        return Prepared(container_id, key, runtime, request, who.user)
 
     def start(self, prepared: Prepared) -> asyncio.Task[dict[str, Any]]:
         """The execution as a task; a one-off sandbox is deleted when it ends, however it ends (a task cancelled
@@ -135,10 +140,10 @@ class LibreChatExec:
         request, result = prepared.request, ExecResult(new_session_id())
         execution = await self._services.require_sandboxes().interpreter.execute(
             prepared.container_id, cell_code(request.lang, request.code, request.args), result.on_output)
-        self._finish(result, execution)
+        self._finish(result, execution, prepared.user)
         return result.body()
 
-    def _finish(self, result: ExecResult, execution: Execution) -> None:
+    def _finish(self, result: ExecResult, execution: Execution, user: str) -> None:
         if execution.error is not None and not result.traceback_shown:  # a timeout, OOM, a dead kernel
             traceback = "\n".join(execution.error.traceback)
             result.stderr.append(traceback + "\n" if traceback else f"{execution.error.name}: "
@@ -149,8 +154,16 @@ class LibreChatExec:
                 result.stderr.append(f"{artifact.path} was not kept: {artifact.error}\n")
                 continue
             name = artifact.path.removeprefix(f"{CONTAINER_DATA_DIR}/")
-            sessions.record(result.session_id, artifact.file_id, name)
+            sessions.record(result.session_id, artifact.file_id, name, user)
             result.files.append({"id": artifact.file_id, "name": name, "path": artifact.path})
+
+
+async def stop(work: asyncio.Task[dict[str, Any]]) -> None:
+    """Cancel the execution (interrupting its cell) unless it has finished. Run after the response however it
+    ended: a client gone before the body began never starts `with_keepalive`, whose own `finally` then never runs."""
+    if not work.done():
+        work.cancel()
+        await asyncio.wait({work})
 
 
 async def with_keepalive(work: asyncio.Task[dict[str, Any]]) -> AsyncIterator[bytes]:

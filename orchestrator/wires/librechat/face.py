@@ -10,24 +10,31 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from orchestrator.errors import NotFound
 from orchestrator.services.container import Services
 from orchestrator.services.librechat_files import SessionFile
-from orchestrator.services.projects import Caller
 from orchestrator.services.storage import FileTooLarge, media_type
 from orchestrator.web.auth import ServicesDep
 from orchestrator.web.error_shape import shaped_route
 from orchestrator.web.errors import APIError
-from orchestrator.wires.librechat.auth import librechat_caller
-from orchestrator.wires.librechat.execute import LANGUAGES, ExecRequest, LibreChatExec, new_session_id, with_keepalive
+from orchestrator.wires.librechat.auth import LibreChatCaller, librechat_caller
+from orchestrator.wires.librechat.execute import (
+    LANGUAGES,
+    ExecRequest,
+    LibreChatExec,
+    new_session_id,
+    stop,
+    with_keepalive,
+)
 
 
 def librechat_error(_: int, message: str, code: str | None) -> dict[str, Any]:
     return {"error": code or "error", "message": message}
 
 
-async def caller(request: Request, services: ServicesDep) -> Caller:
+async def caller(request: Request, services: ServicesDep) -> LibreChatCaller:
     found = librechat_caller(services.keys, services.settings, request.headers)
     if found is None:
         raise APIError(401, "A valid API key (x-api-key, Basic or Bearer) or LibreChat JWT is required.",
@@ -35,7 +42,7 @@ async def caller(request: Request, services: ServicesDep) -> Caller:
     return found
 
 
-CallerDep = Annotated[Caller, Depends(caller)]
+CallerDep = Annotated[LibreChatCaller, Depends(caller)]
 # Not in /openapi.json: that document is the OpenAI face's; this wire is LibreChat's.
 router = APIRouter(prefix="/librechat/v1", route_class=shaped_route(librechat_error), tags=["librechat"],
                    include_in_schema=False)
@@ -48,13 +55,14 @@ async def execute(body: ExecRequest, services: ServicesDep, who: CallerDep) -> S
                        code="unsupported_language")
     executions = LibreChatExec(services)
     work = executions.start(await executions.prepare(who, body))
-    return StreamingResponse(with_keepalive(work), media_type="application/json")
+    return StreamingResponse(with_keepalive(work), media_type="application/json",
+                             background=BackgroundTask(stop, work))
 
 
-async def _store(services: Services, who: Caller, upload: UploadFile, session_id: str) -> dict[str, str]:
+async def _store(services: Services, who: LibreChatCaller, upload: UploadFile, session_id: str) -> dict[str, str]:
     stored = await run_in_threadpool(services.files.write, upload.file, upload.filename or "upload", "assistants",
-                                     project=who.project, max_bytes=services.settings.max_upload_bytes)
-    services.librechat_files.record(session_id, stored.id, stored.filename)
+                                     project=who.caller.project, max_bytes=services.settings.max_upload_bytes)
+    services.librechat_files.record(session_id, stored.id, stored.filename, who.user)
     return {"fileId": stored.id, "filename": stored.filename}
 
 
@@ -79,9 +87,10 @@ async def upload_batch(file: Annotated[list[UploadFile], File()], services: Serv
             "session_id": session_id, "files": results, "succeeded": succeeded, "failed": len(results) - succeeded}
 
 
-def _session_file(services: Services, who: Caller, session_id: str, file_id: str) -> SessionFile:
-    found = services.librechat_files.get(session_id, file_id)
-    if found is None or not services.owners.sees(who, file_id):
+def _session_file(services: Services, who: LibreChatCaller, session_id: str, file_id: str) -> SessionFile:
+    """The session's file, if the caller's user made that session and its project owns the file."""
+    found = services.librechat_files.get(session_id, file_id, who.user)
+    if found is None or not services.owners.sees(who.caller, file_id):
         raise NotFound(f"No file '{file_id}' in session '{session_id}'.")
     return found
 
@@ -100,7 +109,8 @@ async def download(session_id: str, file_id: str, services: ServicesDep, who: Ca
 @router.get("/files/{session_id}")
 async def list_files(session_id: str, services: ServicesDep, who: CallerDep,
                      detail: Literal["simple", "summary", "full"] = "simple") -> list[dict[str, Any]]:
-    entries = [e for e in services.librechat_files.of_session(session_id) if services.owners.sees(who, e.file_id)]
+    entries = [e for e in services.librechat_files.of_session(session_id, who.user)
+               if services.owners.sees(who.caller, e.file_id)]
     if detail == "summary":
         return [{"name": f"{session_id}/{e.file_id}", "lastModified": _modified(e)} for e in entries]
     listed: list[dict[str, Any]] = [{"id": e.file_id, "name": e.name, "path": f"/mnt/data/{e.name}"}
