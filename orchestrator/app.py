@@ -29,9 +29,12 @@ from orchestrator.metrics import REGISTRY, EngineCollector
 from orchestrator.services.container import Services
 from orchestrator.web import auth
 from orchestrator.web.body_limit import BodyLimit
+from orchestrator.web.docs import install_docs
 from orchestrator.web.errors import ERROR_RESPONSES, install_error_handlers
+from orchestrator.web.gate import Door, KeyGate, Refusal
 from orchestrator.wires.jupyter import face as jupyter_face
 from orchestrator.wires.librechat import face as librechat_face
+from orchestrator.wires.librechat.auth import librechat_caller
 from orchestrator.wires.mcp.face import McpFace
 
 log = logging.getLogger("toolshed")
@@ -44,6 +47,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _doors(settings: Settings) -> list[Door]:
+    """The faces whose keys the key gate checks before a body is read, each as its clients give the key."""
+    doors = [Door("/v1/", lambda services, headers, _: auth.bearer_caller(services.keys, headers),
+                  Refusal(401, "Incorrect API key provided.", "invalid_api_key"))]
+    if settings.librechat:
+        doors.append(Door(
+            "/librechat/", lambda services, headers, _: librechat_caller(services.keys, services.settings, headers),
+            Refusal(401, "A valid API key (x-api-key, Basic or Bearer) or LibreChat JWT is required.", "unauthorized"),
+            librechat_face.librechat_error))
+    if settings.jupyter:
+        doors.append(Door("/jupyter/", jupyter_face.token_caller,
+                          Refusal(403, "Forbidden: a valid token (an API key) is required."),
+                          jupyter_face.jupyter_error))
+    return doors
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,9 +86,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         await services.close()
 
-    app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan)
+    # /docs and /redoc are served from the package's own copy of their scripts (web/docs.py), not from a CDN.
+    app = FastAPI(title="Toolshed", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_json_body_bytes)
+    install_docs(app)
+    doors = _doors(settings)
+    app.add_middleware(BodyLimit, json_bytes=settings.max_json_body_bytes, upload_bytes=settings.max_upload_bytes,
+                       doors=doors)
+    # Added last, so it runs first: no body is read, and no cap is counted, for a request without a valid key.
+    app.add_middleware(KeyGate, doors=doors, services=lambda: app.state.services)
     # Routes are matched one by one in this order, so the hot ones (tool calls, cell executions) come first.
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth.caller)], responses=ERROR_RESPONSES)
     v1.include_router(tools.router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -58,13 +59,50 @@ class JSONFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record: a line break (or any control character) in a message or a field, which may come
+    from a client (a thread name, a path), is written escaped, so it cannot start a line of its own."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        text = super().formatMessage(record)
-        pairs = " ".join(f"{k}={v}" for k, v in fields_of(record).items() if v is not None)
+        text = one_line(super().formatMessage(record).rstrip("\r\n"))
+        pairs = " ".join(f"{k}={_field(v)}" for k, v in fields_of(record).items() if v is not None)
         return f"{text} [{pairs}]" if pairs else text
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NEEDS_QUOTES = re.compile(r"[\s\"=\[\]]")
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters and line separators written as Python escapes (\\n, \\x1b)."""
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _field(value: Any) -> str:
+    text = str(value)
+    return one_line(json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text)
+
+
+# A key or token given in a URL's query string (Jupyter clients send `?token=`): the access log and the
+# websocket handshake line print the whole URL.
+_SECRET_IN_QUERY = re.compile(r"([?&](?:token|api[_-]?key|access[_-]token|key)=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    return _SECRET_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+class _Redact(logging.Filter):
+    """No key in any line, whichever logger wrote it (uvicorn's access and websocket lines included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
 
 
 class _QuietReads(logging.Filter):
@@ -83,6 +121,7 @@ def configure(fmt: Literal["text", "json"], level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_BindFilter())
+    handler.addFilter(_Redact())
     logging.getLogger("uvicorn.access").addFilter(_QuietReads())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from orchestrator.api.schemas import StrictBody
+from orchestrator.api.schemas import ClientId, StrictBody
 from orchestrator.api.vector_store_schemas import ChunkingRequest, Metadata
 from orchestrator.assistants.service import MessageAttachment, NewVectorStore, Resources
 from orchestrator.services.vector_stores import Attachment
@@ -281,7 +281,7 @@ class RunUpdate(StrictBody):
 
 
 class ToolOutput(BaseModel):
-    tool_call_id: str
+    tool_call_id: ClientId
     output: str = ""
 
 

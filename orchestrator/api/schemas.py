@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.sandbox import Sandbox
 from orchestrator.sandbox.models import Artifact
@@ -57,6 +58,21 @@ class StrictBody(BaseModel):
         if (where := lone_surrogate(data)) is not None:
             raise ValueError(f"{where or 'the body'} is not valid Unicode: it contains a lone surrogate escape")
         return data
+
+
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _no_line_breaks(value: str) -> str:
+    # A name the client chose is written into log lines (thread_id=..., tool_call_id=...): a line break in it
+    # would start a line that looks like the server's own.
+    if _LINE_BREAKING.search(value):
+        raise ValueError("must not contain line breaks or other control characters")
+    return value
+
+
+# A thread name or tool call id chosen by the client.
+ClientId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_line_breaks)]
 
 
 def lone_surrogate(value: Any, where: str = "") -> str | None:

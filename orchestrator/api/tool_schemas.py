@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from orchestrator.api.schemas import ArtifactWire, ImageOutputWire, LogsOutput, StrictBody, TextContent
+from orchestrator.api.schemas import ArtifactWire, ClientId, ImageOutputWire, LogsOutput, StrictBody, TextContent
 
 # ---- tool calls -------------------------------------------------------------------------------------------------
 
@@ -22,7 +22,7 @@ class FunctionCall(BaseModel):
 
 
 class ToolCallWire(BaseModel):
-    id: str = Field(min_length=1)
+    id: ClientId
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -41,7 +41,7 @@ class ToolResourcesWire(BaseModel):
 
 
 class ToolCallRequest(StrictBody):
-    thread_id: str = Field(min_length=1, max_length=256)
+    thread_id: ClientId
     tool_call: ToolCallWire
     tool_resources: ToolResourcesWire | None = None
     timeout: float | None = Field(None, gt=0)  # seconds a code_interpreter cell may run
@@ -103,7 +103,7 @@ class ToolCallResponse(BaseModel):
 
 
 class AnnotateRequest(StrictBody):
-    thread_id: str = Field(min_length=1, max_length=256)
+    thread_id: ClientId
     text: str
 
 

@@ -12,7 +12,7 @@ from orchestrator import logs
 from orchestrator.app import create_app, is_loopback
 from orchestrator.cli import retrieval as cli_retrieval
 from orchestrator.cli.keys import key_ring, keys_app
-from orchestrator.config import Settings
+from orchestrator.cli.settings import load_settings
 from orchestrator.sandbox import EngineUnavailable
 from orchestrator.sandbox.image import build_image, default_tag, ensure_image
 
@@ -33,7 +33,7 @@ def serve(
 ) -> None:
     """Start the HTTP server."""
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     if settings.open_access and not is_loopback(settings.host) and key_ring(settings).open:
         console.print(f"[red]Refusing to listen on {settings.host} with no API keys: set TOOLSHED_API_KEYS, "
                       "or bind to 127.0.0.1.[/red]")
@@ -56,7 +56,7 @@ def image_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
 ) -> None:
     """Build the sandbox image (tagged by a hash of sandbox_image/) unless it already exists."""
-    tag = Settings().image or default_tag()
+    tag = load_settings().image or default_tag()
     if force:
         used = build_image(tag, mode)  # type: ignore[arg-type]
         console.print(f"built {tag} with the {used} recipe")
@@ -69,4 +69,4 @@ def image_build(
 @image_app.command("tag")
 def image_tag() -> None:
     """Print the tag the current recipe builds."""
-    print(Settings().image or default_tag())
+    print(load_settings().image or default_tag())

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestrator.cli.settings import load_settings
 from orchestrator.config import Settings
 from orchestrator.db import Database
 from orchestrator.errors import InvalidRequest
@@ -28,7 +29,7 @@ def key_ring(settings: Settings) -> KeyRing:
 def create(project: Annotated[str, typer.Option(help="The project the key acts for.")]) -> None:
     """Make a key; it is printed once (to stdout) and only its hash is kept."""
     try:
-        stored, key = key_ring(Settings()).create(project)
+        stored, key = key_ring(load_settings()).create(project)
     except InvalidRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -39,7 +40,7 @@ def create(project: Annotated[str, typer.Option(help="The project the key acts f
 @keys_app.command("list")
 def list_keys() -> None:
     """The stored keys: id, project, the key's last four characters, and when it was made."""
-    for stored in key_ring(Settings()).list():
+    for stored in key_ring(load_settings()).list():
         made = datetime.datetime.fromtimestamp(stored.created_at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(f"{stored.id}\t{stored.project}\t…{stored.hint}\t{made}Z")
 
@@ -47,7 +48,7 @@ def list_keys() -> None:
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, as `toolshed keys list` shows it.")]) -> None:
     """Delete a key; requests using it get 401 from now on."""
-    if not key_ring(Settings()).revoke(key_id):
+    if not key_ring(load_settings()).revoke(key_id):
         console.print(f"[red]No key with id {key_id}.[/red]")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")

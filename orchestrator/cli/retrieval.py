@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from orchestrator.cli.settings import load_settings
 from orchestrator.config import Settings
 from retrieval.models import SearchMode
 
@@ -91,7 +92,7 @@ def index(
 
 def _index(paths: list[Path], store: str) -> None:
     found = _files(paths)
-    engine = _engine(Settings())
+    engine = _engine(load_settings())
     stores = engine.stores(name=store)
     store_id = stores[0].id if stores else engine.create_store(store).id
     todo = []
@@ -128,7 +129,7 @@ def search(
 
 
 def _search(store: str, query: str, k: int, mode: str, as_json: bool) -> None:
-    engine = _engine(Settings())
+    engine = _engine(load_settings())
     stores = engine.stores(name=store) or [s for s in engine.stores() if s.id == store]
     if not stores:
         console.print(f"[red]No vector store named '{store}'.[/red]")
@@ -160,7 +161,7 @@ def _evaluate(dataset: Path, mode: str, split: str, as_json: bool) -> None:
     from retrieval.evaluate import evaluate as run
 
     data = load_beir(dataset, split)
-    engine = _engine(Settings())
+    engine = _engine(load_settings())
     with _progress(f"indexing {data.name}", len(data.corpus)) as advance:
         store_id, indexing = ensure_indexed(engine, data, f"beir:{dataset.resolve()}", advance)
     reports = []

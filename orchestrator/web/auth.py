@@ -27,7 +27,8 @@ ServicesDep = Annotated[Services, Depends(services)]
 async def caller(request: Request, services: ServicesDep) -> Caller:
     """The project a request acts for, from its bearer key; a 401 without a valid one. With no key anywhere the
     server is one trusted user's (on loopback only): an admin of the default project."""
-    found = bearer_caller(services.keys, request.headers)
+    # The key gate (web/gate.py) has already looked up the key of a request with a body.
+    found = request.scope.get("state", {}).get("caller") or bearer_caller(services.keys, request.headers)
     if found is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     return found

@@ -1,50 +1,67 @@
-"""A cap on request bodies other than file uploads: what an assistant server sends is the model's to choose, and
-a 300 MB `code` string would otherwise be read whole, parsed and sent on to a kernel. Uploads (multipart) have
-their own limit, `max_upload_bytes`. Plain ASGI, so the hot routes pay one function call for it."""
+"""Caps on request bodies, counted as they stream in so an over-limit body is refused after at most the limit was
+read (FastAPI would otherwise read it whole: a JSON body into memory, a multipart one into a temp file).
+
+JSON and other bodies: what an assistant server sends is the model's to choose, and a 300 MB `code` string would
+otherwise be parsed and sent on to a kernel (TOOLSHED_MAX_JSON_BODY_BYTES). Multipart uploads: the file limit
+(TOOLSHED_MAX_UPLOAD_BYTES) plus room for the form's own framing and fields. Plain ASGI, so the hot routes pay one
+function call for it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.web.errors import error_response
+from orchestrator.web.gate import Door, shaped_error
+
+# The multipart framing around a file, and the small fields beside it (`purpose`), are not the file's bytes.
+FORM_OVERHEAD = 1 << 20
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    def __init__(self, app: ASGIApp, json_bytes: int, upload_bytes: int, doors: Sequence[Door] = ()) -> None:
+        self.app, self.json_bytes, self.upload_bytes, self.doors = app, json_bytes, upload_bytes, doors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _header(scope, b"content-type").startswith(b"multipart/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(413, self._message(), "invalid_request_error", None,
-                                 "request_too_large")(scope, receive, send)
+        headers = Headers(scope=scope)
+        upload = headers.get("content-type", "").startswith("multipart/")
+        limit = self.upload_bytes + FORM_OVERHEAD if upload else self.json_bytes
+        message = self._message(upload)
+        # The code an upload the route itself finds too large has (services/storage.py's FileTooLarge).
+        code = "file_too_large" if upload else "request_too_large"
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await shaped_error(self.doors, scope, 413, message, code)(scope, receive, send)
             return
-        received = 0
+        received, over = 0, False
 
         async def limited() -> Message:
             # A body without a length (chunked) is counted as it arrives. FastAPI passes an HTTPException raised
-            # while it reads the body through unchanged, so the client gets this 413, not a parse error.
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413, self._message())
-            return message
+            # while it reads the body through unchanged, so reading stops here and the client gets a 413.
+            nonlocal received, over
+            chunk = await receive()
+            received += len(chunk.get("body", b""))
+            if received > limit:
+                over = True
+                raise HTTPException(413, message)
+            return chunk
 
-        await self.app(scope, limited, send)
+        async def reshaped(reply: Message) -> None:
+            # Whatever the app answers once the cap is hit becomes the 413 in the shape of the request's face.
+            if not over:
+                await send(reply)
+            elif reply["type"] == "http.response.start":
+                await shaped_error(self.doors, scope, 413, message, code)(scope, receive, send)
 
-    def _message(self) -> str:
-        return (f"The request body is over the {self.max_bytes}-byte limit for JSON requests "
+        await self.app(scope, limited, reshaped)
+
+    def _message(self, upload: bool) -> str:
+        if upload:
+            return f"File exceeds the maximum upload size of {self.upload_bytes} bytes (TOOLSHED_MAX_UPLOAD_BYTES)."
+        return (f"The request body is over the {self.json_bytes}-byte limit for JSON requests "
                 "(TOOLSHED_MAX_JSON_BODY_BYTES); send files through /v1/files instead.")
-
-
-def _header(scope: Scope, name: bytes) -> bytes:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return b""
