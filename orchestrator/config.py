@@ -34,12 +34,15 @@ def _default_model_cache() -> Path:
 
 
 class ProjectLimits(BaseModel):
-    """What one project may hold at once; None is no limit."""
+    """What one project may hold at once; None is no limit (for MCP sessions and Jupyter kernels: the server's
+    per-project default)."""
 
     model_config = ConfigDict(extra="forbid")
 
     sandboxes: int | None = Field(None, ge=1)
     stored_bytes: str | None = None
+    mcp_sessions: int | None = Field(None, ge=1)
+    jupyter_kernels: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -62,8 +65,15 @@ class Settings(BaseSettings):
     # A JSON list of keys (one shared project), or {"key": "project"}; admin keys see every project.
     api_keys: list[str] | dict[str, str] = Field(default_factory=list)
     admin_keys: list[str] = Field(default_factory=list)
-    # {"project": {"sandboxes": 4, "stored_bytes": "10g"}}; "*" applies to every project not named.
+    # {"project": {"sandboxes": 4, "stored_bytes": "10g", "mcp_sessions": 20, "jupyter_kernels": 4}}; "*"
+    # applies to every project not named.
     project_limits: dict[str, ProjectLimits] = Field(default_factory=dict)
+    # What every project may hold where its limits name nothing: open MCP sessions (the MCP SDK's own cap is
+    # 10,000 for the whole server, which one project could fill in seconds) and Jupyter kernels.
+    project_mcp_sessions: int = Field(100, ge=1)
+    project_jupyter_kernels: int = Field(16, ge=1)
+    # Cells one Jupyter kernel websocket may hold queued behind the running one; more are refused at once.
+    jupyter_queued_cells: int = Field(8, ge=1)
     data_dir: Path = Field(default_factory=_default_data_dir)
     run_dir: Path = Field(default_factory=_default_run_dir)
     namespace: str = "default"
@@ -128,6 +138,8 @@ class Settings(BaseSettings):
     # may stay live before it ends `expired` (OpenAI: 10 minutes).
     model_context_tokens: int = Field(16_384, ge=1024)
     run_expiry_seconds: float = Field(600.0, gt=0)
+    # What one run's model may write in all (answers and tool-call arguments) before the run ends incomplete.
+    run_max_output_chars: int = Field(1_000_000, gt=0)
 
     embedding_model: str = "all-MiniLM-L6-v2"
     # openvino-int8 runs the same model about twice as fast on a CPU; torch runs it as trained.
@@ -157,4 +169,9 @@ class Settings(BaseSettings):
                 "parse_limits": self.parse_limits()}
 
     def limits_of(self, project: str) -> ProjectLimits:
-        return self.project_limits.get(project) or self.project_limits.get("*") or ProjectLimits()
+        """The project's limits, with the server's per-project defaults where they name no MCP session or
+        Jupyter kernel limit."""
+        limits = self.project_limits.get(project) or self.project_limits.get("*") or ProjectLimits()
+        return limits.model_copy(update={
+            "mcp_sessions": limits.mcp_sessions or self.project_mcp_sessions,
+            "jupyter_kernels": limits.jupyter_kernels or self.project_jupyter_kernels})

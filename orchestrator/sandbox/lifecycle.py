@@ -1,7 +1,8 @@
 """Bringing sandbox containers up and down: start (cold, pooled, or restarted), reclaim (files kept), destroy.
 
-Every container holds a slot under the cap from before it is created until it is removed. Docker calls block,
-so they run in worker threads. This is the state the other parts of the engine share (registry, slots, pool).
+Every container holds a slot under the cap from before it is created until it is removed; at the cap a start
+reclaims an idle sandbox of the same owner (a project, as `owner_of` tells), never another owner's. Docker calls
+block, so they run in worker threads. This is the state the other parts of the engine share (registry, slots, pool).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -36,8 +37,10 @@ def warm_up_code(modules: tuple[str, ...]) -> str:
 
 class Lifecycle:
     def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
-                 hooks: LifecycleHooks) -> None:
+                 hooks: LifecycleHooks, owner_of: Callable[[str], str | None] | None = None) -> None:
         self.runtime = runtime
+        # Who a sandbox belongs to (None: nobody known); without it every idle sandbox may be reclaimed.
+        self.owner_of = owner_of or (lambda _: None)
         self.workspaces = workspaces
         self.policy = policy
         self.hooks = hooks
@@ -64,15 +67,17 @@ class Lifecycle:
 
     # ---- starting ------------------------------------------------------------------------------------------
 
-    async def start_container(self, live: LiveSandbox, restart: bool = False) -> None:
-        """Start (or restart) the sandbox's container and wait for its kernel; the run dir is sealed after."""
+    async def start_container(self, live: LiveSandbox, restart: bool = False, owner: str | None = None) -> None:
+        """Start (or restart) the sandbox's container and wait for its kernel; the run dir is sealed after. At the
+        cap it makes room among `owner`'s sandboxes (by default, the sandbox's own owner's)."""
         sandbox = live.sandbox
+        owner = owner if owner is not None else self.owner_of(sandbox.id)
         container_info = new_connection_info(f"{CONTAINER_RUN_DIR}/kernel")
         ws = await asyncio.to_thread(self.workspaces.create, sandbox.id, container_info)
         if restart and await self.container_exists(sandbox.id):
             await asyncio.to_thread(self.runtime.restart, sandbox.id)
         else:
-            waited = await self.slots.take(sandbox.id, self.make_room)
+            waited = await self.slots.take(sandbox.id, lambda: self.make_room(owner))
             self.hooks.waited_for_capacity(waited)
             limits = Limits(MEMORY_LIMITS[sandbox.memory_limit], self.policy.cpus, self.policy.pids,
                             self.policy.tmp_size)
@@ -164,14 +169,18 @@ class Lifecycle:
         log.info("sandbox reclaimed (%s)", reason, extra={"container_id": live.sandbox.id})
         return True
 
-    async def make_room(self) -> bool:
-        """Free one slot for a container start: a pooled sandbox first (nobody's), else the sandbox idle longest."""
+    async def make_room(self, owner: str | None = None) -> bool:
+        """Free one slot for a container start: a pooled sandbox first (nobody's), else the sandbox idle longest
+        among `owner`'s (any owner's if None). Another owner's live sandbox is never reclaimed: one project's load
+        must not cost another project its kernel's state (issue 27 item 8)."""
         pooled = self.pool.take_for_room()
         if pooled is not None:
             await self.abandon(pooled)
             return True
         idle = sorted((live for live in self.registry.all()
-                       if live.sandbox.status == "running" and not live.lock.locked()), key=lambda live: live.last_used)
+                       if live.sandbox.status == "running" and not live.lock.locked()
+                       and (owner is None or self.owner_of(live.sandbox.id) == owner)),
+                      key=lambda live: live.last_used)
         for live in idle:
             if await self.reclaim(live, "capacity", notices.evicted(self.slots.limit)):
                 return True

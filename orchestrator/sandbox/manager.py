@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from orchestrator.sandbox.capacity import Slots
@@ -46,8 +47,10 @@ log = logging.getLogger("toolshed.sandbox")
 
 class SandboxManager:
     def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
-                 artifacts: ArtifactSink | None = None, hooks: LifecycleHooks | None = None) -> None:
-        self._lifecycle = Lifecycle(runtime, workspaces, policy, hooks or NoHooks())
+                 artifacts: ArtifactSink | None = None, hooks: LifecycleHooks | None = None,
+                 owner_of: Callable[[str], str | None] | None = None) -> None:
+        """`owner_of` names who a sandbox belongs to; at the cap, only the same owner's idle ones are reclaimed."""
+        self._lifecycle = Lifecycle(runtime, workspaces, policy, hooks or NoHooks(), owner_of)
         self._executor = Executor(self._lifecycle, artifacts or NoArtifacts())
         self._reaper = Reaper(self._lifecycle)
         self._watcher = EngineWatcher(self._lifecycle, self._reaper)
@@ -91,8 +94,9 @@ class SandboxManager:
 
     # ---- sandboxes -----------------------------------------------------------------------------------------
 
-    async def create(self, spec: SandboxSpec) -> Sandbox:
-        """A sandbox with a ready kernel: from the warm pool when one fits, else started now."""
+    async def create(self, spec: SandboxSpec, owner: str | None = None) -> Sandbox:
+        """A sandbox with a ready kernel: from the warm pool when one fits, else started now (at the cap, making
+        room among `owner`'s idle sandboxes)."""
         if spec.memory_limit not in MEMORY_LIMITS:
             raise InvalidRequest(
                 f"memory_limit must be one of {', '.join(MEMORY_LIMITS)}; got '{spec.memory_limit}'.",
@@ -109,7 +113,7 @@ class SandboxManager:
         sandbox = live.sandbox
         try:
             if warm is None:
-                await lifecycle.start_container(live)
+                await lifecycle.start_container(live, owner=owner)
             await asyncio.to_thread(lifecycle.workspaces.save_meta, sandbox.id, {"id": sandbox.id,
                                                                                  **labels_for(sandbox)})
         except BaseException:

@@ -106,7 +106,8 @@ class Services:
                             else None, endpoint_map(settings.model_map), timeout=settings.model_timeout,
                             max_retries=settings.model_max_retries)
         runs = Runs(assistants, model, tools, annotator,
-                    RunLimits(settings.model_context_tokens, settings.run_expiry_seconds))
+                    RunLimits(settings.model_context_tokens, settings.run_expiry_seconds,
+                              settings.run_max_output_chars))
         ended = runs.recover()
         if ended:
             log.warning("%d runs were live when the server stopped; they ended failed", ended)
@@ -151,7 +152,7 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
         max_message_bytes=settings.max_kernel_message_bytes, cell_slots=settings.cell_slots,
         cell_quantum=settings.cell_quantum,
     )
-    manager = SandboxManager(runtime, workspaces, policy, container_files, LifecycleMetrics())
+    manager = SandboxManager(runtime, workspaces, policy, container_files, LifecycleMetrics(), owner_of=owners.owner)
     recovered = await manager.recover()
     owners.adopt(recovered)  # sandboxes started before projects existed are the default project's
     manager.start_reaper(settings.reap_interval)

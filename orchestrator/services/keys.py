@@ -32,6 +32,11 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def identity(key: str) -> str:
+    """A stable name for one key that reveals nothing of it: what a session opened with the key is bound to."""
+    return f"key-{_digest(key)}"
+
+
 class KeyRing:
     def __init__(self, db: Database, keys: list[str] | dict[str, str], admin_keys: list[str]) -> None:
         self._db = db

@@ -1,8 +1,9 @@
 """Sandboxes as projects see them: each created for one project (its owner recorded), within that project's limit
 on live sandboxes (an expired one woken by a call counts as much as a new one), and listed per project.
 
-The global cap (`max_sandboxes`) is the engine's: at the cap it reclaims the sandbox idle longest, whoever's it is,
-but never one running a cell, so one project's load cannot evict another project's busy sandbox.
+The global cap (`max_sandboxes`) is the engine's: at the cap it reclaims the project's own sandbox idle longest,
+never another project's nor one running a cell, so one project's load cannot evict another project's sandbox.
+A kind of sandbox may have its own per-project limit too (Jupyter kernels), counted by the spec's name.
 """
 
 from __future__ import annotations
@@ -21,15 +22,25 @@ class ProjectSandboxes:
         self._limit_of = limit_of
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def create(self, project: str, spec: SandboxSpec) -> Sandbox:
-        """A new sandbox of `project`'s; OverLimit (a 429) if the project already runs as many as it may."""
+    async def create(self, project: str, spec: SandboxSpec, *, same_name_limit: int | None = None) -> Sandbox:
+        """A new sandbox of `project`'s; OverLimit (a 429) if the project already runs as many as it may, or
+        already has `same_name_limit` sandboxes named as `spec` is (live or expired)."""
         limit = self._limit_of(project)
-        if limit is None:
+        if limit is None and same_name_limit is None:
             return await self._create(project, spec)
         # Check and create under one lock, so concurrent requests cannot both take the last place.
         async with self._locks.setdefault(project, asyncio.Lock()):
-            await self._check_room(project, limit)
+            if limit is not None:
+                await self._check_room(project, limit)
+            if same_name_limit is not None:
+                await self._check_kind(project, spec.name, same_name_limit)
             return await self._create(project, spec)
+
+    async def _check_kind(self, project: str, name: str, limit: int) -> None:
+        held = sum(1 for s in await self.list(project) if s.name == name)
+        if held >= limit:
+            raise OverLimit(f"Project '{project}' may have {limit} sandboxes of the kind '{name}' and has {held}; "
+                            "delete one first.")
 
     async def wake(self, sandbox_id: str) -> None:
         """Before a call uses a sandbox: an expired one of a limited project is started again here, within the
@@ -51,7 +62,7 @@ class ProjectSandboxes:
                             "container (or let one expire) first.")
 
     async def _create(self, project: str, spec: SandboxSpec) -> Sandbox:
-        sandbox = await self._manager.create(spec)
+        sandbox = await self._manager.create(spec, owner=project)
         self._owners.claim(project, sandbox.id)
         return sandbox
 

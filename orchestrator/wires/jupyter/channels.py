@@ -6,6 +6,10 @@ so a cell gets the engine's limits, timeouts, output caps and file collection: `
 execution whose outputs are sent as iopub `stream`, `display_data`, `execute_result` and `error` messages between
 `busy` and `idle`, then an `execute_reply`. `kernel_info_request`, `interrupt_request` (control),
 `comm_info_request` and `shutdown_request` are answered; any other request gets an error reply naming it.
+
+The key that opened the socket is checked again on every message and before every cell, so a revoked key runs
+nothing more (the socket is closed). Cells wait in a bounded queue: past it an `execute_request` is refused at
+once with an error reply, instead of holding up to 16 MiB each in the server's memory without end.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import base64
 import json
 import platform
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
 from orchestrator.errors import ServiceError
 from orchestrator.sandbox.errors import SandboxError, SandboxNotFound
@@ -47,10 +53,13 @@ def _message(msg_type: str, channel: str, content: dict[str, Any], parent: dict[
 class KernelChannels:
     """Serves one websocket until the client goes; cells run one after another, an interrupt at any time."""
 
-    def __init__(self, websocket: WebSocket, interpreter: Interpreter, kernel_id: str) -> None:
+    def __init__(self, websocket: WebSocket, interpreter: Interpreter, kernel_id: str, *,
+                 allowed: Callable[[], bool], max_queued: int) -> None:
+        """`allowed` says whether the key that opened the socket still reaches the kernel."""
         self._ws, self._interpreter, self._kernel_id = websocket, interpreter, kernel_id
+        self._allowed = allowed
         self._send_lock = asyncio.Lock()
-        self._cells: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._cells: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queued)
         self._count = 0
 
     async def serve(self) -> None:
@@ -61,6 +70,9 @@ class KernelChannels:
                     request = json.loads(await self._ws.receive_text())
                 except (json.JSONDecodeError, KeyError):  # not JSON text: Jupyter servers drop such frames too
                     continue
+                if not self._allowed():
+                    await self._close_revoked()
+                    return
                 if not isinstance(request, dict) or not isinstance(request.get("header"), dict):
                     continue  # not a Jupyter message: nothing to answer it on
                 await self._dispatch(request)
@@ -68,6 +80,11 @@ class KernelChannels:
             pass
         finally:
             runner.cancel()
+
+    async def _close_revoked(self) -> None:
+        async with self._send_lock:
+            if self._ws.application_state != WebSocketState.DISCONNECTED:  # the other task may have closed it
+                await self._ws.close(code=1008, reason="the token is no longer valid")
 
     async def _send(self, msg_type: str, channel: str, content: dict[str, Any], parent: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -81,7 +98,13 @@ class KernelChannels:
         msg_type = str(parent.get("msg_type", ""))
         channel = request.get("channel") or "shell"
         if msg_type == "execute_request":
-            await self._cells.put(request)
+            try:
+                self._cells.put_nowait(request)
+            except asyncio.QueueFull:
+                await self._status("busy", parent)
+                await self._reply_error(parent, self._count, "QueueFull", (
+                    f"{self._cells.maxsize} cells are already waiting on this kernel; this one was not run. "
+                    "Send it again once they are done."))
         elif msg_type == "kernel_info_request":
             await self._status("busy", parent)
             await self._send("kernel_info_reply", channel, KERNEL_INFO, parent)
@@ -108,6 +131,10 @@ class KernelChannels:
     async def _run_cells(self) -> None:
         while True:
             request = await self._cells.get()
+            if not self._allowed():  # revoked while the cell waited: it never runs
+                await self._reply_error(request["header"], self._count, "Forbidden", "The token is no longer valid.")
+                await self._close_revoked()
+                return
             try:
                 await self._execute(request)
             except (SandboxError, ServiceError) as exc:  # the kernel was deleted, the engine is down, a limit

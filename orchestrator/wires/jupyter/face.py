@@ -98,7 +98,8 @@ async def start_kernel(services: ServicesDep, who: CallerDep,
         raise APIError(404, f"No such kernel spec: {name} (this server has {KERNEL_NAME}).")
     sandboxes = services.require_sandboxes()
     spec = SandboxSpec(name="jupyter kernel", memory_limit=services.settings.default_memory_limit)
-    return kernel_model(await sandboxes.project_sandboxes.create(who.project, spec))
+    limit = services.settings.limits_of(who.project).jupyter_kernels
+    return kernel_model(await sandboxes.project_sandboxes.create(who.project, spec, same_name_limit=limit))
 
 
 @router.get("/kernels/{kernel_id}")
@@ -143,4 +144,11 @@ async def channels(websocket: WebSocket, kernel_id: str) -> None:
         await websocket.close(code=1008, reason=f"Kernel does not exist: {kernel_id}")
         return
     await websocket.accept()
-    await KernelChannels(websocket, services.require_sandboxes().interpreter, kernel_id).serve()
+
+    def allowed() -> bool:
+        """Whether the socket's token still acts for whom it did at the handshake: a revoked key's next message
+        closes the socket (a kernel deleted meanwhile is the engine's to answer, as SandboxNotFound)."""
+        return token_caller(services, websocket.headers, websocket.query_params) == who
+
+    await KernelChannels(websocket, services.require_sandboxes().interpreter, kernel_id, allowed=allowed,
+                         max_queued=services.settings.jupyter_queued_cells).serve()

@@ -1,30 +1,35 @@
 """The MCP face: a streamable-HTTP MCP server at /mcp, built with the official `mcp` SDK, behind the same keys.
 
-Each MCP session runs code in its own sandbox (the thread `mcp-<session id>`), unless a call names a `thread_id`
-to share that thread's sandbox with other sessions or with `/v1/tool_calls`. Long cells send progress
+Each MCP session runs code in its own sandbox (the thread `mcp-<digest of the session id>`), unless a call names a
+`thread_id` to share that thread's sandbox with other sessions or with `/v1/tool_calls`. Long cells send progress
 notifications every second, so clients with short request timeouts (5 s in the OpenAI Agents SDK) keep waiting.
+Sessions are bound to the key that opened them, and each project has a quota of open ones (sessions.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.server.streamable_http_manager import DEFAULT_SESSION_IDLE_TIMEOUT
+from mcp.types import INVALID_REQUEST, CallToolResult, ToolAnnotations
 from pydantic import Field
 from starlette.requests import Request
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator import __version__
 from orchestrator.services.container import Services
 from orchestrator.tools.cells import Item
 from orchestrator.web.auth import bearer_caller
+from orchestrator.wires.mcp.sessions import SessionQuota, hide_session_ids, principal
 from orchestrator.wires.mcp.tools import McpTools, Session
 
 PATH = "/mcp"
@@ -36,15 +41,19 @@ ThreadId = Annotated[str | None, Field(description="Share the sandbox of this th
 class McpFace:
     """The MCP server and its route; `run()` is the session manager's lifetime (the app's lifespan enters it)."""
 
-    def __init__(self, services: Callable[[], Services], *, host: str, json_response: bool = False) -> None:
+    def __init__(self, services: Callable[[], Services], *, host: str, json_response: bool = False,
+                 idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT) -> None:
         self._tools = McpTools(services)
         self.server = MCPServer("toolshed", version=__version__, instructions=(
             "Run Python in a sandbox that keeps its variables and files (/mnt/data) across calls of this session, "
             "and search the vector stores of your project. Files written under /mnt/data come back as links."))
         self._register()
-        starlette = self.server.streamable_http_app(streamable_http_path=PATH, host=host, json_response=json_response)
+        starlette = self.server.streamable_http_app(streamable_http_path=PATH, host=host, json_response=json_response,
+                                                    session_idle_timeout=idle_timeout)
         endpoint = starlette.routes[0].endpoint  # type: ignore[attr-defined]
-        self.route = Route(PATH, endpoint=_KeyCheck(endpoint, services), methods=["GET", "POST", "DELETE"])
+        quota = SessionQuota(lambda project: _mcp_sessions(services(), project), idle_timeout)
+        self.route = Route(PATH, endpoint=_KeyCheck(endpoint, services, quota), methods=["GET", "POST", "DELETE"])
+        hide_session_ids()
 
     def run(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self.server.session_manager.run()
@@ -54,7 +63,9 @@ class McpFace:
         request = ctx.request_context.request
         assert isinstance(request, Request)  # streamable HTTP hands each call its HTTP request
         session_id = request.headers.get("mcp-session-id", "stateless")
-        return Session(request.state.caller, thread_id or f"mcp-{session_id}", str(request.base_url).rstrip("/"))
+        # The thread is named by a digest of the session id: thread names reach logs, session ids must not.
+        own = f"mcp-{hashlib.sha256(session_id.encode()).hexdigest()[:32]}"
+        return Session(request.state.caller, thread_id or own, str(request.base_url).rstrip("/"))
 
     def _register(self) -> None:
         tools, tool = self._tools, self.server.tool
@@ -130,22 +141,71 @@ class McpFace:
             return await tools.fetch(self._session(ctx, None), id)
 
 
+def _mcp_sessions(services: Services, project: str) -> int:
+    return services.settings.limits_of(project).mcp_sessions or services.settings.project_mcp_sessions
+
+
 class _KeyCheck:
     """The same bearer keys as /v1: a request without a valid one is a 401 before the MCP session sees it; the
-    caller it acts for rides in the request's state to the tools."""
+    caller it acts for rides in the request's state to the tools, and the key's principal in the scope's `user`,
+    which the SDK binds each session to. A project at its quota of open sessions gets a 429 for another."""
 
-    def __init__(self, app: ASGIApp, services: Callable[[], Services]) -> None:
-        self._app, self._services = app, services
+    def __init__(self, app: ASGIApp, services: Callable[[], Services], quota: SessionQuota) -> None:
+        self._app, self._services, self._quota = app, services, quota
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         caller = bearer_caller(self._services().keys, headers)
-        if caller is not None:
-            scope.setdefault("state", {})["caller"] = caller
-            await self._app(scope, receive, send)
+        if caller is None:
+            await _refuse(send, 401, {"error": {"message": "Incorrect API key provided.",
+                                                "type": "invalid_request_error", "param": None,
+                                                "code": "invalid_api_key"}}, [(b"www-authenticate", b"Bearer")])
             return
-        body = json.dumps({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                     "param": None, "code": "invalid_api_key"}}).encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-        await send({"type": "http.response.body", "body": body})
+        user = principal(headers.get("authorization", ""))
+        scope["user"] = user
+        scope.setdefault("state", {})["caller"] = caller
+        session_id, owner = headers.get(MCP_SESSION_ID_HEADER), user.access_token.client_id
+        if session_id is None and scope["method"] == "POST":
+            await self._open(scope, receive, send, caller.project, owner)
+            return
+        status = [0]
+        with self._quota.request(session_id or "", owner):
+            await self._app(scope, receive, _watch(send, status))
+        if session_id is not None and scope["method"] == "DELETE" and status[0] < 400:
+            self._quota.closed(session_id, owner)
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send, project: str, owner: str) -> None:
+        fits, limit = self._quota.room(project)
+        if not fits:
+            message = (f"Project '{project}' may have {limit} MCP sessions open at once; end one (DELETE) or let "
+                       "one expire first.")
+            await _refuse(send, 429, {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST,
+                                                                             "message": message}})
+            return
+        headers: list[tuple[bytes, bytes]] = []
+        status = [0]
+        with self._quota.opening(project):
+            await self._app(scope, receive, _watch(send, status, headers))
+        session_id = dict(headers).get(MCP_SESSION_ID_HEADER.encode())
+        if status[0] < 400 and session_id:
+            self._quota.opened(session_id.decode("latin-1"), project, owner)
+
+
+def _watch(send: Send, status: list[int], headers: list[tuple[bytes, bytes]] | None = None) -> Send:
+    """`send`, noting the response's status (and headers) on the way."""
+
+    async def watched(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+            if headers is not None:
+                headers.extend(message.get("headers", []))
+        await send(message)
+
+    return watched
+
+
+async def _refuse(send: Send, status: int, body: dict[str, Any],
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})

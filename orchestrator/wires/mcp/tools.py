@@ -4,9 +4,10 @@ are the sandbox's container files, and search is the vector stores' search, all 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mcp.types import (
@@ -29,7 +30,8 @@ from orchestrator.tools.code_interpreter import CodeInterpreterResult
 from orchestrator.tools.registry import ToolCall, ToolContext, ToolProblem, ToolResources
 from retrieval.sqlite import PageRequest
 
-# Files larger than this are offered as a download link rather than inlined by read_file.
+# Files larger than this are offered as a download link rather than inlined by read_file, and one call's images
+# past this many bytes in all are links too: base64 in JSON costs several times the bytes in the server's memory.
 MAX_INLINE_BYTES = 4 << 20
 
 
@@ -44,6 +46,24 @@ class Session:
     def file_link(self, file_id: str, name: str, size: int | None = None) -> ResourceLink:
         return ResourceLink(uri=f"{self.base_url}/v1/files/{file_id}/content", name=name,
                             mime_type=media_type(name), size=size)
+
+
+def _read_at_most(chunks: Iterator[bytes], limit: int) -> bytes | None:
+    """The bytes of `chunks` if they come to at most `limit`, else None (having read no more than one chunk
+    past it); the file is closed either way."""
+    got: list[bytes] = []
+    size = 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                return None
+            got.append(chunk)
+    finally:
+        close = getattr(chunks, "close", None)  # a generator: closing it closes the file
+        if close is not None:
+            close()
+    return b"".join(got)
 
 
 def text(body: str, *, error: bool = False) -> CallToolResult:
@@ -73,11 +93,16 @@ class McpTools:
         if execution.error is not None and not execution.error.traceback:
             logs += f"{execution.error.name}: {execution.error.value}\n"
         blocks.append(TextContent(text=logs or "(no output)"))
+        budget = MAX_INLINE_BYTES
         for item in outcome.run.items:
-            if isinstance(item, Image):
+            if isinstance(item, Image) and services.owners.sees(session.caller, item.file_id):
+                stored = services.files.get(item.file_id)
+                if stored.bytes > budget:
+                    blocks.append(session.file_link(item.file_id, stored.filename, stored.bytes))
+                    continue
+                budget -= stored.bytes
                 data = services.files.blob_path(item.file_id).read_bytes()
-                kind = media_type(services.files.get(item.file_id).filename)
-                blocks.append(ImageContent(data=base64.b64encode(data).decode(), mime_type=kind))
+                blocks.append(ImageContent(data=base64.b64encode(data).decode(), mime_type=media_type(stored.filename)))
         for artifact in execution.artifacts:
             if artifact.file_id is not None:  # named as under /mnt/data, the way read_file takes it
                 name = artifact.path.removeprefix(f"{CONTAINER_DATA_DIR}/")
@@ -111,12 +136,15 @@ class McpTools:
         found = next((f for f in sandboxes.container_files.store.all(container) if f.path == wanted), None)
         if found is None:
             return text(f"No file /mnt/data/{wanted}; list_files shows what there is.", error=True)
-        if found.bytes > MAX_INLINE_BYTES:
-            if found.file_id:
-                return CallToolResult(content=[session.file_link(found.file_id, found.path, found.bytes)])
-            return text(f"/mnt/data/{wanted} is {found.bytes} bytes, too large to read here.", error=True)
+        # The size seen at the last scan may be stale (a background thread can grow the file since): the bytes
+        # are counted as they are read, and reading stops one past the limit.
         _, chunks = sandboxes.container_files.open(container, found.id)
-        data = b"".join(chunks)
+        data = await asyncio.to_thread(_read_at_most, chunks, MAX_INLINE_BYTES)
+        if data is None:
+            if found.file_id and found.bytes > MAX_INLINE_BYTES:  # the exported copy is this big one too
+                return CallToolResult(content=[session.file_link(found.file_id, found.path, found.bytes)])
+            return text(f"/mnt/data/{wanted} is larger than {MAX_INLINE_BYTES} bytes, too large to read here; "
+                        "read it in parts with execute_code.", error=True)
         uri = f"file:///mnt/data/{found.path}"
         try:
             return text(data.decode())
@@ -158,7 +186,7 @@ class McpTools:
         services = self._services()
         stores = [s for s in services.vector_stores.stores_with_file(file_id)
                   if services.owners.sees(session.caller, s)]
-        if not stores:
+        if not stores or not services.owners.sees(session.caller, file_id):
             return text(f"No indexed file found with id '{file_id}'.", error=True)
         chunks = services.vector_stores.chunks(stores[0], file_id)
         document = {"id": file_id, "title": services.files.get(file_id).filename,
