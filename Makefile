@@ -43,9 +43,10 @@ test: venv docker $(LIBRECHAT_CLIENT)
 	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
-# The fast tier alone: no Docker, no embedding model (fakes passed through the engines' constructors).
+# The fast tier alone: no Docker, no embedding model (fakes passed through the engines' constructors), no
+# clean-install venv.
 unit: venv
-	$(BIN)/python -m pytest -m "not docker and not model" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not docker and not model and not install" $(PYTEST_ARGS)
 
 bench: image
 	$(BIN)/python bench/sandbox.py
