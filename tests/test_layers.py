@@ -19,13 +19,14 @@ RANKS = {
     "orchestrator.metrics": 1, "orchestrator.db": 1,
     "orchestrator.agent": 2,
     "orchestrator.tools": 3,
-    "orchestrator.services": 4, "orchestrator.assistants": 4,
+    "orchestrator.services": 4, "orchestrator.assistants": 4, "orchestrator.responses": 4,
     "orchestrator.web": 5,
-    "orchestrator.api": 6, "orchestrator.wires": 6, "orchestrator.responses": 6, "orchestrator.playground": 6,
+    "orchestrator.api": 6, "orchestrator.wires": 6, "orchestrator.responses_api": 6, "orchestrator.api_v1": 6,
+    "orchestrator.playground": 6,
     "orchestrator.app": 7, "orchestrator.cli": 7, "orchestrator.localserver": 7,
 }
-FACES = ("orchestrator.api", "orchestrator.wires.mcp", "orchestrator.wires.jupyter", "orchestrator.wires.librechat",
-         "orchestrator.responses", "orchestrator.playground")
+FACES = ("orchestrator.api", "orchestrator.api_v1", "orchestrator.wires.mcp", "orchestrator.wires.jupyter",
+         "orchestrator.wires.librechat", "orchestrator.responses_api", "orchestrator.playground")
 HTTP = {"fastapi", "starlette", "uvicorn", "sse_starlette"}
 
 

@@ -18,6 +18,8 @@ from orchestrator.services.projects import DEFAULT_PROJECT, Caller, check_projec
 from retrieval.ids import new_id
 
 KEY_PREFIX = "tsk-"
+# A revoked key's digest column: never a SHA-256 hex digest, so no key matches it.
+_REVOKED = "revoked:"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class KeyRing:
 
     @property
     def open(self) -> bool:
-        """True when no key exists anywhere, so every request is trusted (and acts for the default project)."""
+        """True when no key was ever configured or created, so every request is trusted (and acts for the default
+        project). Revoked keys keep their row: revoking the last key must lock the server, not open it."""
         return not self._configured and self._db.one("SELECT 1 FROM api_keys LIMIT 1") is None
 
     def caller(self, key: str, project_header: str | None = None) -> Caller | None:
@@ -73,8 +76,11 @@ class KeyRing:
         return stored, key
 
     def list(self) -> list[StoredKey]:
-        rows = self._db.all("SELECT id, project, hint, created_at FROM api_keys ORDER BY created_at, id")
+        rows = self._db.all("SELECT id, project, hint, created_at FROM api_keys WHERE digest NOT LIKE ? "
+                            "ORDER BY created_at, id", (_REVOKED + "%",))
         return [StoredKey(*row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
-        return self._db.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)) > 0
+        """The key stops working at once; its row stays, its digest replaced by a mark no key hashes to."""
+        return self._db.execute("UPDATE api_keys SET digest = ? WHERE id = ? AND digest NOT LIKE ?",
+                                (_REVOKED + key_id, key_id, _REVOKED + "%")) > 0
