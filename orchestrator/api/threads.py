@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -11,8 +12,10 @@ from orchestrator.api.deps import AssistantsDep
 from orchestrator.api.openai_shapes import Message, Thread, shaped
 from orchestrator.api.ownership import owned_path, require_messages, require_resources
 from orchestrator.api.schemas import Deleted, page_of
+from orchestrator.assistants.hosted import SCOPE
 from orchestrator.db import PageRequest
-from orchestrator.web.auth import CallerDep, OwnersDep
+from orchestrator.sandbox import EngineUnavailable
+from orchestrator.web.auth import CallerDep, OwnersDep, ServicesDep
 
 router = APIRouter(prefix="/threads", tags=["threads"], dependencies=[owned_path("thread_id")])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -43,8 +46,12 @@ async def update_thread(thread_id: str, body: ThreadUpdate, assistants: Assistan
 
 
 @router.delete("/{thread_id}", response_model=Deleted)
-async def delete_thread(thread_id: str, assistants: AssistantsDep) -> Deleted:
+async def delete_thread(thread_id: str, assistants: AssistantsDep, services: ServicesDep) -> Deleted:
     assistants.objects.delete("threads", thread_id)
+    if services.sandboxes is not None:  # the thread's sandbox (its runs' code_interpreter) goes with it
+        # With the engine down the thread is gone all the same: the orphan sweep removes the container later.
+        with contextlib.suppress(EngineUnavailable):
+            await services.sandboxes.bindings.release(SCOPE, thread_id)
     return Deleted(id=thread_id, object="thread.deleted")
 
 

@@ -57,7 +57,8 @@ class WarmPool(Generic[T]):
     def remove_where(self, dead: Callable[[T], bool]) -> list[T]:
         """Take the ready sandboxes `dead` selects out of the pool (the caller discards them)."""
         gone = [item for item in self._ready if dead(item)]
-        self._ready = [item for item in self._ready if not dead(item)]
+        # In place, never rebinding the list: anything holding it (a start about to add to it) keeps seeing it.
+        self._ready[:] = [item for item in self._ready if not dead(item)]
         return gone
 
     def fill(self) -> None:
@@ -70,7 +71,13 @@ class WarmPool(Generic[T]):
 
     async def _add_one(self) -> None:
         try:
-            self._ready.append(await self._start())
+            # Awaited before the list is looked up: `self._ready.append(await ...)` would add to the list as it
+            # was when the start began (issue 27 item 13: a sandbox lost to the pool, reaped later as an orphan).
+            item = await self._start()
+            if len(self._ready) >= self.size:  # closed (or shrunk) while it started: nobody will take it
+                await self._discard(item)
+                return
+            self._ready.append(item)
         except NoRoom:
             pass
         except Exception:

@@ -75,6 +75,7 @@ class Reaper:
         for sandbox_id in orphans:
             if not slots.holds(sandbox_id):  # re-checked: a start may have taken it while we listed
                 await asyncio.to_thread(lifecycle.runtime.remove, sandbox_id)
+                await self._drop_disk(sandbox_id)
                 log.info("removed an orphaned container", extra={"container_id": sandbox_id})
         accounted = {live.sandbox.id for live in lifecycle.registry.all() if live.sandbox.status == "running"}
         suspects = slots.held() - accounted - {item.sandbox.id for item in lifecycle.pool.items()}
@@ -83,3 +84,12 @@ class Reaper:
             lifecycle.slot_freed(sandbox_id)
         self._slot_suspects = suspects
         return orphans
+
+    async def _drop_disk(self, sandbox_id: str) -> None:
+        """An orphan's disk goes with its container, or its loop device stays mounted for good: a known sandbox
+        (expired, files kept) only lets go of its mount; an unknown one (a lost pooled start) had no files."""
+        workspaces = self._lifecycle.workspaces
+        if sandbox_id in self._lifecycle.registry:
+            await asyncio.to_thread(workspaces.release, sandbox_id)
+        else:
+            await asyncio.to_thread(workspaces.remove, sandbox_id)

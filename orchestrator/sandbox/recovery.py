@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 from orchestrator.sandbox import notices
+from orchestrator.sandbox.errors import EngineUnavailable
 from orchestrator.sandbox.lifecycle import Lifecycle
 from orchestrator.sandbox.registry import LiveSandbox, sandbox_from_labels
 
@@ -16,9 +17,16 @@ log = logging.getLogger("toolshed.sandbox")
 
 
 async def recover(lifecycle: Lifecycle) -> list[str]:
-    """Register every sandbox found; returns their ids. Kernels are reconnected lazily, at the first cell."""
+    """Register every sandbox found; returns their ids. Kernels are reconnected lazily, at the first cell.
+    EngineUnavailable, touching nothing, if another server of the namespace runs on this host."""
     now = int(time.time())
     workspaces, registry = lifecycle.workspaces, lifecycle.registry
+    try:
+        # Before anything is listed: what is found is taken for a dead run's leftovers, and some of it removed.
+        await asyncio.to_thread(workspaces.claim, lifecycle.runtime.namespace)
+    except EngineUnavailable:
+        lifecycle.connector.close()  # this engine will not run: no kernel is ever connected
+        raise
     metas = {meta["id"]: meta for meta in await asyncio.to_thread(workspaces.load_metas)}
     running = []
     for labels in await asyncio.to_thread(lifecycle.runtime.list_labels):

@@ -56,6 +56,8 @@ class Limits:
 class Runtime(Protocol):
     """The seam between the manager and the container engine."""
 
+    @property
+    def namespace(self) -> str: ...
     def create(self, sandbox_id: str, *, limits: Limits, run_dir: Path, data_dir: Path,
                labels: dict[str, str]) -> None: ...
     def state(self, sandbox_id: str) -> ContainerState: ...
@@ -102,6 +104,11 @@ class DockerRuntime:
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise EngineUnavailable(f"Docker engine is not reachable: {exc}") from exc
         return cls(client, image=image, namespace=namespace, uid=uid)
+
+    @property
+    def namespace(self) -> str:
+        """The label value that marks this server's containers among every container of the engine."""
+        return self._namespace
 
     @staticmethod
     def container_name(sandbox_id: str) -> str:

@@ -31,9 +31,12 @@ class EngineWatcher:
         threading.Thread(target=self._watch, args=(loop,), name="toolshed-engine-events", daemon=True).start()
 
     def close(self) -> None:
+        """Stop following the engine (at server stop). From then on nobody releases a sandbox's disk when its
+        container goes, so the disks are detached from the host now and each goes with its container."""
         self._stop.set()
         if self._stream is not None:
             self._stream.close()
+        self._lifecycle.workspaces.detach_all()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         def on_loop(check: Coroutine[Any, Any, None]) -> None:

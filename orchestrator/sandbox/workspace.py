@@ -22,9 +22,10 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from orchestrator.sandbox import safefs
+from orchestrator.sandbox.claim import claim_namespace
 from orchestrator.sandbox.errors import SandboxStartFailed
 
 _CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
@@ -93,6 +94,13 @@ class WorkspaceStore:
         self._quota_bytes = quota_bytes
         # Asked once: every cell's file scan checks the mount, and a PATH search per cell was 2% of the CPU.
         self._enforces_quota = quota_bytes > 0 and os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None
+        self._claim: TextIO | None = None
+
+    def claim(self, namespace: str) -> None:
+        """Make this process the only server of `namespace` on this host (see claim.py); EngineUnavailable if
+        another one is. Claiming again from the same store is a no-op."""
+        if self._claim is None:
+            self._claim = claim_namespace(self._run_root, namespace)
 
     @property
     def enforces_quota(self) -> bool:
@@ -213,6 +221,13 @@ class WorkspaceStore:
         mount_point = self.get(sandbox_id).mount_point
         if os.path.ismount(mount_point):
             subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)
+
+    def detach_all(self) -> None:
+        """At stop: take every disk off the host's mount table. A disk whose container still runs stays mounted in
+        that container (recovery mounts the same loop device again); its loop device goes when the container
+        does. Left mounted on the host, it would outlive its container for good (issue 27 item 14)."""
+        for sandbox_id in self.list_ids():
+            self.release(sandbox_id)
 
     def write_data(self, sandbox_id: str, relative: str, chunks: Iterable[bytes]) -> int:
         """Create or replace a file under the sandbox's /mnt/data, owned by the sandbox uid; returns its size."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from orchestrator.db import Database
 from orchestrator.sandbox import SandboxManager, SandboxNotFound, SandboxSpec
@@ -19,6 +21,35 @@ from orchestrator.services.project_sandboxes import ProjectSandboxes
 from orchestrator.services.storage import FileStore
 
 TOOL_CALLS = "tool_calls"
+
+
+@dataclass
+class _Held:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # holding it or waiting for it
+
+
+class KeyLocks:
+    """One lock per key, kept only while somebody holds or waits for it: keys come from callers (a LibreChat
+    session hint may be megabytes), so a lock kept for every key ever seen grew without bound (issue 27 item 11)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], _Held] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        held = self._held.setdefault(key, _Held())
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if held.users == 0:
+                del self._held[key]
 
 
 class SandboxBindings:
@@ -30,7 +61,7 @@ class SandboxBindings:
         self._container_files = container_files
         self._files = files
         self._memory_limit = memory_limit
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks = KeyLocks()
 
     def container_of(self, scope: str, key: str) -> str | None:
         """The id of the key's sandbox, if it ever ran code."""
@@ -42,7 +73,7 @@ class SandboxBindings:
         /mnt/data (once: then the code owns it, and may change or delete it)."""
         for file_id in file_ids:  # FileNotFound before anything is started
             self._files.get(file_id)
-        async with self._locks.setdefault((scope, key), asyncio.Lock()):
+        async with self._locks.hold((scope, key)):
             container_id = self.container_of(scope, key)
             if container_id is None or not await self._exists(container_id):
                 container_id = await self._create(scope, key, project)
@@ -55,9 +86,10 @@ class SandboxBindings:
         return container_id
 
     async def release(self, scope: str, key: str) -> None:
-        """Delete the key's sandbox and forget it (the sandbox of a one-off execution)."""
-        container_id = self.container_of(scope, key)
-        self._db.execute("DELETE FROM sandbox_bindings WHERE scope = ? AND key = ?", (scope, key))
+        """Delete the key's sandbox and forget it (the sandbox of a one-off execution, a deleted thread's)."""
+        async with self._locks.hold((scope, key)):  # a sandbox being made for the key now is deleted too
+            container_id = self.container_of(scope, key)
+            self._db.execute("DELETE FROM sandbox_bindings WHERE scope = ? AND key = ?", (scope, key))
         if container_id is None:
             return
         self._db.execute("DELETE FROM placed_files WHERE container_id = ?", (container_id,))
