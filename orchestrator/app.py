@@ -24,8 +24,10 @@ from orchestrator.api import (
     tools,
     vector_stores,
 )
+from orchestrator.api_v1 import v1_router
 from orchestrator.config import Settings
 from orchestrator.metrics import REGISTRY, EngineCollector
+from orchestrator.responses_api import conversations, responses
 from orchestrator.services.container import Services
 from orchestrator.web import auth
 from orchestrator.web.body_limit import BodyLimit
@@ -102,9 +104,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(container_files.router)
     v1.include_router(files.router)
     v1.include_router(vector_stores.router)
+    # Assistants v1 (OpenAI-Beta: assistants=v1) on the v2 routes' paths: first, as it steps aside for v2 requests.
+    v1.include_router(v1_router())
     v1.include_router(assistants.router)
     v1.include_router(runs.router)
     v1.include_router(threads.router)
+    v1.include_router(responses.router)
+    v1.include_router(conversations.router)
     app.include_router(v1)
     if mcp is not None:
         app.router.routes.append(mcp.route)

@@ -211,4 +211,37 @@ MIGRATIONS: list[str] = [
         DELETE FROM librechat_files WHERE file_id = OLD.id;
     END;
     """,
+    # 9: the Responses API's stored responses (their own input items beside them) and conversations. Item ids
+    # repeat: a client replays a response's output items, ids and all, as the next one's input.
+    """
+    CREATE TABLE responses (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        stored INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX responses_by_status ON responses (status);
+    CREATE TABLE response_inputs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX response_inputs_order ON response_inputs (response_id, seq);
+    CREATE INDEX response_inputs_by_id ON response_inputs (id);
+    CREATE TABLE conversations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE conversation_items (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX conversation_items_order ON conversation_items (conversation_id, seq);
+    CREATE INDEX conversation_items_by_id ON conversation_items (id);
+    """,
 ]

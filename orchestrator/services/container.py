@@ -16,6 +16,12 @@ from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
 from orchestrator.db import Database
 from orchestrator.metrics import LifecycleMetrics
+from orchestrator.responses.containers import ResponseContainers
+from orchestrator.responses.context import ContextBuilder
+from orchestrator.responses.conversations import Conversations
+from orchestrator.responses.service import Limits, Responses
+from orchestrator.responses.store import ResponseStore
+from orchestrator.responses.tools import ResponseTools
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.policy import SandboxPolicy
@@ -34,6 +40,7 @@ from orchestrator.services.vector_stores import VectorStores
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.citations import CitationStore
 from orchestrator.tools.code_interpreter import CodeInterpreterTool
+from orchestrator.tools.definitions import FILE_SEARCH
 from orchestrator.tools.file_search import FileSearchTool
 from orchestrator.tools.registry import ToolRegistry
 from retrieval.vector_store import VectorStoreEngine
@@ -68,6 +75,8 @@ class Services:
     sandboxes: SandboxServices | None
     engine_problem: str | None
     librechat_files: LibreChatFiles
+    responses: Responses
+    conversations: Conversations
 
     def require_sandboxes(self) -> SandboxServices:
         """The sandbox side, or EngineUnavailable (a 503) saying why it is not running."""
@@ -111,15 +120,37 @@ class Services:
         ended = runs.recover()
         if ended:
             log.warning("%d runs were live when the server stopped; they ended failed", ended)
+        responses = _responses(settings, db, files, vector_stores, owners, model, tools, citations, sandboxes)
+        ended = responses.recover()
+        if ended:
+            log.warning("%d responses were live when the server stopped; they ended failed", ended)
         return cls(settings, db, keys, owners, files, vector_stores, assistants, runs, tools, annotator, sandboxes,
-                   problem, LibreChatFiles(db))
+                   problem, LibreChatFiles(db), responses, Conversations(responses.store))
 
     async def close(self) -> None:
+        await self.responses.close()
         await self.runs.close()
         if self.sandboxes is not None:
             await self.sandboxes.manager.close()
         await self.vector_stores.close()
         self.db.close()
+
+
+def _responses(settings: Settings, db: Database, files: FileStore, stores: VectorStores, owners: Owners,
+               model: ModelClient, tools: ToolRegistry, citations: CitationStore,
+               sandboxes: SandboxServices | None) -> Responses:
+    """The Responses API's service: its own store, the shared file_search tool, and code_interpreter in the
+    containers each response chooses (none while the sandbox engine is down)."""
+    store = ResponseStore(db)
+    file_search = tools.get(FILE_SEARCH)
+    assert file_search is not None
+    containers = (ResponseContainers(sandboxes.manager, sandboxes.project_sandboxes, sandboxes.container_files, owners)
+                  if sandboxes else None)
+    hosted = ResponseTools(file_search, stores, citations, files, owners, containers,
+                           sandboxes.interpreter if sandboxes else None,
+                           sandboxes.container_files.store if sandboxes else None, settings.tool_output_max_chars)
+    return Responses(store, model, hosted, ContextBuilder(store, files, owners),
+                     Limits(settings.model_context_tokens, settings.run_max_output_chars))
 
 
 def _size_or_none(size: str | None) -> int | None:

@@ -32,7 +32,8 @@ class FileSearchResult:
 
 
 class PassageSearch(Protocol):
-    async def search(self, store_ids: list[str], query: str, *, k: int, score_threshold: float = 0.0) -> list[Hit]:
+    async def search(self, store_ids: list[str], query: str, *, k: int, filters: dict[str, Any] | None = None,
+                     score_threshold: float = 0.0) -> list[Hit]:
         """The best `k` passages across the stores, each store checked to exist first."""
         ...
 
@@ -62,7 +63,7 @@ class FileSearchTool:
         settings = context.search
         threshold = self._score_threshold if settings.score_threshold is None else settings.score_threshold
         hits = await self._stores.search(store_ids, query, k=settings.max_results or self._max_results,
-                                         score_threshold=threshold)
+                                         filters=settings.filters, score_threshold=threshold)
         sources = self._citations.remember(context.scope, context.key, [
             (h.file_id, h.filename, h.page, best_quote(h.text, query)) for h in hits])
         return FileSearchResult(query, hits, sources, model_output(hits, sources), threshold)

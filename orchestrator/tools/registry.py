@@ -25,10 +25,11 @@ class ToolResources:
 @dataclass(frozen=True)
 class SearchSettings:
     """How file_search searches for this caller: an assistant's `file_search.max_num_results` and
-    `ranking_options.score_threshold` (None: the tool's defaults)."""
+    `ranking_options.score_threshold`, a Responses tool's `filters` too (None: the tool's defaults)."""
 
     max_results: int | None = None
     score_threshold: float | None = None
+    filters: dict[str, Any] | None = None  # over file attributes, as the Vector Stores API's search takes them
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class Tool(Protocol):
 class ToolRegistry:
     def __init__(self, tools: list[Tool]) -> None:
         self._tools = {tool.name: tool for tool in tools}
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition for tool in self._tools.values()]

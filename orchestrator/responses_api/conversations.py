@@ -1,0 +1,84 @@
+"""/v1/conversations and their items (openai.types.conversations)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from orchestrator.db import PageRequest
+from orchestrator.errors import NotFound
+from orchestrator.responses.conversations import Conversations
+from orchestrator.responses.shapes import check_include
+from orchestrator.responses_api.schemas import ConversationCreate, ConversationUpdate, ItemsCreate, Limit, Order
+from orchestrator.web.auth import CallerDep, OwnersDep, ServicesDep
+
+IncludeBrackets = Annotated[list[str] | None, Query(alias="include[]")]
+IncludePlain = Annotated[list[str] | None, Query(alias="include")]
+
+
+async def conversations(services: ServicesDep) -> Conversations:
+    return services.conversations
+
+
+ConversationsDep = Annotated[Conversations, Depends(conversations)]
+
+
+async def owned(conversation_id: str, caller: CallerDep, owners: OwnersDep) -> str:
+    if not owners.sees(caller, conversation_id):
+        raise NotFound(f"Conversation with id '{conversation_id}' not found.")
+    return conversation_id
+
+
+OwnedId = Annotated[str, Depends(owned)]
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+
+
+def _include(brackets: list[str] | None, plain: list[str] | None) -> frozenset[str]:
+    return check_include([*(brackets or []), *(plain or [])])
+
+
+@router.post("", response_model=None)
+async def create_conversation(body: ConversationCreate, service: ConversationsDep,
+                              caller: CallerDep) -> dict[str, Any]:
+    return service.create(body.items, body.metadata, caller.project)
+
+
+@router.get("/{conversation_id}", response_model=None)
+async def retrieve_conversation(conversation_id: OwnedId, service: ConversationsDep) -> dict[str, Any]:
+    return service.get(conversation_id)
+
+
+@router.post("/{conversation_id}", response_model=None)
+async def update_conversation(conversation_id: OwnedId, body: ConversationUpdate,
+                              service: ConversationsDep) -> dict[str, Any]:
+    return service.update(conversation_id, body.metadata)
+
+
+@router.delete("/{conversation_id}", response_model=None)
+async def delete_conversation(conversation_id: OwnedId, service: ConversationsDep) -> dict[str, Any]:
+    return service.delete(conversation_id)
+
+
+@router.post("/{conversation_id}/items", response_model=None)
+async def create_items(conversation_id: OwnedId, body: ItemsCreate, service: ConversationsDep,
+                       include_brackets: IncludeBrackets = None, include: IncludePlain = None) -> dict[str, Any]:
+    return service.add(conversation_id, body.items, _include(include_brackets, include))
+
+
+@router.get("/{conversation_id}/items", response_model=None)
+async def list_items(conversation_id: OwnedId, service: ConversationsDep, limit: Limit = 20, order: Order = "desc",
+                     after: str | None = None, include_brackets: IncludeBrackets = None,
+                     include: IncludePlain = None) -> dict[str, Any]:
+    return service.page(conversation_id, PageRequest(limit, order, after), _include(include_brackets, include))
+
+
+@router.get("/{conversation_id}/items/{item_id}", response_model=None)
+async def retrieve_item(conversation_id: OwnedId, item_id: str, service: ConversationsDep,
+                        include_brackets: IncludeBrackets = None, include: IncludePlain = None) -> dict[str, Any]:
+    return service.item(conversation_id, item_id, _include(include_brackets, include))
+
+
+@router.delete("/{conversation_id}/items/{item_id}", response_model=None)
+async def delete_item(conversation_id: OwnedId, item_id: str, service: ConversationsDep) -> dict[str, Any]:
+    return service.delete_item(conversation_id, item_id)
