@@ -115,19 +115,28 @@ def test_streams_of_search_function_and_failure(client: OpenAI, flows_server: Se
                 pass
 
 
-def test_the_agents_sdk_runs_an_agent_on_toolsheds_hosted_tools(flows_server: Server, model: ScriptedModel) -> None:
+def test_the_agents_sdk_runs_an_agent_on_toolsheds_hosted_tools(client: OpenAI, flows_server: Server,
+                                                                model: ScriptedModel, tmp_path: Path) -> None:
     agents = pytest.importorskip("agents")
     agents.set_tracing_disabled(True)
-    model.say(code_turn("import statistics\nprint(statistics.mean([3, 5, 10]))"), Turn(text="The mean price is 6."))
+    (tmp_path / "prices.txt").write_text("Apples cost 3, pears cost 5 and plums cost 10.")
+    store = client.vector_stores.create(name="prices")
+    client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(tmp_path / "prices.txt").open("rb"))
+    model.say(Turn(tool_calls=[("file_search", '{"query": "fruit prices"}')]),
+              code_turn("import statistics\nprint(statistics.mean([3, 5, 10]))"), Turn(text="The mean price is 6."))
     openai_client = AsyncOpenAI(base_url=f"{flows_server.base_url}/v1", api_key="unused", max_retries=0)
     agent = agents.Agent(name="analyst", instructions="Use code for arithmetic.",
                          model=agents.OpenAIResponsesModel(model="scripted", openai_client=openai_client),
                          tools=[agents.CodeInterpreterTool(tool_config={"type": "code_interpreter",
-                                                                        "container": {"type": "auto"}})])
-    result = asyncio.run(agents.Runner.run(agent, "What is the mean of 3, 5 and 10?"))
+                                                                        "container": {"type": "auto"}}),
+                                agents.FileSearchTool(vector_store_ids=[store.id], include_search_results=True)])
+    result = asyncio.run(agents.Runner.run(agent, "What is the mean of the fruit prices in my file?"))
     assert result.final_output == "The mean price is 6."
-    sent = model.requests[-1]
-    assert sent["messages"][0] == {"role": "system", "content": "Use code for arithmetic."}
+    kinds = [item.raw_item.type for item in result.new_items]
+    assert kinds == ["file_search_call", "code_interpreter_call", "message"]
+    sent = model.requests[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "Use code for arithmetic."}
+    assert "plums cost 10" in sent[3]["content"] and sent[-1]["content"] == "6\n"
 
 
 def test_a_response_live_when_the_server_stops_is_failed_after_the_restart(docker_ready: None, model: ScriptedModel,
