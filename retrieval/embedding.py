@@ -6,6 +6,7 @@ normalised mean of its windows is its vector, so no text is ever cut off silentl
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import logging
@@ -61,7 +62,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> None:
         self.name = model
         self._model = trained_model(resolve_model(model))
-        self._tokenizer = self._model.tokenizer
+        self._spans_tokenizer = spans_tokenizer(self._model.tokenizer)
         self._batch_size = batch_size
         dimension = (getattr(self._model, "get_embedding_dimension", None)
                      or self._model.get_sentence_embedding_dimension)()
@@ -73,9 +74,7 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()  # torch runs one encode at a time well; two only thrash 2 cores
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
-                                  verbose=False)
-        return [tuple(span) for span in encoded["offset_mapping"]]
+        return token_spans(self._spans_tokenizer, text)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -84,6 +83,22 @@ class SentenceTransformerEmbedder:
             vectors = self._model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def spans_tokenizer(tokenizer: Any) -> Any:
+    """A copy of a fast tokenizer for `token_spans` only, never truncating. Changing a tokenizer's truncation
+    while another thread runs it raises "Already borrowed"; the copy's settings never change, so chunking in
+    several threads and embedding in another can all tokenise at once."""
+    copied = copy.deepcopy(tokenizer)
+    copied.backend_tokenizer.no_truncation()
+    copied.backend_tokenizer.no_padding()
+    return copied
+
+
+def token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
+    """Character spans of the text's word pieces, without special tokens."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+    return [tuple(span) for span in encoded["offset_mapping"]]
 
 
 def windows(text: str, spans: list[tuple[int, int]], size: int) -> list[str]:

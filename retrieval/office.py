@@ -10,19 +10,19 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from retrieval.errors import FileProblem
 from retrieval.models import Page
 
 
-def docx_text(path: Path) -> str:
+def docx_text(path: Path | BinaryIO) -> str:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
 
     try:
-        document = docx.Document(str(path))
+        document = docx.Document(str(path) if isinstance(path, Path) else path)
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FileProblem("invalid_file", f"The docx could not be read: {exc}") from exc
     parts: list[str] = []
@@ -34,12 +34,12 @@ def docx_text(path: Path) -> str:
     return "\n".join(parts)
 
 
-def pptx_pages(path: Path) -> list[Page]:
+def pptx_pages(path: Path | BinaryIO) -> list[Page]:
     import pptx
     from pptx.exc import PackageNotFoundError
 
     try:
-        presentation = pptx.Presentation(str(path))
+        presentation = pptx.Presentation(str(path) if isinstance(path, Path) else path)
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FileProblem("invalid_file", f"The pptx could not be read: {exc}") from exc
     pages = []

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.embedding import resolve_model, trained_model
+from retrieval.embedding import resolve_model, spans_tokenizer, token_spans, trained_model
 
 log = logging.getLogger("toolshed.retrieval")
 # Bumped whenever the build below changes what it produces, so older cached models are not reused.
@@ -51,6 +51,7 @@ class OpenVinoEmbedder:
         self._max_length: int = meta["max_seq_length"]
         self.window: int = self._max_length - 2  # room for the [CLS]/[SEP] added around every input
         self._tokenizer = AutoTokenizer.from_pretrained(built)
+        self._spans_tokenizer = spans_tokenizer(self._tokenizer)
         compiled = ov.Core().compile_model(built / "openvino_model.xml", "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
         self._inputs = {port.any_name for port in compiled.inputs}
         self._queue = ov.AsyncInferQueue(compiled)
@@ -58,9 +59,7 @@ class OpenVinoEmbedder:
         self._lock = threading.Lock()  # one encode at a time owns the queue and its callback
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
-                                  verbose=False)
-        return [tuple(span) for span in encoded["offset_mapping"]]
+        return token_spans(self._spans_tokenizer, text)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)

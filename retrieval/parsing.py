@@ -13,6 +13,7 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 from retrieval.errors import FileProblem
 from retrieval.html_text import html_text
@@ -34,7 +35,11 @@ _GLYPH_NAMES = re.compile(r"(?:/[A-Za-z]{1,3}\d{1,5}){2,}")
 _DIGITS = re.compile(r"\d+|\b[ivxlc]+\b")
 
 
-def parse(path: Path, filename: str) -> list[Page]:
+# A file to parse: its path, or a binary file open for reading (as a parse worker gets it).
+Source = Path | BinaryIO
+
+
+def parse(path: Source, filename: str) -> list[Page]:
     """The text of the file at `path`, page by page; `filename` decides the format (as OpenAI's does)."""
     suffix = Path(filename).suffix.lower()
     if suffix == ".pdf":
@@ -60,7 +65,7 @@ def parse(path: Path, filename: str) -> list[Page]:
     return pages
 
 
-def _pdf(path: Path) -> list[Page]:
+def _pdf(path: Source) -> list[Page]:
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
@@ -84,8 +89,8 @@ def _json(text: str) -> str:
         raise FileProblem("invalid_file", f"The JSON could not be parsed: {exc}") from exc
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+def _read_text(path: Source) -> str:
+    data = path.read_bytes() if isinstance(path, Path) else path.read()
     for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                           (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
@@ -98,10 +103,14 @@ def _read_text(path: Path) -> str:
         return data.decode("latin-1")
 
 
-def _looks_like_text(path: Path) -> bool:
+def _looks_like_text(path: Source) -> bool:
     """Unknown suffix: accept it only if it is valid UTF-8 without NUL bytes."""
-    with open(path, "rb") as fh:
-        head = fh.read(_SNIFF_BYTES)
+    if isinstance(path, Path):
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    else:
+        head = path.read(_SNIFF_BYTES)
+        path.seek(0)
     if not head or b"\x00" in head:
         return False
     try:

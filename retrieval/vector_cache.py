@@ -11,6 +11,8 @@ import numpy as np
 from retrieval.catalog import Catalog
 from retrieval.embedding import Embedder, embed_texts
 
+_EMBED_SLICE = 64
+
 
 class VectorCache:
     def __init__(self, catalog: Catalog, *, embedder: Callable[[], Embedder], model_name: Callable[[], str]) -> None:
@@ -22,8 +24,10 @@ class VectorCache:
         """Vectors by content hash: cached ones from the database, the rest embedded now."""
         cached = self._cached(list(texts))
         missing = [h for h in texts if h not in cached]
-        if missing:
-            for h, vector in zip(missing, embed_texts(self._embedder(), [texts[h] for h in missing]), strict=True):
+        # A slice per call: the model takes one call at a time, and other stores' files take their turns between.
+        for start in range(0, len(missing), _EMBED_SLICE):
+            part = missing[start:start + _EMBED_SLICE]
+            for h, vector in zip(part, embed_texts(self._embedder(), [texts[h] for h in part]), strict=True):
                 cached[h] = vector
         return cached
 

@@ -1,6 +1,8 @@
-"""Background ingestion: files attached to vector stores are indexed one store-batch at a time, off the event loop.
+"""Background ingestion: files attached to vector stores are indexed a store-batch at a time, off the event loop.
 
-Embedding is CPU-bound and the host has few cores, so one worker runs at a time and the API stays responsive.
+Stores are indexed side by side (a few at once, never one store twice at once), so a small file in one store is
+not queued behind a big file in another; the engine keeps each step short (bounded tokenizer windows, bounded
+embedding calls), so the steps of several stores interleave and the API stays responsive.
 Files still `in_progress` when the server starts (it was stopped or killed mid-way) are queued again, so nothing
 stays stuck; a file whose blob has vanished ends `failed`, and so does a batch that met a full disk (its rows
 rolled back whole: adding the files again once space is freed indexes them).
@@ -10,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator import logs
 from orchestrator.metrics import INGEST_SECONDS, INGESTED
@@ -21,6 +26,17 @@ from retrieval.vector_store import VectorStoreEngine
 
 log = logging.getLogger("toolshed.ingestion")
 _FILES_PER_RUN = 64
+# Stores indexed at once: embedding takes turns on one model, so more only adds memory.
+_CONCURRENT_STORES = 3
+# Indexing threads run at this niceness, so the threads answering requests get the CPU first.
+_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread's niceness is its own
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
+    except OSError:
+        pass
 
 
 class IngestionQueue:
@@ -30,6 +46,10 @@ class IngestionQueue:
         self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._busy: set[str] = set()  # stores being indexed now
+        self._working: set[asyncio.Task[None]] = set()
+        self._threads = ThreadPoolExecutor(_CONCURRENT_STORES, thread_name_prefix="ingest",
+                                           initializer=_lower_priority)
 
     def start(self) -> int:
         """Start the worker and re-queue interrupted files; returns how many were re-queued."""
@@ -55,30 +75,50 @@ class IngestionQueue:
             self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in [t for t in (self._task, *self._working) if t is not None]:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                store_id, batch = self._take()
-                try:
-                    await asyncio.to_thread(self._ingest, store_id, batch)
-                except RetrievalError as exc:  # the store or file was deleted meanwhile
-                    log.info("ingestion into %s stopped: %s", store_id, exc)
-                except DiskFull:
-                    log.error("ingestion into %s stopped: the disk is full", store_id)
-                    self._fail(store_id, batch, "The server's disk was full while indexing this file; nothing of "
-                                                "it was indexed. Add the file again once space is freed.")
-                except Exception:
-                    log.exception("ingestion into %s failed", store_id)
-                    self._fail(store_id, batch, "Indexing failed on the server.")
+            for store_id in self._startable():
+                batch = self._take(store_id)
+                self._busy.add(store_id)
+                task = asyncio.create_task(self._work(store_id, batch))
+                self._working.add(task)
+                task.add_done_callback(self._working.discard)
+
+    def _startable(self) -> list[str]:
+        """Stores with queued files and none being indexed, oldest first, as many as may start now."""
+        stores: list[str] = []
+        for store_id, _ in self._queue:
+            if len(stores) + len(self._busy) >= _CONCURRENT_STORES:
+                break
+            if store_id not in self._busy and store_id not in stores:
+                stores.append(store_id)
+        return stores
+
+    async def _work(self, store_id: str, batch: list[str]) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._threads, self._ingest, store_id, batch)
+        except RetrievalError as exc:  # the store or file was deleted meanwhile
+            log.info("ingestion into %s stopped: %s", store_id, exc)
+        except DiskFull:
+            log.error("ingestion into %s stopped: the disk is full", store_id)
+            self._fail(store_id, batch, "The server's disk was full while indexing this file; nothing of "
+                                        "it was indexed. Add the file again once space is freed.")
+        except Exception:
+            log.exception("ingestion into %s failed", store_id)
+            self._fail(store_id, batch, "Indexing failed on the server.")
+        finally:
+            self._busy.discard(store_id)
+            self._nudge()
 
     def _fail(self, store_id: str, file_ids: list[str], reason: str) -> None:
         for file_id in file_ids:
@@ -89,13 +129,12 @@ class IngestionQueue:
             except DiskFull:  # not even the status fits: the file stays in_progress and is queued at next start
                 log.error("could not mark %s failed in %s: the disk is full", file_id, store_id)
 
-    def _take(self) -> tuple[str, list[str]]:
-        """The next store's queued files (up to a run's worth), so their chunks are embedded in shared batches."""
-        store_id = next(iter(self._queue))[0]
+    def _take(self, store_id: str) -> list[str]:
+        """The store's queued files (up to a run's worth), so their chunks are embedded in shared batches."""
         batch = [file_id for (s, file_id) in list(self._queue) if s == store_id][:_FILES_PER_RUN]
         for file_id in batch:
             del self._queue[(store_id, file_id)]
-        return store_id, batch
+        return batch
 
     def _ingest(self, store_id: str, file_ids: list[str]) -> None:
         paths = []
