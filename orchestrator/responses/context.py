@@ -77,10 +77,10 @@ class ContextBuilder:
     def _resolved(self, item: dict[str, Any], caller: Caller) -> dict[str, Any]:
         if item["type"] != "item_reference":
             return item
-        found = self._store.stored_item(str(item.get("id")))
-        if found is None:
-            raise InvalidRequest(f"Item with id '{item.get('id')}' not found.", param="input")
-        return found
+        for body, holder in self._store.stored_items(str(item.get("id"))):
+            if self._owners.sees(caller, holder):  # another project's item is as unknown as a missing one
+                return body
+        raise InvalidRequest(f"Item with id '{item.get('id')}' not found.", param="input")
 
     def _check_ids(self, item: dict[str, Any], caller: Caller) -> None:
         """Every file a message part names is the caller's (an unknown id and another project's look alike)."""

@@ -149,11 +149,11 @@ class ResponseStore:
         self._db.execute("DELETE FROM conversation_items WHERE conversation_id = ? AND id = ?",
                          (conversation_id, item_id))
 
-    def stored_item(self, item_id: str) -> dict[str, Any] | None:
-        """An item a request references by id (`item_reference`): a stored input item or conversation item."""
-        for table in ("response_inputs", "conversation_items"):
-            row = self._db.one(f"SELECT body FROM {table} WHERE id = ?", (item_id,))
-            if row is not None:
-                body: dict[str, Any] = json.loads(row[0])
-                return body
-        return None
+    def stored_items(self, item_id: str) -> list[tuple[dict[str, Any], str]]:
+        """The stored input and conversation items with this id (clients choose ids, so several may share one),
+        newest first, each with the id of the response or conversation that holds it (whose owner may see it)."""
+        found = []
+        for table, holder in (("response_inputs", "response_id"), ("conversation_items", "conversation_id")):
+            found += [(json.loads(row[0]), row[1]) for row in self._db.all(
+                f"SELECT body, {holder} FROM {table} WHERE id = ? ORDER BY seq DESC", (item_id,))]
+        return found
