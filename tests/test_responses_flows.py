@@ -109,10 +109,9 @@ def test_streams_of_search_function_and_failure(client: OpenAI, flows_server: Se
                          "response.output_item.done", "response.completed"]
     assert all(name == data["type"] for name, data in events)  # type: ignore[index]
     model.say(Turn(status=500), Turn(status=500), Turn(status=500), Turn(status=500))
-    with pytest.raises(openai.APIError):
-        with client.responses.stream(model="m", input="fail") as stream:
-            for _ in stream:
-                pass
+    with pytest.raises(openai.APIError), client.responses.stream(model="m", input="fail") as stream:
+        for _ in stream:
+            pass
 
 
 def test_the_agents_sdk_runs_an_agent_on_toolsheds_hosted_tools(client: OpenAI, flows_server: Server,

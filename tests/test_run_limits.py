@@ -112,9 +112,11 @@ def test_additional_messages_are_capped_as_openai_does(client: OpenAI) -> None:
 
 def test_the_newest_message_is_always_in_the_prompt(client: OpenAI, run_server: Server, model: ScriptedModel) -> None:
     assistant, thread = ask(client, "message 0")
-    with httpx.Client(base_url=f"{run_server.base_url}/v1", timeout=60, headers={"OpenAI-Beta": "assistants=v2"}) as http:
+    with httpx.Client(base_url=f"{run_server.base_url}/v1", timeout=60,
+                      headers={"OpenAI-Beta": "assistants=v2"}) as http:
         for n in range(1, 10_001):
-            http.post(f"/threads/{thread}/messages", json={"role": "user", "content": f"message {n}"}).raise_for_status()
+            added = http.post(f"/threads/{thread}/messages", json={"role": "user", "content": f"message {n}"})
+            added.raise_for_status()
     model.say(Turn(text="Read them."))
     run = client.beta.threads.runs.create_and_poll(thread_id=thread, assistant_id=assistant)
     assert run.status == "completed"

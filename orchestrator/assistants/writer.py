@@ -95,7 +95,10 @@ class MessageWriter:
             {"type": "file_path", "text": a.text, "start_index": a.start_index, "end_index": a.end_index,
              "file_path": {"file_id": a.file_id}} for a in found.file_paths]
         annotations += [{"type": "file_citation", "text": a.text, "start_index": a.start_index,
-                         "end_index": a.end_index, "file_citation": {"file_id": a.source.file_id}}
+                         "end_index": a.end_index,
+                         # The cited passage beside the file: Assistants v1 shows it as `quote` (v2 clients
+                         # ignore the key).
+                         "file_citation": {"file_id": a.source.file_id, "quote": a.source.quote}}
                         for a in found.citations]
         annotations.sort(key=lambda a: a["start_index"])
         return {"type": "text", "text": {"value": text, "annotations": annotations}}
