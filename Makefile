@@ -27,6 +27,23 @@ $(LIBRECHAT_CLIENT): tests/librechat/package.json tests/librechat/package-lock.j
 	cd build/librechat-client && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# openai==1.2.3, the first Assistants API's SDK, which tests/test_assistants_v1.py runs the v1 seed flows with; in
+# its own venv under build/, as its pins (httpx < 0.28) are not the project's. A stamp file marks it installed
+# (bin/python is a symlink: touching it would touch the system's interpreter).
+OPENAI_V1 := build/openai-v1/.installed
+$(OPENAI_V1): tests/openai_v1/requirements.txt
+	$(PYTHON) -m venv build/openai-v1
+	build/openai-v1/bin/pip install --quiet -r tests/openai_v1/requirements.txt
+	touch $@
+
+# Debian's chromium, the browser tests/test_playground.py drives with Playwright (`playwright install` downloads
+# its own build, which a machine that reaches only package registries cannot).
+CHROMIUM := build/.chromium
+$(CHROMIUM):
+	mkdir -p build
+	if [ ! -x /usr/bin/chromium ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+	touch $@
+
 docker:
 	@bash scripts/ensure_docker.sh
 
@@ -36,7 +53,7 @@ image: venv docker
 serve: image
 	$(BIN)/toolshed serve
 
-test: venv docker $(LIBRECHAT_CLIENT)
+test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/toolshed image build --mode offline
