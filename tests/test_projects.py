@@ -236,6 +236,22 @@ def test_project_limits_answer_429_and_leave_other_projects_alone(server: Server
 
 
 
+def test_messages_count_toward_a_projects_stored_bytes(server: Server) -> None:
+    key = keys_cli(server, "create", "--project", LIMITED).stdout.strip()
+    limited = sdk(server, key)
+    for earlier in limited.files.list().data:  # what other tests of this project stored
+        limited.files.delete(earlier.id)
+    thread = limited.beta.threads.create(messages=[{"role": "user", "content": "m" * 2500}])
+    with pytest.raises(openai.RateLimitError) as caught:
+        limited.beta.threads.messages.create(thread.id, role="user", content="n" * 2500)
+    assert caught.value.code == "project_limit_exceeded" and "files and messages" in caught.value.message
+    with pytest.raises(openai.RateLimitError):
+        limited.files.create(file=("c.bin", io.BytesIO(b"x" * 2000)), purpose="assistants")
+    assert len(limited.beta.threads.messages.list(thread.id).data) == 1
+    limited.beta.threads.delete(thread.id)
+    limited.files.delete(limited.files.create(file=("c.bin", io.BytesIO(b"x" * 2000)), purpose="assistants").id)
+
+
 def test_waking_an_expired_sandbox_counts_against_the_project_limit(docker_ready: None, tmp_path: Path) -> None:
     """Project p (limit one) lets its sandbox idle past its expiry, then starts another: a call to the expired one
     is a 429 instead of a second live sandbox of p's. Once p's other sandbox is gone, the same call wakes it with

@@ -8,6 +8,7 @@ last used); a `code_interpreter` attachment adds it to the thread's code-interpr
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,8 @@ class Assistants:
                 "status": "completed", "incomplete_details": None, "completed_at": now, "incomplete_at": None,
                 "assistant_id": None, "run_id": None, "metadata": {}, **fields,
                 "attachments": [{"file_id": a.file_id, "tools": [{"type": t} for t in a.tools]} for a in attachments]}
+        if body["role"] == "user":  # the model's own messages are bounded by the run's output cap instead
+            self.files.check_room(self.owners.project_of(thread_id), len(json.dumps(body)), "this message")
         return self.objects.insert("messages", body, thread_id=thread_id, run_id=body["run_id"])
 
     def messages(self, thread_id: str, page: PageRequest, run_id: str | None) -> tuple[list[dict[str, Any]], bool]:

@@ -10,6 +10,7 @@ import errno
 import mimetypes
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -134,18 +135,30 @@ class FileStore:
         return record
 
     def _insert(self, record: StoredFile, project: str) -> None:
-        limit = self._byte_limit(project)
         with self._db.transaction() as conn:
-            if limit is not None:
-                used = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM files WHERE id IN "
-                                    "(SELECT id FROM owners WHERE project = ?)", (project,)).fetchone()[0]
-                if used + record.bytes > limit:
-                    raise OverLimit(f"Project '{project}' may store {limit} bytes of files; it stores {used}, and "
-                                    f"this file has {record.bytes}. Delete files to make room.")
+            self._check_room(conn, project, record.bytes, "this file")
             conn.execute("INSERT INTO files (id, filename, purpose, bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, "
                          "(SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
                          (record.id, record.filename, record.purpose, record.bytes, record.created_at))
             conn.execute("INSERT INTO owners (id, project) VALUES (?, ?)", (record.id, project))
+
+    def check_room(self, project: str, adding: int, what: str) -> None:
+        """OverLimit (a 429) if `adding` more bytes would take the project past its stored-bytes limit."""
+        with self._db.read() as conn:
+            self._check_room(conn, project, adding, what)
+
+    def _check_room(self, conn: sqlite3.Connection, project: str, adding: int, what: str) -> None:
+        limit = self._byte_limit(project)
+        if limit is None:
+            return
+        # Files, and the messages of the project's threads: a thread is as much stored data as a file is.
+        used = conn.execute(
+            "SELECT (SELECT COALESCE(SUM(bytes), 0) FROM files WHERE id IN (SELECT id FROM owners WHERE project = ?))"
+            " + (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages WHERE thread_id IN "
+            "(SELECT id FROM owners WHERE project = ?))", (project, project)).fetchone()[0]
+        if used + adding > limit:
+            raise OverLimit(f"Project '{project}' may store {limit} bytes of files and messages; it stores {used}, "
+                            f"and {what} has {adding}. Delete files or threads to make room.")
 
     def get(self, file_id: str) -> StoredFile:
         row = self._db.one("SELECT id, filename, purpose, bytes, created_at FROM files WHERE id = ?", (file_id,))
