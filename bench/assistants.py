@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,11 +167,19 @@ def gap_summary(seconds: list[float]) -> dict:
     return samples.summary()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+Measured = tuple[dict[str, Samples], dict[str, list[float]]]
+
+
+def run_bench(doc: str, results: Path, measure: Callable[[httpx.Client, Direct, int], Measured],
+              concurrent: Callable[[str, int], Awaitable[tuple[Samples, float]]], concurrent_name: str,
+              added: dict[str, tuple[str, str]]) -> None:
+    """One benchmark run against a fresh server and the scripted model: `measure`'s figures and first-token gaps,
+    then `concurrent` requests at once; `added` names each overhead figure (through, baseline); JSON printed and
+    written with every raw sample."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=results)
     args = parser.parse_args()
 
     model = ScriptedModel().start()
@@ -180,11 +189,10 @@ def main() -> None:
     try:
         direct = Direct(model)
         with httpx.Client(base_url=f"{server.base_url}/v1", timeout=120) as http:
-            figures = {**text_runs(http, direct, args.runs), **code_runs(http, direct, args.runs)}
-            gaps = first_token(http, direct, args.runs)
+            figures, gaps = measure(http, direct, args.runs)
         model.turns.clear()
-        concurrent, wall = asyncio.run(concurrent_runs(server.base_url, args.concurrent))
-        figures[f"concurrent_{args.concurrent}_text_runs"] = concurrent
+        samples, wall = asyncio.run(concurrent(server.base_url, args.concurrent))
+        figures[concurrent_name.format(n=args.concurrent)] = samples
     finally:
         server.stop()
         server.remove_containers()
@@ -192,12 +200,8 @@ def main() -> None:
 
     summary: dict = {name: samples.summary() for name, samples in figures.items()}
     summary.update({name: gap_summary(seconds) for name, seconds in gaps.items()})
-    summary["text_run_overhead_p50_ms"] = round(summary["text_run_create_to_completed"]["p50_ms"]
-                                                - summary["text_run_baseline_model_direct"]["p50_ms"], 2)
-    summary["code_run_overhead_p50_ms"] = round(summary["code_run_create_to_completed_warm_thread"]["p50_ms"]
-                                                - summary["code_run_baseline_model_and_tool_calls"]["p50_ms"], 2)
-    summary["first_token_added_p50_ms"] = round(summary["first_token_to_first_message_delta"]["p50_ms"]
-                                                - summary["first_token_baseline_model_direct"]["p50_ms"], 2)
+    for name, (through, baseline) in added.items():
+        summary[name] = round(summary[through]["p50_ms"] - summary[baseline]["p50_ms"], 2)
     summary[f"concurrent_{args.concurrent}_wall_s"] = round(wall, 2)
     summary["machine"] = {"cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +209,16 @@ def main() -> None:
     raw.update({name: [round(s * 1000, 3) for s in seconds] for name, seconds in gaps.items()})
     args.out.write_text(json.dumps({"summary": summary, "raw_ms": raw}, indent=1))
     print(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    run_bench(__doc__, RESULTS, lambda http, direct, runs: (
+        {**text_runs(http, direct, runs), **code_runs(http, direct, runs)}, first_token(http, direct, runs)),
+        concurrent_runs, "concurrent_{n}_text_runs", {
+            "text_run_overhead_p50_ms": ("text_run_create_to_completed", "text_run_baseline_model_direct"),
+            "code_run_overhead_p50_ms": ("code_run_create_to_completed_warm_thread",
+                                         "code_run_baseline_model_and_tool_calls"),
+            "first_token_added_p50_ms": ("first_token_to_first_message_delta", "first_token_baseline_model_direct")})
 
 
 if __name__ == "__main__":

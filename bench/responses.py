@@ -14,12 +14,8 @@ Run: .venv/bin/python bench/responses.py [--runs 100] [--out bench/results/respo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +25,9 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != P
 
 import httpx
 
-from bench.assistants import ANSWER, CODE, Direct, direct_answer, gap_summary
+from bench.assistants import ANSWER, CODE, Direct, direct_answer, run_bench
 from bench.sandbox import WARM_UPS, Samples
-from orchestrator.localserver import Server
-from tests.scripted_model import ScriptedModel, Turn
+from tests.scripted_model import Turn
 
 RESULTS = ROOT / "bench" / "results" / "responses.json"
 TERMINAL = ("response.completed", "response.failed", "response.incomplete")
@@ -120,43 +115,13 @@ async def concurrent_responses(base_url: str, count: int) -> tuple[Samples, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--concurrent", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-
-    model = ScriptedModel().start()
-    server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_MODEL_BASE_URL=model.base_url,
-                    TOOLSHED_LOG_LEVEL="warning")
-    server.start()
-    try:
-        direct = Direct(model)
-        with httpx.Client(base_url=f"{server.base_url}/v1", timeout=120) as http:
-            figures = code_responses(http, direct, args.runs)
-            gaps = first_token(http, direct, args.runs)
-        model.turns.clear()
-        concurrent, wall = asyncio.run(concurrent_responses(server.base_url, args.concurrent))
-        figures[f"concurrent_{args.concurrent}_text_responses"] = concurrent
-    finally:
-        server.stop()
-        server.remove_containers()
-        model.stop()
-
-    summary: dict = {name: samples.summary() for name, samples in figures.items()}
-    summary.update({name: gap_summary(seconds) for name, seconds in gaps.items()})
-    summary["code_response_overhead_p50_ms"] = round(
-        summary["code_response_create_to_completed_warm_container"]["p50_ms"]
-        - summary["code_response_baseline_model_and_execute"]["p50_ms"], 2)
-    summary["first_token_added_p50_ms"] = round(summary["first_token_to_first_text_delta"]["p50_ms"]
-                                                - summary["first_token_baseline_model_direct"]["p50_ms"], 2)
-    summary[f"concurrent_{args.concurrent}_wall_s"] = round(wall, 2)
-    summary["machine"] = {"cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    raw = {name: samples.raw() for name, samples in figures.items()}
-    raw.update({name: [round(s * 1000, 3) for s in seconds] for name, seconds in gaps.items()})
-    args.out.write_text(json.dumps({"summary": summary, "raw_ms": raw}, indent=1))
-    print(json.dumps(summary, indent=2))
+    run_bench(__doc__, RESULTS, lambda http, direct, runs: (code_responses(http, direct, runs),
+                                                             first_token(http, direct, runs)),
+              concurrent_responses, "concurrent_{n}_text_responses", {
+                  "code_response_overhead_p50_ms": ("code_response_create_to_completed_warm_container",
+                                                    "code_response_baseline_model_and_execute"),
+                  "first_token_added_p50_ms": ("first_token_to_first_text_delta",
+                                               "first_token_baseline_model_direct")})
 
 
 if __name__ == "__main__":

@@ -161,8 +161,8 @@ class Responses:
 
     # ---- the rest of a response's life ---------------------------------------------------------------------
 
-    def retrieve(self, response_id: str, include: list[str] | None) -> dict[str, Any]:
-        return present(self.store.get(response_id), check_include(include))
+    def retrieve(self, response_id: str, include: frozenset[str]) -> dict[str, Any]:
+        return present(self.store.get(response_id), include)
 
     async def cancel(self, response_id: str) -> dict[str, Any]:
         body = self.store.get(response_id)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from orchestrator.db import PageRequest
 from orchestrator.errors import NotFound
 from orchestrator.responses.conversations import Conversations
-from orchestrator.responses.shapes import check_include
-from orchestrator.responses_api.schemas import ConversationCreate, ConversationUpdate, ItemsCreate, Limit, Order
+from orchestrator.responses_api.params import IncludeBrackets, IncludePlain, Limit, Order, included
+from orchestrator.responses_api.schemas import ConversationCreate, ConversationUpdate, ItemsCreate
 from orchestrator.web.auth import CallerDep, OwnersDep, ServicesDep
-
-IncludeBrackets = Annotated[list[str] | None, Query(alias="include[]")]
-IncludePlain = Annotated[list[str] | None, Query(alias="include")]
 
 
 async def conversations(services: ServicesDep) -> Conversations:
@@ -32,10 +29,6 @@ async def owned(conversation_id: str, caller: CallerDep, owners: OwnersDep) -> s
 
 OwnedId = Annotated[str, Depends(owned)]
 router = APIRouter(prefix="/conversations", tags=["conversations"])
-
-
-def _include(brackets: list[str] | None, plain: list[str] | None) -> frozenset[str]:
-    return check_include([*(brackets or []), *(plain or [])])
 
 
 @router.post("", response_model=None)
@@ -63,20 +56,20 @@ async def delete_conversation(conversation_id: OwnedId, service: ConversationsDe
 @router.post("/{conversation_id}/items", response_model=None)
 async def create_items(conversation_id: OwnedId, body: ItemsCreate, service: ConversationsDep,
                        include_brackets: IncludeBrackets = None, include: IncludePlain = None) -> dict[str, Any]:
-    return service.add(conversation_id, body.items, _include(include_brackets, include))
+    return service.add(conversation_id, body.items, included(include_brackets, include))
 
 
 @router.get("/{conversation_id}/items", response_model=None)
 async def list_items(conversation_id: OwnedId, service: ConversationsDep, limit: Limit = 20, order: Order = "desc",
                      after: str | None = None, include_brackets: IncludeBrackets = None,
                      include: IncludePlain = None) -> dict[str, Any]:
-    return service.page(conversation_id, PageRequest(limit, order, after), _include(include_brackets, include))
+    return service.page(conversation_id, PageRequest(limit, order, after), included(include_brackets, include))
 
 
 @router.get("/{conversation_id}/items/{item_id}", response_model=None)
 async def retrieve_item(conversation_id: OwnedId, item_id: str, service: ConversationsDep,
                         include_brackets: IncludeBrackets = None, include: IncludePlain = None) -> dict[str, Any]:
-    return service.item(conversation_id, item_id, _include(include_brackets, include))
+    return service.item(conversation_id, item_id, included(include_brackets, include))
 
 
 @router.delete("/{conversation_id}/items/{item_id}", response_model=None)

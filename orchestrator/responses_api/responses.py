@@ -8,20 +8,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from orchestrator.db import PageRequest
 from orchestrator.errors import NotFound
 from orchestrator.responses.conversations import listing
 from orchestrator.responses.service import Responses
-from orchestrator.responses.shapes import check_include, present
-from orchestrator.responses_api.schemas import Limit, Order, ResponseCreate
+from orchestrator.responses.shapes import present
+from orchestrator.responses_api.params import IncludeBrackets, IncludePlain, Limit, Order, included
+from orchestrator.responses_api.schemas import ResponseCreate
 from orchestrator.web.auth import CallerDep, OwnersDep, ServicesDep
-
-# openai-python sends list parameters as `include[]=…`; other clients repeat `include=…`.
-IncludeBrackets = Annotated[list[str] | None, Query(alias="include[]")]
-IncludePlain = Annotated[list[str] | None, Query(alias="include")]
 
 
 async def responses(services: ServicesDep) -> Responses:
@@ -66,7 +63,7 @@ def _stream(queue: asyncio.Queue[dict[str, Any] | None]) -> EventSourceResponse:
 @router.get("/{response_id}", response_model=None)
 async def retrieve_response(response_id: OwnedId, service: ResponsesDep, include_brackets: IncludeBrackets = None,
                             include: IncludePlain = None) -> dict[str, Any]:
-    return service.retrieve(response_id, [*(include_brackets or []), *(include or [])])
+    return service.retrieve(response_id, included(include_brackets, include))
 
 
 @router.delete("/{response_id}", response_model=None)
@@ -84,7 +81,7 @@ async def cancel_response(response_id: OwnedId, service: ResponsesDep) -> dict[s
 async def list_input_items(response_id: OwnedId, service: ResponsesDep, limit: Limit = 20, order: Order = "desc",
                            after: str | None = None, before: str | None = None,
                            include_brackets: IncludeBrackets = None, include: IncludePlain = None) -> dict[str, Any]:
-    shown = check_include([*(include_brackets or []), *(include or [])])
+    shown = included(include_brackets, include)
     items, more = service.store.input_page(response_id, PageRequest(limit, order, after, before))
     return listing(present(items, shown), more)
 

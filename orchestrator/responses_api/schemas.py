@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Metadata = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
                      Field(max_length=16)]
 Item = dict[str, Any]
-Limit = Annotated[int, Query(ge=1, le=100)]
-Order = Literal["asc", "desc"]
 
 
 class ResponseCreate(BaseModel):
