@@ -19,6 +19,7 @@ from orchestrator.api import (
     container_files,
     containers,
     files,
+    models,
     runs,
     threads,
     tools,
@@ -27,6 +28,7 @@ from orchestrator.api import (
 from orchestrator.api_v1 import v1_router
 from orchestrator.config import Settings
 from orchestrator.metrics import REGISTRY, EngineCollector
+from orchestrator.playground import face as playground_face
 from orchestrator.responses_api import conversations, responses
 from orchestrator.services.container import Services
 from orchestrator.web import auth
@@ -111,7 +113,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(threads.router)
     v1.include_router(responses.router)
     v1.include_router(conversations.router)
+    v1.include_router(models.router)
     app.include_router(v1)
+    # Outside /v1 and its key gate: the page is the same for everyone and asks for the key itself.
+    app.include_router(playground_face.router)
     if mcp is not None:
         app.router.routes.append(mcp.route)
     if settings.jupyter:

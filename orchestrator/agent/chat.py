@@ -99,6 +99,25 @@ class ModelClient:
             raise ModelError("server_error", f"The model endpoint {endpoint.base_url} could not be reached: "
                                              f"{exc}") from exc
 
+    async def models(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The models a user can name: what the default endpoint's `GET /models` lists (id, created, owned_by as
+        it says them), then each TOOLSHED_MODEL_MAP name it did not list. An endpoint that fails or is not
+        OpenAI-shaped lists nothing; this is a menu, not a health check, so it waits `timeout` at most."""
+        listed: list[dict[str, Any]] = []
+        if self._default is not None:
+            client = self._client(self._default).with_options(timeout=timeout, max_retries=0)
+            try:
+                page = await client.models.list()
+                # The SDK builds these without validation: a field the endpoint left out is missing, not None.
+                listed = [{"id": m.id, "object": "model", "created": getattr(m, "created", None) or 0,
+                           "owned_by": getattr(m, "owned_by", None) or ""}
+                          for m in page.data if isinstance(getattr(m, "id", None), str)]
+            except (openai.APIError, ValueError, TypeError):
+                listed = []  # unreachable, an error status, or a body that is no model list
+        named = {m["id"] for m in listed}
+        return listed + [{"id": name, "object": "model", "created": 0, "owned_by": "toolshed"}
+                         for name in self._routes if name not in named]
+
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()
