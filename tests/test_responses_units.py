@@ -67,3 +67,17 @@ def test_input_items_get_ids_and_types() -> None:
     assert output["id"].startswith("fco_")
     with pytest.raises(InvalidRequest):
         normalize([{"role": "wizard", "content": "hi"}])
+
+
+def test_an_unclosed_marker_is_let_go_and_costs_linear_time() -> None:
+    marker_filter = MarkerFilter()
+    streamed = [marker_filter.feed(piece) for piece in ["【1:2†", *["abcd"] * 25_000]]
+    assert "".join(streamed) + marker_filter.flush() == "【1:2†" + "abcd" * 25_000
+    assert sum(1 for piece in streamed if piece) > 24_000  # streamed as it came, not held to the end
+
+
+def test_markers_are_noted_where_they_stood() -> None:
+    marker_filter = MarkerFilter()
+    text = marker_filter.feed("Paid 1.5x【0:1†hand") + marker_filter.feed("book.pdf】. Leave【2†a】.")
+    assert text + marker_filter.flush() == "Paid 1.5x. Leave."
+    assert [(m.text, m.index) for m in marker_filter.markers] == [("【0:1†handbook.pdf】", 9), ("【2†a】", 16)]

@@ -38,7 +38,9 @@ class ManagedStores:
         """Make the assistant's file_search store hold its v1 files (when `tools`, the assistant's own unless a
         run overrides them, search); the assistant as stored after."""
         assistant = self._assistants.objects.get("assistants", assistant_id)
-        file_ids = file_ids_of(assistant)
+        # A file deleted since it was attached leaves the assistant's retrieval, as at OpenAI, instead of failing
+        # every later run.
+        file_ids = [file_id for file_id in file_ids_of(assistant) if self._assistants.files.exists(file_id)]
         if not searches(tools if tools is not None else assistant["tools"]):
             return assistant
         store_id = self._current(assistant)

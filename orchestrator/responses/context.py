@@ -46,12 +46,14 @@ class ContextBuilder:
                 raise NotFound(f"Conversation with id '{conversation}' not found.")
             earlier, key = self._store.items(conversation), conversation
         own = [self._resolved(item, caller) for item in normalize(request.get("input") or [])]
-        for item in own:
-            self._check_ids(item, caller)
         items = earlier + own
+        for item in items:  # a conversation's items too: whoever added them, these bytes go to this caller's model
+            self.check_files(item, caller)
         check_outputs(items)
+        # A client may replay (or forge) a code_interpreter_call naming any container: only the caller's count.
         containers = list(dict.fromkeys(item["container_id"] for item in items
-                                        if item["type"] == "code_interpreter_call" and item.get("container_id")))
+                                        if item["type"] == "code_interpreter_call" and item.get("container_id")
+                                        and self._owners.sees(caller, item["container_id"])))
         return Context(items, own, key, conversation, containers)
 
     def _chain(self, previous: str, caller: Caller) -> tuple[list[dict[str, Any]], str]:
@@ -82,9 +84,11 @@ class ContextBuilder:
                 return body
         raise InvalidRequest(f"Item with id '{item.get('id')}' not found.", param="input")
 
-    def _check_ids(self, item: dict[str, Any], caller: Caller) -> None:
-        """Every file a message part names is the caller's (an unknown id and another project's look alike)."""
-        for part in item.get("content") or [] if item["type"] == "message" else []:
+    def check_files(self, item: dict[str, Any], caller: Caller) -> None:
+        """Every file a message part or a function output names is the caller's (an unknown id and another
+        project's look alike)."""
+        given = item.get("content") if item["type"] == "message" else item.get("output")
+        for part in given if isinstance(given, list) else []:
             file_id = part.get("file_id") if isinstance(part, dict) else None
             if file_id and not self._owners.sees(caller, file_id):
                 raise NotFound(f"No such File object: {file_id}")

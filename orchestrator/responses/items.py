@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.errors import InvalidRequest
+from orchestrator.responses import checks
 from orchestrator.tools.definitions import CODE_INTERPRETER, FILE_SEARCH
 from retrieval.ids import new_id
 
 CALLS = ("function_call", "code_interpreter_call", "file_search_call")
 _PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_",
              "code_interpreter_call": "ci_", "file_search_call": "fs_", "reasoning": "rs_"}
+# More than a context holds; a request past it is refused before any of it is stored or sent.
+MAX_ITEMS = 10_000
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
 
 ImageSource = Callable[[str], str]  # a file id -> a data URL the model's server can read
@@ -28,12 +31,17 @@ def normalize(given: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A request's `input` as stored items: a string is one user message; every item gets its type filled in, a
     status and an id (kept when the client sent one, as replayed output items carry theirs)."""
     raw = [{"role": "user", "content": given}] if isinstance(given, str) else given
+    if len(raw) > MAX_ITEMS:
+        raise InvalidRequest(f"Invalid 'input': array too long. Expected an array with maximum length {MAX_ITEMS}, "
+                             f"but got an array with length {len(raw)} instead.", param="input",
+                             code="array_above_max_length")
     items = []
     for index, item in enumerate(raw):
         kind = item.get("type") or ("message" if "role" in item else None)
-        if kind is None or kind not in (*_PREFIXES, "item_reference"):
+        if not isinstance(kind, str) or kind not in (*_PREFIXES, "item_reference"):
             raise InvalidRequest(f"Invalid input item {index}: unknown type {item.get('type')!r}.",
                                  param=f"input[{index}].type")
+        checks.item(item, kind, f"input[{index}]")
         if kind == "item_reference":
             items.append(dict(item))
             continue
@@ -61,10 +69,8 @@ def _parts(content: Any, role: Any, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "output_text" if role == "assistant" else "input_text", "text": content,
                  **({"annotations": []} if role == "assistant" else {})}]
-    if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
-        raise InvalidRequest(f"Invalid input item {index}: content must be a string or a list of parts.",
-                             param=f"input[{index}].content")
-    return content
+    checks.parts(content, f"input[{index}].content")
+    return list(content)
 
 
 def check_outputs(context: list[dict[str, Any]]) -> None:

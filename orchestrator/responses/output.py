@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from orchestrator.agent.chat import ModelTurn, TextHook, ToolCall
-from orchestrator.responses.markers import MarkerFilter, cite, strip
+from orchestrator.responses.markers import MarkerFilter
 from orchestrator.services.container_files import ContainerFile, ContainerFileStore
 from orchestrator.services.storage import FileStore
 from orchestrator.tools.annotations import file_path_annotations
@@ -40,18 +40,17 @@ class ResponseOutput:
         self._calls_left = max_tool_calls
         self._message: dict[str, Any] | None = None
         self._filter = MarkerFilter()
-        self._raw: list[str] = []
+        self._shown: list[str] = []  # the message's text as sent, markers taken out
 
     # ---- text ----------------------------------------------------------------------------------------------
 
     def turn_started(self) -> TextHook:
-        self._message, self._filter, self._raw = None, MarkerFilter(), []
+        self._message, self._filter, self._shown = None, MarkerFilter(), []
         return self._piece
 
     async def _piece(self, piece: str) -> None:
         if self._message is None:
             self._open_message()
-        self._raw.append(piece)
         self._delta(self._filter.feed(piece))
 
     def _open_message(self) -> None:
@@ -63,6 +62,7 @@ class ResponseOutput:
                                                  "logprobs": []}})
 
     def _delta(self, text: str) -> None:
+        self._shown.append(text)
         if text and self._message is not None:
             self._emit({"type": "response.output_text.delta", "output_index": len(self.items) - 1,
                         "item_id": self._message["id"], "content_index": 0, "delta": text, "logprobs": []})
@@ -70,14 +70,12 @@ class ResponseOutput:
     def turn_ended(self, turn: ModelTurn, cut_short: bool) -> None:
         if self._message is None and turn.text:
             self._open_message()  # a model that answered without streaming
-            self._raw.append(turn.text)
             self._delta(self._filter.feed(turn.text))
         if self._message is None:
             return
         self._delta(self._filter.flush())
-        raw = "".join(self._raw)
-        text = strip(raw)
-        annotations = self._annotations(raw, text)
+        text = "".join(self._shown)
+        annotations = self._annotations(text)
         message, index = self._message, len(self.items) - 1
         ids = {"output_index": index, "item_id": message["id"], "content_index": 0}
         for number, annotation in enumerate(annotations):
@@ -90,12 +88,15 @@ class ResponseOutput:
         self._emit({"type": "response.output_item.done", "output_index": index, "item": message})
         self._message = None
 
-    def _annotations(self, raw: str, text: str) -> list[dict[str, Any]]:
-        """file_citation points for the markers the model kept, container_file_citation spans for the links to
-        files the code wrote (a later container's file wins a path two containers share)."""
-        found, _ = self._citations.annotations(self._context.scope, self._context.key, raw)
-        annotations = [{"type": "file_citation", "file_id": c.file_id, "filename": c.filename, "index": c.index}
-                       for c in cite(raw, found)]
+    def _annotations(self, text: str) -> list[dict[str, Any]]:
+        """file_citation points for the markers the model kept (one that cites nothing is dropped),
+        container_file_citation spans for the links to files the code wrote (a later container's file wins a path
+        two containers share)."""
+        annotations = []
+        for marker in self._filter.markers:
+            found, _ = self._citations.annotations(self._context.scope, self._context.key, marker.text)
+            annotations += [{"type": "file_citation", "file_id": c.source.file_id, "filename": c.source.filename,
+                             "index": marker.index} for c in found]
         records: dict[str, tuple[ContainerFile, str]] = {}
         store = self._container_files
         if store is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.agent.chat import ModelClient
 from orchestrator.agent.loop import AgentRequest, Ending, run_agent
 from orchestrator.errors import InvalidRequest
+from orchestrator.responses import checks
 from orchestrator.responses.context import Context, ContextBuilder
 from orchestrator.responses.output import ResponseOutput, context_for
 from orchestrator.responses.shapes import (
@@ -25,8 +26,8 @@ from orchestrator.responses.shapes import (
     present,
     usage,
 )
-from orchestrator.responses.store import LIVE, ResponseStore
-from orchestrator.responses.tools import ResponseTools
+from orchestrator.responses.store import LIVE, ConversationNotFound, ResponseStore
+from orchestrator.responses.tools import Prepared, ResponseTools
 from orchestrator.services.projects import Caller
 from retrieval.ids import new_id
 
@@ -61,11 +62,23 @@ class Stream:
             queue.put_nowait(None)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A checked request, ready to run: its context, its tools, what the model is sent."""
+
+    context: Context
+    prepared: Prepared
+    agent: AgentRequest
+    messages: list[dict[str, Any]]
+    include: frozenset[str]
+
+
 class Responses:
     def __init__(self, store: ResponseStore, model: ModelClient, tools: ResponseTools, context: ContextBuilder,
                  limits: Limits) -> None:
         self.store = store
-        self._model, self._tools, self._context, self._limits = model, tools, context, limits
+        self.context = context
+        self._model, self._tools, self._limits = model, tools, limits
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
 
@@ -73,37 +86,48 @@ class Responses:
                      watcher: asyncio.Queue[Event | None] | None = None) -> dict[str, Any]:
         """Check the request, save the response, and run it: to the end (the final Response), or in the
         background (the queued Response at once). A `watcher` sees every event, then None."""
+        plan = await self._plan(request, caller)
+        response_id = new_id("resp_", 24)
+        body = new_body(response_id, request, "queued" if request.get("background") else "in_progress")
+        body["_key"] = plan.context.key or response_id
+        self.store.insert(body, plan.context.own, caller.project)
+        stream = Stream(plan.include)
+        if watcher is not None:
+            stream.watchers.append(watcher)
+        task = asyncio.create_task(self._drive(body, plan, stream, caller))
+        self._tasks[response_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(response_id, None))
+        if request.get("background") or watcher is not None:
+            return present(body, plan.include)
+        try:
+            await asyncio.shield(task)  # a client that leaves does not stop the response: it is stored
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this request was cancelled, not the response
+        return present(body, plan.include)  # _drive brought it to its end (or a delete cancelled it) in place
+
+    async def _plan(self, request: dict[str, Any], caller: Caller) -> Plan:
         include = check_include(request.get("include"))
         if request.get("background") and request.get("store") is False:
             raise InvalidRequest("background responses must be stored (store: true).", param="background")
+        checks.tools(request.get("tools") or [])
+        checks.tool_choice(request.get("tool_choice"))
+        checks.text_format(request.get("text"))
         tools = chat_tools(request.get("tools") or [])
         choice, offered = chat_tool_choice(request.get("tool_choice"), tools)
         response_format = chat_format(request.get("text"))
-        context = await self._context.build(request, caller)
+        context = await self.context.build(request, caller)
         prepared = await self._tools.prepare(request.get("tools") or [], caller, context.items)
-        response_id = new_id("resp_", 24)
-        body = new_body(response_id, request, "queued" if request.get("background") else "in_progress")
-        body["_key"] = context.key or response_id
-        self.store.insert(body, context.own, caller.project)
-        stream = Stream(include)
-        if watcher is not None:
-            stream.watchers.append(watcher)
+        instructions = [{"role": "system", "content": request["instructions"]}] if request.get("instructions") else []
         agent = AgentRequest(request["model"], offered, frozenset(prepared.hosted), {
             "temperature": request.get("temperature"), "top_p": request.get("top_p"), "tool_choice": choice,
             "response_format": response_format}, parallel_tool_calls=request.get("parallel_tool_calls", True),
             max_completion_tokens=request.get("max_output_tokens"), truncate=request.get("truncation") == "auto",
             context_tokens=self._limits.context_tokens, max_output_chars=self._limits.max_output_chars)
-        task = asyncio.create_task(self._drive(body, context, agent, prepared, stream, caller))
-        self._tasks[response_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(response_id, None))
-        if request.get("background") or watcher is not None:
-            return present(body, include)
-        # A client that leaves does not stop the response (it is stored, and retrievable).
-        await asyncio.shield(task)
-        return present(body, include)  # _drive brought it to its end in place
+        return Plan(context, prepared, agent, instructions + self.context.messages(context), include)
 
-    async def _drive(self, body: dict[str, Any], context: Context, agent: AgentRequest, prepared: Any,
-                     stream: Stream, caller: Caller) -> None:
+    async def _drive(self, body: dict[str, Any], plan: Plan, stream: Stream, caller: Caller) -> None:
+        context, prepared = plan.context, plan.prepared
         output = ResponseOutput(stream.emit, prepared.tools, context_for(body["_key"], caller.project,
                                                                          prepared.file_search),
                                 self._tools.citations, self._tools.files, self._tools.container_files,
@@ -115,18 +139,14 @@ class Responses:
                 body["status"] = "in_progress"
                 self.store.save(body)
             stream.emit({"type": "response.in_progress", "response": body})
-            messages = ([{"role": "system", "content": body["instructions"]}] if body["instructions"] else [])
-            ending = await run_agent(self._model, agent, messages + self._context.messages(context), output)
-            self._finish(body, ending, output, stream)
-            if body["status"] == "completed" and context.conversation:
-                self.store.add_items(context.conversation, context.own + output.items)
+            ending = await run_agent(self._model, plan.agent, plan.messages, output)
+            if self._finish(body, ending, output, stream) and context.conversation:
+                self._append(context.conversation, context.own + output.items)
         except asyncio.CancelledError:
-            body.update(output=output.items)
-            if self._closing:
-                body.update(status="failed", error=STOPPED)
-            else:
-                body.update(status="cancelled")
-            self.store.save(body, LIVE)
+            ended = {**body, "output": output.items, **({"status": "failed", "error": STOPPED} if self._closing
+                                                        else {"status": "cancelled"})}
+            if self.store.save(ended, LIVE):
+                body.update(ended)
             raise
         except Exception as exc:  # an engine failure: the response fails saying why, as OpenAI's do
             log.exception("response %s failed", body["id"])
@@ -136,28 +156,40 @@ class Responses:
             if not body["store"]:
                 self.store.forget(body["id"])  # kept only while it ran
 
-    def _finish(self, body: dict[str, Any], ending: Ending, output: ResponseOutput, stream: Stream) -> None:
+    def _append(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
+        try:
+            self.store.add_items(conversation_id, items)
+        except ConversationNotFound:  # deleted while the response ran: the response stands, its items go
+            log.info("conversation %s was deleted before response items could be added", conversation_id)
+
+    def _finish(self, body: dict[str, Any], ending: Ending, output: ResponseOutput, stream: Stream) -> bool:
+        """The response's end as the loop gave it; False if a cancel or delete got there first."""
         if ending.status == "failed":
             code, message = ending.error or ("server_error", "The response failed.")
-            self._fail(body, output, stream, {"code": code, "message": message}, ending)
-            return
+            return self._fail(body, output, stream, {"code": code, "message": message}, ending)
         if ending.status == "requires_action":
             output.functions(ending.calls)
-        body.update(output=output.items, usage=usage(ending.usage))
+        ended = {**body, "output": output.items, "usage": usage(ending.usage)}
         if ending.status == "incomplete":
-            body.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+            ended.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
         else:
-            body.update(status="completed", completed_at=int(time.time()))
-        if self.store.save(body, LIVE):
-            stream.emit({"type": f"response.{body['status']}", "response": body})
+            ended.update(status="completed", completed_at=int(time.time()))
+        if not self.store.save(ended, LIVE):
+            return False
+        body.update(ended)
+        stream.emit({"type": f"response.{body['status']}", "response": body})
+        return True
 
     def _fail(self, body: dict[str, Any], output: ResponseOutput, stream: Stream, error: dict[str, str],
-              ending: Ending | None = None) -> None:
-        body.update(status="failed", error=error, output=output.items,
-                    usage=usage(ending.usage) if ending else None)
-        if self.store.save(body, LIVE):
-            stream.emit({"type": "error", "error": {"type": "server_error", "param": None, **error}})
-            stream.emit({"type": "response.failed", "response": body})
+              ending: Ending | None = None) -> bool:
+        ended = {**body, "status": "failed", "error": error, "output": output.items,
+                 "usage": usage(ending.usage) if ending else None}
+        if not self.store.save(ended, LIVE):
+            return False
+        body.update(ended)
+        stream.emit({"type": "error", "error": {"type": "server_error", "param": None, **error}})
+        stream.emit({"type": "response.failed", "response": body})
+        return True
 
     # ---- the rest of a response's life ---------------------------------------------------------------------
 
@@ -175,6 +207,7 @@ class Responses:
         return present(self.store.get(response_id), frozenset())
 
     async def delete(self, response_id: str) -> None:
+        self.store.get(response_id)  # a 404 before anything is stopped
         task = self._tasks.get(response_id)
         if task is not None:
             task.cancel()
@@ -186,6 +219,9 @@ class Responses:
         ended = 0
         for response_id in self.store.live():
             body = self.store.get(response_id, stored_only=False)
+            if not body["store"]:
+                self.store.forget(response_id)  # it was kept only while it ran
+                continue
             body.update(status="failed", error={**STOPPED, "message": "The server restarted while this response "
                                                                       "was live."})
             ended += self.store.save(body, LIVE)

@@ -34,7 +34,7 @@ router = APIRouter(prefix="/conversations", tags=["conversations"])
 @router.post("", response_model=None)
 async def create_conversation(body: ConversationCreate, service: ConversationsDep,
                               caller: CallerDep) -> dict[str, Any]:
-    return service.create(body.items, body.metadata, caller.project)
+    return service.create(body.items, body.metadata, caller)
 
 
 @router.get("/{conversation_id}", response_model=None)
@@ -54,9 +54,9 @@ async def delete_conversation(conversation_id: OwnedId, service: ConversationsDe
 
 
 @router.post("/{conversation_id}/items", response_model=None)
-async def create_items(conversation_id: OwnedId, body: ItemsCreate, service: ConversationsDep,
+async def create_items(conversation_id: OwnedId, body: ItemsCreate, service: ConversationsDep, caller: CallerDep,
                        include_brackets: IncludeBrackets = None, include: IncludePlain = None) -> dict[str, Any]:
-    return service.add(conversation_id, body.items, included(include_brackets, include))
+    return service.add(conversation_id, body.items, included(include_brackets, include), caller)
 
 
 @router.get("/{conversation_id}/items", response_model=None)

@@ -160,6 +160,9 @@ class FileStore:
             raise OverLimit(f"Project '{project}' may store {limit} bytes of files and messages; it stores {used}, "
                             f"and {what} has {adding}. Delete files or threads to make room.")
 
+    def exists(self, file_id: str) -> bool:
+        return self._db.one("SELECT 1 FROM files WHERE id = ?", (file_id,)) is not None
+
     def get(self, file_id: str) -> StoredFile:
         row = self._db.one("SELECT id, filename, purpose, bytes, created_at FROM files WHERE id = ?", (file_id,))
         if row is None:
