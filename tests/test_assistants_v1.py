@@ -208,3 +208,22 @@ def test_cancel_and_file_removal_answer_in_v1_shape(v1_server: Server, v2: OpenA
     cancelled = v1.post(f"/threads/{run['thread_id']}/runs/{run['id']}/cancel").json()
     assert cancelled["status"] in ("cancelling", "cancelled") and cancelled["file_ids"] == []
     assert [tool["type"] for tool in cancelled["tools"]] == ["retrieval"]
+
+
+def test_a_deleted_file_leaves_retrieval_and_v2_only_operations_are_not_v1s(v1_server: Server, v2: OpenAI,
+                                                                            model: ScriptedModel) -> None:
+    v1 = {"OpenAI-Beta": "assistants=v1"}
+    with httpx.Client(base_url=f"{v1_server.base_url}/v1", timeout=120) as http:
+        kept = v2.files.create(file=("kept.txt", HANDBOOK.encode()), purpose="assistants").id
+        gone = v2.files.create(file=("gone.txt", b"soon deleted"), purpose="assistants").id
+        assistant = http.post("/assistants", headers=v1, json={
+            "model": "scripted", "tools": [{"type": "retrieval"}], "file_ids": [kept, gone]}).json()["id"]
+        v2.files.delete(gone)
+        thread = http.post("/threads", headers=v1, json={"messages": [{"role": "user", "content": "hi"}]}).json()
+        model.say(Turn(text="Hello."))
+        run = http.post(f"/threads/{thread['id']}/runs", headers=v1, json={"assistant_id": assistant})
+        assert run.status_code == 200, run.text
+        message = http.get(f"/threads/{thread['id']}/messages", headers=v1).json()["data"][0]["id"]
+        refused = http.delete(f"/threads/{thread['id']}/messages/{message}", headers=v1)
+        assert refused.status_code == 404 and "v1" in refused.json()["error"]["message"]
+        assert http.get(f"/threads/{thread['id']}/messages/{message}", headers=v1).status_code == 200
