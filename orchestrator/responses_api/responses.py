@@ -37,9 +37,15 @@ async def owned(response_id: str, caller: CallerDep, owners: OwnersDep) -> str:
 
 OwnedId = Annotated[str, Depends(owned)]
 router = APIRouter(prefix="/responses", tags=["responses"])
+# A Response (openai.types.responses.Response), or with `stream: true` its events as Server-Sent Events: each an
+# `event:` line naming the event's type and a `data:` line holding the event as JSON.
+CREATED = {200: {"description": "A Response, or its event stream", "content": {
+    "application/json": {"schema": {"type": "object"}},
+    "text/event-stream": {"schema": {"type": "object", "required": ["data"],
+                                     "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}}}}}
 
 
-@router.post("", response_model=None)
+@router.post("", response_model=None, responses=CREATED)
 async def create_response(body: ResponseCreate, service: ResponsesDep,
                           caller: CallerDep) -> dict[str, Any] | EventSourceResponse:
     if not body.stream:
