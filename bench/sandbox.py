@@ -15,7 +15,11 @@ leaves containers to remove and a pool to refill).
   of a first `import pandas` there), and across the 50 threads;
 - rehydration after expiry: 100 containers expire (files kept), then each runs a cell that reads its file back;
 - artifact registration: the after-cell scan of /mnt/data when nothing changed (with 0 and 500 files present),
-  and export throughput for a large new file against a plain file copy of the same bytes in the same run.
+  and export throughput for a large new file against a plain file copy of the same bytes in the same run;
+- runtimes (issue 31): the same figures with sandboxes under gVisor (runsc) and under runc, one server each, in
+  turn: sandbox start cold and from the warm pool, a trivial cell, a first numpy/pandas cell in a fresh sandbox
+  and a pandas cell in a warm one, a cell writing 100 files to /mnt/data, and idle memory per sandbox; with the
+  runsc/runc ratio of each p50. `--only runtimes` writes bench/results/sandbox_runtimes.json.
 
 Run: .venv/bin/python bench/sandbox.py [--runs 100] [--only PHASE ...] [--out FILE]   (needs Docker + image)
 """
@@ -34,7 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -58,6 +64,9 @@ from orchestrator.services.storage import FileStore
 WARM_UPS = 5
 POOL_SIZE = 2
 RESULTS = Path(__file__).resolve().parent / "results" / "sandbox.json"
+RUNTIME_RESULTS = RESULTS.with_name("sandbox_runtimes.json")
+NUMPY_PANDAS = "import numpy, pandas\npandas.DataFrame(numpy.arange(100_000).reshape(-1, 10)).describe()"
+HUNDRED_FILES = "for i in range(100):\n    open(f'/mnt/data/f{i:03}.txt', 'w').write(str(i))"
 
 
 class Samples:
@@ -422,7 +431,83 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
-PHASES = ("first", "round_trip", "pooled_memory", "concurrent", "cold", "artifacts")
+def create(http: httpx.Client, made: list[str], name: str) -> bool:
+    made.append(http.post("/containers", json={"name": name}).json()["id"])
+    return True
+
+
+def execute(http: httpx.Client, container_id: str, code: str) -> bool:
+    return http.post(f"/containers/{container_id}/execute", json={"code": code}).json()["status"] == "completed"
+
+
+def runtime_figures(runtime: str, runs: int, starts: int) -> tuple[dict[str, Samples], list[float]]:
+    """One runtime's figures, on two servers of its own: one with an empty pool (cold starts, first numpy/pandas
+    cell) and one with a warm pool (pooled starts, then cells in one pooled sandbox)."""
+    figures = {name: Samples() for name in ("start_cold", "first_cell_numpy_pandas_cold", "start_from_pool")}
+    with runtime_server(runtime, POOL_SIZE="0") as cold:
+        http = httpx.Client(base_url=f"{cold.base_url}/v1", timeout=300)
+        for _ in range(starts):
+            made: list[str] = []
+            figures["start_cold"].time(partial(create, http, made, "bench-cold"))
+            figures["first_cell_numpy_pandas_cold"].time(partial(execute, http, made[-1], NUMPY_PANDAS))
+            delete_all(cold, made)
+    with runtime_server(runtime, POOL_SIZE=str(POOL_SIZE)) as warm:
+        http = httpx.Client(base_url=f"{warm.base_url}/v1", timeout=300)
+        for _ in range(starts):
+            settle(warm, POOL_SIZE)  # untimed: the refill an idle server would have had time for
+            made = []
+            figures["start_from_pool"].time(partial(create, http, made, "bench-warm"))
+            delete_all(warm, made)
+        settle(warm, POOL_SIZE)
+        ids: list[str] = []
+        create(http, ids, "bench-cells")
+        for name, code, n in (("trivial_cell", "1 + 1", runs), ("numpy_pandas_cell_warm", NUMPY_PANDAS, runs),
+                              ("cell_writing_100_files", HUNDRED_FILES, max(starts, runs // 5))):
+            figures[name] = Samples.repeat(partial(execute, http, ids[0], code), n, warmup=3)
+        for i in range(4):
+            create(http, ids, f"bench-idle-{i}")
+            execute(http, ids[-1], "1")
+        time.sleep(3)
+        memory = idle_memory_mib(ids)
+        delete_all(warm, ids)
+    return figures, memory
+
+
+@contextmanager
+def runtime_server(runtime: str, **env: str) -> Iterator[Server]:
+    """A server whose sandboxes run under `runtime`; exits if that is not the runtime it ends up using."""
+    server = Server(Path(tempfile.mkdtemp(prefix="toolshed-bench-")), TOOLSHED_SANDBOX_RUNTIME=runtime,
+                    **{f"TOOLSHED_{k}": v for k, v in env.items()})
+    server.start()
+    try:
+        engine = httpx.get(f"{server.base_url}/health").json()["engine"]
+        if engine.get("runtime") != runtime:
+            raise SystemExit(f"sandboxes do not run under {runtime}: {engine}")
+        yield server
+    finally:
+        server.stop()
+        server.remove_containers()
+
+
+def compare_runtimes(runs: int, starts: int) -> dict:
+    """runsc against runc, each figure's p50 ratio beside the two summaries."""
+    result: dict = {}
+    raw: dict = {}
+    for runtime in ("runsc", "runc"):
+        figures, memory = runtime_figures(runtime, runs, starts)
+        result[runtime] = {name: samples.summary() for name, samples in figures.items()}
+        result[runtime]["idle_memory"] = memory_summary(memory)
+        raw[runtime] = {name: samples.raw() for name, samples in figures.items()} | {"idle_memory_mib": memory}
+    result["runsc_over_runc_p50"] = {
+        name: round(result["runsc"][name]["p50_ms"] / result["runc"][name]["p50_ms"], 2)
+        for name in result["runc"] if "p50_ms" in result["runc"][name] and "p50_ms" in result["runsc"][name]}
+    result["runsc_over_runc_p50"]["idle_memory"] = round(
+        result["runsc"]["idle_memory"]["p50_mib"] / result["runc"]["idle_memory"]["p50_mib"], 2)
+    result["raw_ms"] = raw
+    return result
+
+
+PHASES = ("first", "round_trip", "pooled_memory", "concurrent", "cold", "artifacts", "runtimes")
 
 
 def main() -> None:
@@ -431,13 +516,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=50)
     parser.add_argument("--executions", type=int, default=20, help="per thread, in the concurrency figure")
     parser.add_argument("--large-mb", type=int, default=200)
+    parser.add_argument("--starts", type=int, default=20, help="sandbox starts per runtime, in the runtimes figure")
     parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
                         help="run these phases alone (their figures are printed, not saved unless --out is given)")
     parser.add_argument("--out", type=Path,
                         help="where the raw samples are written (a full run: bench/results/sandbox.json)")
     args = parser.parse_args()
     phases = set(args.only)
-    out = args.out or (RESULTS if phases == set(PHASES) else None)
+    out = args.out or (RESULTS if phases == set(PHASES) else RUNTIME_RESULTS if phases == {"runtimes"} else None)
     figures: dict[str, Samples] = {}
     memory: dict[str, list[float]] = {}
     cpu_cost: dict[str, dict[str, float]] = {}
@@ -499,6 +585,8 @@ def main() -> None:
     summary["cpu_cost"] = cpu_cost
     if "artifacts" in phases:
         summary["artifacts"] = bench_artifacts(args.runs, args.large_mb)
+    if "runtimes" in phases:
+        summary["runtimes"] = compare_runtimes(args.runs, args.starts)
     summary["machine"] = {"cpus": os.cpu_count(), "image": default_tag(),
                           "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if out is not None:

@@ -31,6 +31,7 @@ from orchestrator.metrics import REGISTRY, EngineCollector
 from orchestrator.playground import face as playground_face
 from orchestrator.responses_api import conversations, responses
 from orchestrator.services.container import Services
+from orchestrator.services.runtime_info import RuntimeCollector
 from orchestrator.web import auth
 from orchestrator.web.body_limit import BodyLimit
 from orchestrator.web.docs import install_docs
@@ -127,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine_metrics = CollectorRegistry()
     engine_metrics.register(EngineCollector(
         lambda: app.state.services.sandboxes.manager if app.state.services.sandboxes else None))
+    engine_metrics.register(RuntimeCollector(
+        lambda: app.state.services.sandboxes.runtime if app.state.services.sandboxes else None))
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
@@ -142,7 +145,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "status": "ok" if docker_ok else "degraded",
             "version": __version__,
             "engine": {"docker": docker_ok, "problem": services.engine_problem,
-                       "sandboxes": len(await manager.list()) if manager else 0},
+                       "sandboxes": len(await manager.list()) if manager else 0,
+                       # Which OCI runtime sandboxes start under (runsc: gVisor), and why not gVisor if auto fell back.
+                       "runtime": services.sandboxes.runtime.name if services.sandboxes else None,
+                       "runtime_problem": services.sandboxes.runtime.problem if services.sandboxes else None},
             "retrieval": services.vector_stores.status(),
         }
 

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     image: str = ""
     image_build: str = "auto"
     sandbox_uid: int = 1000
+    # The OCI runtime sandboxes start under: runsc (gVisor: a user-space kernel between model code and the host's),
+    # runc, or auto (runsc when Docker has it registered and a probe sandbox works under it, else runc with a
+    # warning); sandbox_gvisor_runtime is runsc's name in Docker's daemon.json.
+    sandbox_runtime: Literal["auto", "runsc", "runc"] = "auto"
+    sandbox_gvisor_runtime: str = "runsc"
     sandbox_cpus: float = 1.0
     sandbox_pids_limit: int = 256
     sandbox_disk_quota: str = "1g"

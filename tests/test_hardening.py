@@ -1,7 +1,8 @@
 """Seven ways a hostile cell could hurt the server or its neighbours (issue: hardening), each reproduced here.
 
 Every test sends only what a model could: code to execute, tool calls, requests to the public API. Each would
-fail without its protection; the bounds they assert are stated beside them.
+fail without its protection; the bounds they assert are stated beside them. The module runs once with sandboxes
+under gVisor (runsc) and once under runc, each runtime with its own servers (issue 31).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Evidence, Server, logs, new_container, run, running_server, sdk_client
+from tests.conftest import Evidence, Server, logs, new_container, run, sdk_client
+from tests.sandbox_runtimes import RUNTIMES, SHARED_LIMITS, runtime_server
 
 pytestmark = pytest.mark.docker
 
@@ -28,9 +31,29 @@ MIB = 1 << 20
 EXPORT_BUDGET = 48 * MIB
 
 
+@pytest.fixture(scope="module", params=RUNTIMES)
+def sandbox_runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def big_server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("hardening"), TOOLSHED_SANDBOX_EXPORT_BUDGET=str(EXPORT_BUDGET),
+def server(sandbox_runtime: str, docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Overrides the shared server: this module's sandboxes run under `sandbox_runtime`."""
+    with runtime_server(sandbox_runtime, tmp_path_factory.mktemp(f"hardening-shared-{sandbox_runtime}"),
+                        **SHARED_LIMITS) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> OpenAI:
+    return sdk_client(server)
+
+
+@pytest.fixture(scope="module")
+def big_server(sandbox_runtime: str, docker_ready: None,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with runtime_server(sandbox_runtime, tmp_path_factory.mktemp(f"hardening-{sandbox_runtime}"),
+                        TOOLSHED_SANDBOX_EXPORT_BUDGET=str(EXPORT_BUDGET),
                         TOOLSHED_POOL_SIZE="0") as srv:
         yield srv
 
@@ -198,7 +221,7 @@ def test_the_sandbox_cannot_plant_entries_in_its_run_dir(client: OpenAI, contain
 
 
 @pytest.mark.attack("filesystem: kernel sockets swapped for links")
-def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, tmp_path: Path,
+def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, tmp_path: Path, sandbox_runtime: str,
                                                            evidence: Evidence) -> None:
     """As a sandbox of a version without the sealed run dir could: its kernel sockets replaced by links to a
     root-only host socket. After a server restart the server must not follow them."""
@@ -208,14 +231,20 @@ def test_a_socket_swapped_for_a_link_is_never_connected_to(docker_ready: None, t
     os.chmod(target, 0o600)
     listener.listen(200)
     listener.settimeout(0.2)
-    srv = Server(tmp_path / "data", TOOLSHED_POOL_SIZE="0")
+    srv = Server(tmp_path / "data", TOOLSHED_POOL_SIZE="0", TOOLSHED_SANDBOX_RUNTIME=sandbox_runtime)
     srv.start()
     try:
         client = OpenAI(base_url=f"{srv.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
         container = client.containers.create(name="swap").id
         assert logs(run(client, container, "x = 1; print(x)")) == "1\n"
         srv.stop()
+        # A stopped server detaches every sandbox disk from the host (the running container keeps its mount);
+        # mounted again as the engine mounts it, its run dir shows the kernel's sockets to swap.
+        workspace = srv.data_dir / "sandboxes" / container
+        subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(workspace / "disk.img"), str(workspace / "disk")],
+                       check=True)
         run_dir = Path(f"/run/toolshed/{srv.namespace}/{container}").resolve()
+        assert len(list(run_dir.glob("kernel-*"))) == 5
         for sock in run_dir.glob("kernel-*"):
             sock.unlink()
             sock.symlink_to(target)
@@ -245,9 +274,11 @@ def test_a_sandbox_sees_no_other_sandbox_and_no_host_path(client: OpenAI, contai
                                                           evidence: Evidence) -> None:
     seen = json.loads(logs(run(client, container, (
         "import glob, json, os\n"
-        "listed = {p: os.listdir(p) for p in ('/sys/block', '/sys/class/block', '/sys/devices/virtual/block')}\n"
+        "def entries(p):\n    return os.listdir(p) if os.path.isdir(p) else []  # gVisor has no such folders\n"
+        "def read(p):\n    return open(p).read() if os.path.exists(p) else ''\n"
+        "listed = {p: entries(p) for p in ('/sys/block', '/sys/class/block', '/sys/devices/virtual/block')}\n"
         "backing = [open(p).read() for p in glob.glob('/sys/devices/virtual/block/*/loop/backing_file')]\n"
-        "print(json.dumps({'listed': listed, 'backing': backing, 'diskstats': open('/proc/diskstats').read(),\n"
+        "print(json.dumps({'listed': listed, 'backing': backing, 'diskstats': read('/proc/diskstats'),\n"
         "                  'mountinfo': open('/proc/self/mountinfo').read()}))"))))
     assert seen["listed"] == {"/sys/block": [], "/sys/class/block": [], "/sys/devices/virtual/block": []}
     assert seen["backing"] == [] and seen["diskstats"] == ""

@@ -39,7 +39,7 @@ OwnedId = Annotated[str, Depends(owned)]
 router = APIRouter(prefix="/responses", tags=["responses"])
 # A Response (openai.types.responses.Response), or with `stream: true` its events as Server-Sent Events: each an
 # `event:` line naming the event's type and a `data:` line holding the event as JSON.
-CREATED = {200: {"description": "A Response, or its event stream", "content": {
+CREATED: dict[int | str, dict[str, Any]] = {200: {"description": "A Response, or its event stream", "content": {
     "application/json": {"schema": {"type": "object"}},
     "text/event-stream": {"schema": {"type": "object", "required": ["data"],
                                      "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}}}}}

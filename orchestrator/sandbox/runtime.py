@@ -2,11 +2,12 @@
 
 Every container gets the same protections, whatever the caller asks for: no network, a non-root uid, a read-only
 root filesystem, no capabilities, no privilege escalation, a private IPC namespace, masked host paths, and pid,
-memory and CPU limits.
+memory and CPU limits; and, where the engine has gVisor registered, a user-space kernel (the OCI runtime `runsc`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,8 @@ KERNEL_COMMAND = ["toolshed-kernel", f"{CONTAINER_RUN_DIR}/kernel.json"]
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-    "/proc/diskstats", "/proc/partitions", "/sys/block", "/sys/class/block", "/sys/dev/block",
-    "/sys/devices/virtual/block",
-]
+    "/sys/devices/virtual/powercap", "/proc/diskstats", "/proc/partitions", "/sys/block", "/sys/class/block",
+    "/sys/dev/block", "/sys/devices/virtual/block"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,13 @@ class Limits:
     cpus: float
     pids: int
     tmp_size: str
+
+
+_PROBE_LIMITS = Limits(512 << 20, 1.0, 256, "16m")
+# Under gVisor the host's pids limit counts gVisor's tasks (~55, and ~6 per sandbox process) and, reached, kills
+# the whole sandbox (exit 2); so the sandbox's limit is RLIMIT_NPROC, which gVisor counts inside (fork gets EAGAIN),
+# and the host's is set above what that many processes cost.
+_GVISOR_TASKS_PER_PROCESS, _GVISOR_OWN_TASKS = 8, 128
 
 
 class Runtime(Protocol):
@@ -90,11 +96,13 @@ def _translate(exc: Exception, sandbox_id: str | None = None) -> Exception:
 class DockerRuntime:
     """Creates, inspects, restarts and removes sandbox containers through the Docker API."""
 
-    def __init__(self, client: docker.DockerClient, *, image: str, namespace: str, uid: int) -> None:
+    def __init__(self, client: docker.DockerClient, *, image: str, namespace: str, uid: int,
+                 oci_runtime: str = "runc") -> None:
         self._client = client
         self._image = image
         self._namespace = namespace
         self._uid = uid
+        self._oci_runtime = oci_runtime
 
     @classmethod
     def from_env(cls, *, image: str, namespace: str, uid: int) -> DockerRuntime:
@@ -104,6 +112,41 @@ class DockerRuntime:
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise EngineUnavailable(f"Docker engine is not reachable: {exc}") from exc
         return cls(client, image=image, namespace=namespace, uid=uid)
+
+    def using(self, oci_runtime: str) -> DockerRuntime:
+        """The same engine connection; new containers start under `oci_runtime` (a container keeps its own)."""
+        return DockerRuntime(self._client, image=self._image, namespace=self._namespace, uid=self._uid,
+                             oci_runtime=oci_runtime)
+
+    @property
+    def gvisor(self) -> bool:
+        """Whether containers run under gVisor (runsc, under whatever name Docker's daemon.json gives it)."""
+        return self._oci_runtime != "runc"
+
+    def registered_runtimes(self) -> list[str]:
+        """The OCI runtimes the engine knows (daemon.json `runtimes`, plus its built-in runc)."""
+        try:
+            return sorted(self._client.info().get("Runtimes") or {})
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            raise _translate(exc) from exc
+
+    def probe(self, run_dir: Path, data_dir: Path, command: list[str], timeout: float = 60.0) -> tuple[int, str]:
+        """Run `command` once in a throwaway container hardened like a sandbox, with these folders as its run dir
+        and /mnt/data; its exit code and output (-1 if it could not be started or did not end in time)."""
+        api, created = self._client.api, {}
+        try:
+            created = api.create_container(
+                self._image, command, user=f"{self._uid}:{self._uid}", labels={f"{LABEL_PREFIX}probe": "true"},
+                host_config=self._host_config(_PROBE_LIMITS, run_dir, data_dir))
+            api.start(created["Id"])
+            code = int(api.wait(created["Id"], timeout=timeout)["StatusCode"])
+            return code, api.logs(created["Id"]).decode(errors="replace")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return -1, f"the probe container failed: {getattr(exc, 'explanation', None) or exc}"
+        finally:
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.ConnectionError):
+                if created:
+                    api.remove_container(created["Id"], force=True)
 
     @property
     def namespace(self) -> str:
@@ -133,27 +176,8 @@ class DockerRuntime:
                labels: dict[str, str]) -> None:
         """Create and start the container; its kernel starts with it (the entrypoint *is* the kernel)."""
         all_labels = {f"{LABEL_PREFIX}{k}": v for k, v in labels.items()}
-        all_labels |= {f"{LABEL_PREFIX}id": sandbox_id, f"{LABEL_PREFIX}namespace": self._namespace}
-        host_config = self._client.api.create_host_config(
-            init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
-            network_mode="none",
-            ipc_mode="private",
-            read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            pids_limit=limits.pids,
-            mem_limit=limits.memory_bytes,
-            memswap_limit=limits.memory_bytes,
-            nano_cpus=int(limits.cpus * 1e9),
-            ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
-            binds={
-                str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
-                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
-            },
-        )
-        # Not in docker-py's helper; the engine replaces its default list with this one.
-        host_config["MaskedPaths"] = MASKED_PATHS
+        all_labels |= {f"{LABEL_PREFIX}id": sandbox_id, f"{LABEL_PREFIX}namespace": self._namespace,
+                       f"{LABEL_PREFIX}runtime": self._oci_runtime}
         try:
             created = self._client.api.create_container(
                 self._image,
@@ -163,7 +187,7 @@ class DockerRuntime:
                 working_dir=CONTAINER_DATA_DIR,
                 environment={"MPLBACKEND": "module://matplotlib_inline.backend_inline"},
                 labels=all_labels,
-                host_config=host_config,
+                host_config=self._host_config(limits, run_dir, data_dir),
             )
             self._client.api.start(created["Id"])
         except docker.errors.ImageNotFound as exc:
@@ -172,6 +196,33 @@ class DockerRuntime:
             raise SandboxStartFailed(f"Could not start sandbox container: {exc.explanation or exc}") from exc
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise _translate(exc) from exc
+
+    def _host_config(self, limits: Limits, run_dir: Path, data_dir: Path) -> dict:
+        """Every protection a sandbox container gets, under this runtime."""
+        host_config = self._client.api.create_host_config(
+            init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
+            network_mode="none",
+            ipc_mode="private",
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=limits.pids * _GVISOR_TASKS_PER_PROCESS + _GVISOR_OWN_TASKS if self.gvisor else limits.pids,
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,
+            nano_cpus=int(limits.cpus * 1e9),
+            # Under runc, RLIMIT_NPROC would count every process of the uid on the host: gVisor only.
+            ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)] + (
+                [docker.types.Ulimit(name="nproc", soft=limits.pids, hard=limits.pids)] if self.gvisor else []),
+            runtime=self._oci_runtime,
+            binds={
+                str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
+                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
+            },
+        )
+        # Not in docker-py's helper; the engine replaces its default list with this one.
+        host_config["MaskedPaths"] = MASKED_PATHS
+        return host_config
 
     def _container(self, sandbox_id: str):  # noqa: ANN202 - docker-py's Container is untyped
         try:

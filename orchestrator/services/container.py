@@ -7,6 +7,7 @@ None, `engine_problem` says why, and everything else (files, vector stores, file
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from orchestrator.responses.service import Limits, Responses
 from orchestrator.responses.store import ResponseStore
 from orchestrator.responses.tools import ResponseTools
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
+from orchestrator.sandbox.gvisor import RuntimeChoice, choose_runtime
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.policy import SandboxPolicy
 from orchestrator.sandbox.runtime import DockerRuntime
@@ -58,6 +60,8 @@ class SandboxServices:
     container_files: ContainerFiles
     bindings: SandboxBindings
     interpreter: Interpreter
+    # The OCI runtime sandboxes start under (gVisor's runsc, or runc) and, if auto fell back, why.
+    runtime: RuntimeChoice
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class Services:
         if ended:
             log.warning("%d responses were live when the server stopped; they ended failed", ended)
         return cls(settings, db, keys, owners, files, vector_stores, assistants, runs, tools, annotator, sandboxes,
-                   problem, LibreChatFiles(db), responses, Conversations(responses.store))
+                   problem, LibreChatFiles(db), responses, Conversations(responses.store, responses.context))
 
     async def close(self) -> None:
         await self.responses.close()
@@ -172,6 +176,9 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
     runtime = DockerRuntime.from_env(image=image, namespace=settings.namespace, uid=settings.sandbox_uid)
     if not runtime.image_exists():
         raise EngineUnavailable(f"Sandbox image {image} is missing; build it with `toolshed image build`.")
+    choice = await asyncio.to_thread(choose_runtime, runtime, settings.sandbox_runtime,
+                                     settings.sandbox_gvisor_runtime, settings.run_dir / settings.namespace)
+    runtime = runtime.using(choice.name)
     policy = SandboxPolicy(
         cpus=settings.sandbox_cpus, pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
         kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
@@ -189,9 +196,10 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
     manager.start_reaper(settings.reap_interval)
     manager.start_watcher()
     manager.pool.fill()
-    log.info("sandbox engine ready (%d sandboxes recovered)", len(recovered))
+    log.info("sandbox engine ready under %s (%d sandboxes recovered)", choice.name, len(recovered))
     project_sandboxes = ProjectSandboxes(manager, owners, lambda project: settings.limits_of(project).sandboxes)
     bindings = SandboxBindings(db, project_sandboxes, manager, container_files, files,
                                memory_limit=settings.default_memory_limit)
     return SandboxServices(manager, project_sandboxes, container_files, bindings,
-                           Interpreter(manager, project_sandboxes, exports, max_images=settings.max_export_files))
+                           Interpreter(manager, project_sandboxes, exports, max_images=settings.max_export_files),
+                           choice)
