@@ -18,7 +18,7 @@ log = logging.getLogger("toolshed.sandbox")
 class Reaper:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self._lifecycle = lifecycle
-        self._slot_suspects: set[str] = set()
+        self._slot_suspects: dict[str, float] = {}  # slot -> when it was first seen held by nothing
 
     def start(self, interval: float) -> None:
         """Reclaim idle and too-old sandboxes and sweep orphans every `interval` seconds, until close()."""
@@ -66,8 +66,8 @@ class Reaper:
     async def sweep_orphans(self) -> list[str]:
         """Remove this namespace's containers that hold no slot: ones whose removal failed while the engine was
         down. Every container the manager means to keep holds a slot from before its creation. The reverse is
-        reconciled too: a slot held for two sweeps in a row by no running sandbox and no pooled one is given back,
-        so the cap cannot shrink by accounting drift (starts in progress last seconds, sweeps are 30 s apart)."""
+        reconciled too: a slot held by no running sandbox and no pooled one for longer than any start may take is
+        given back, so the cap cannot shrink by accounting drift."""
         lifecycle = self._lifecycle
         slots = lifecycle.slots
         orphans = [labels["id"] for labels in await asyncio.to_thread(lifecycle.runtime.list_labels)
@@ -79,10 +79,17 @@ class Reaper:
                 log.info("removed an orphaned container", extra={"container_id": sandbox_id})
         accounted = {live.sandbox.id for live in lifecycle.registry.all() if live.sandbox.status == "running"}
         suspects = slots.held() - accounted - {item.sandbox.id for item in lifecycle.pool.items()}
-        for sandbox_id in suspects & self._slot_suspects:
-            log.warning("gave back a sandbox slot nothing held", extra={"container_id": sandbox_id})
-            lifecycle.slot_freed(sandbox_id)
-        self._slot_suspects = suspects
+        now = time.monotonic()
+        self._slot_suspects = {sandbox_id: self._slot_suspects.get(sandbox_id, now) for sandbox_id in suspects}
+        # A start in progress holds its slot before its sandbox counts as running: a slot is given back only once
+        # held by nothing for longer than any start may take (a gVisor cold start under load took longer than two
+        # sweeps of TOOLSHED_REAP_INTERVAL=1, and its live container was then removed as an orphan).
+        settled = 2 * lifecycle.policy.kernel_start_timeout
+        for sandbox_id, since in list(self._slot_suspects.items()):
+            if now - since > settled:
+                log.warning("gave back a sandbox slot nothing held", extra={"container_id": sandbox_id})
+                lifecycle.slot_freed(sandbox_id)
+                del self._slot_suspects[sandbox_id]
         return orphans
 
     async def _drop_disk(self, sandbox_id: str) -> None:
