@@ -55,12 +55,13 @@ def test_a_malformed_body_is_a_400_naming_the_field(errors_server: Server, body:
 def test_a_response_deleted_while_its_create_waits_ends_cancelled(errors_server: Server,
                                                                   model: ScriptedModel) -> None:
     model.say(Turn(text="late", delay=5))
+    asked = len(model.requests)
     answers: list[httpx.Response] = []
     waiting = threading.Thread(target=lambda: answers.append(httpx.post(
         f"{errors_server.base_url}/v1/responses", json={"model": "m", "input": "slow"}, timeout=60)))
     waiting.start()
     deadline = time.monotonic() + 30
-    while not (live := _live(errors_server)):
+    while not (live := _live(errors_server)) or len(model.requests) == asked:  # the model is answering it
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert httpx.delete(f"{errors_server.base_url}/v1/responses/{live}", timeout=30).status_code == 200

@@ -48,9 +48,14 @@ def wait_for(client: OpenAI, response_id: str, statuses: set[str], timeout: floa
 
 def test_a_background_response_can_be_cancelled(client: OpenAI, model: ScriptedModel) -> None:
     model.say(Turn(text="slow", delay=30))
+    asked = len(model.requests)
     r = client.responses.create(model="m", input="Take your time.", background=True)
     assert r.status in ("queued", "in_progress") and r.background
-    wait_for(client, r.id, {"in_progress"})
+    deadline = time.monotonic() + 60
+    while len(model.requests) == asked:  # cancel once the model is answering: its slow turn is then taken
+        assert time.monotonic() < deadline, "the response never called the model"
+        time.sleep(0.05)
+    assert client.responses.retrieve(r.id).status == "in_progress"
     cancelled = client.responses.cancel(r.id)
     assert cancelled.status == "cancelled"
     assert client.responses.retrieve(r.id).status == "cancelled"
@@ -142,9 +147,14 @@ def test_a_response_live_when_the_server_stops_is_failed_after_the_restart(docke
                                                                          tmp_path: Path) -> None:
     with running_server(tmp_path / "server", TOOLSHED_MODEL_BASE_URL=model.base_url) as srv:
         model.say(Turn(text="never", delay=60))
+        asked = len(model.requests)
         client = sdk_client(srv)
         r = client.responses.create(model="m", input="Wait.", background=True)
         wait_for(client, r.id, {"in_progress"})
+        deadline = time.monotonic() + 60
+        while len(model.requests) == asked:
+            assert time.monotonic() < deadline, "the response never called the model"
+            time.sleep(0.05)
         srv.stop()
         srv.start()
         after = sdk_client(srv).responses.retrieve(r.id)
