@@ -3,13 +3,26 @@ under each, every runtime with a server of its own."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import docker
+import pytest
+from openai import OpenAI
 
-from tests.conftest import EXPORT_LIMIT, UPLOAD_LIMIT, Server, running_server, skip_unless_required
+from tests.conftest import (
+    EXPORT_LIMIT,
+    UPLOAD_LIMIT,
+    Server,
+    logs,
+    run,
+    running_server,
+    sdk_client,
+    skip_unless_required,
+)
 
 RUNTIMES = ("runsc", "runc")
 # The shared test server's settings (tests/conftest.py), for the servers that stand in for it.
@@ -37,3 +50,31 @@ def runtime_server(runtime: str, data_dir: Path, **env: str) -> Iterator[Server]
     with running_server(data_dir, TOOLSHED_SANDBOX_RUNTIME=runtime, **env) as srv:
         yield srv
 
+
+def probe(client: OpenAI, container: str, code: str) -> object:
+    """Run code that prints one JSON value and return it."""
+    execution = run(client, container, code)
+    assert execution["status"] == "completed", execution
+    return json.loads(logs(execution))
+
+
+def battery_fixtures(name: str) -> tuple[Any, Any, Any]:
+    """(`sandbox_runtime`, `server`, `client`) for a module of the battery, to bind at its top level: they stand
+    in for the shared fixtures of tests/conftest.py in that module only, one server per runtime."""
+
+    @pytest.fixture(scope="module", params=RUNTIMES)
+    def sandbox_runtime(request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture(scope="module")
+    def server(sandbox_runtime: str, docker_ready: None,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+        with runtime_server(sandbox_runtime, tmp_path_factory.mktemp(f"{name}-{sandbox_runtime}"),
+                            **SHARED_LIMITS) as srv:
+            yield srv
+
+    @pytest.fixture(scope="module")
+    def client(server: Server) -> OpenAI:
+        return sdk_client(server)
+
+    return sandbox_runtime, server, client

@@ -3,7 +3,6 @@ runtime its sandboxes use, and `auto` falling back to runc where gVisor cannot s
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 
@@ -14,7 +13,7 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import Evidence, Server, logs, run, running_server, sdk_client
-from tests.sandbox_runtimes import runtime_server
+from tests.sandbox_runtimes import probe, runtime_server
 
 pytestmark = pytest.mark.docker
 
@@ -40,12 +39,6 @@ def sandbox(gvisor_client: OpenAI) -> Iterator[str]:
     assert docker.from_env().containers.get(f"toolshed-{created.id}").attrs["HostConfig"]["Runtime"] == "runsc"
     yield created.id
     gvisor_client.containers.delete(created.id)
-
-
-def probe(client: OpenAI, container: str, code: str) -> object:
-    execution = run(client, container, code)
-    assert execution["status"] == "completed", execution
-    return json.loads(logs(execution))
 
 
 def test_health_and_metrics_say_the_sandboxes_run_under_gvisor(gvisor_server: Server, sandbox: str) -> None:

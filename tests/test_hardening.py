@@ -21,32 +21,16 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import Evidence, Server, logs, new_container, run, sdk_client
-from tests.sandbox_runtimes import RUNTIMES, SHARED_LIMITS, runtime_server
+from tests.sandbox_runtimes import battery_fixtures, runtime_server
 
 pytestmark = pytest.mark.docker
+# This module's battery runs once under each runtime, with a server of its own per runtime.
+sandbox_runtime, server, client = battery_fixtures("hardening-shared")
 
 MIB = 1 << 20
 # The hardening server keeps the default 1 GiB sandbox disk (tens of thousands of inodes) and a small export
 # budget, so "over budget" is cheap to reach.
 EXPORT_BUDGET = 48 * MIB
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def sandbox_runtime(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def server(sandbox_runtime: str, docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Overrides the shared server: this module's sandboxes run under `sandbox_runtime`."""
-    with runtime_server(sandbox_runtime, tmp_path_factory.mktemp(f"hardening-shared-{sandbox_runtime}"),
-                        **SHARED_LIMITS) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> OpenAI:
-    return sdk_client(server)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import agents
 import httpx
 import openai
 import pytest
@@ -121,8 +122,7 @@ def test_streams_of_search_function_and_failure(client: OpenAI, flows_server: Se
 
 def test_the_agents_sdk_runs_an_agent_on_toolsheds_hosted_tools(client: OpenAI, flows_server: Server,
                                                                 model: ScriptedModel, tmp_path: Path) -> None:
-    agents = pytest.importorskip("agents")
-    agents.set_tracing_disabled(True)
+    agents.set_tracing_disabled(True)  # it would upload traces to OpenAI
     (tmp_path / "prices.txt").write_text("Apples cost 3, pears cost 5 and plums cost 10.")
     store = client.vector_stores.create(name="prices")
     client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(tmp_path / "prices.txt").open("rb"))

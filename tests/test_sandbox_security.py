@@ -3,43 +3,18 @@ once with sandboxes under gVisor (runsc) and once under runc, each runtime with 
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Evidence, Server, logs, run, sdk_client
-from tests.sandbox_runtimes import RUNTIMES, SHARED_LIMITS, runtime_server
+from tests.conftest import Evidence, Server, logs, run
+from tests.sandbox_runtimes import battery_fixtures, probe
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def sandbox_runtime(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def server(sandbox_runtime: str, docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Overrides the shared server: this module's sandboxes run under `sandbox_runtime`."""
-    with runtime_server(sandbox_runtime, tmp_path_factory.mktemp(f"security-{sandbox_runtime}"),
-                        **SHARED_LIMITS) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> OpenAI:
-    return sdk_client(server)
-
-
-def probe(client: OpenAI, container: str, code: str) -> object:
-    """Run code that prints one JSON value and return it."""
-    execution = run(client, container, code)
-    assert execution["status"] == "completed", execution
-    return json.loads(logs(execution))
+# This module's battery runs once under each runtime, with a server of its own per runtime.
+sandbox_runtime, server, client = battery_fixtures("security")
 
 
 @pytest.mark.attack("network: interfaces and routes")

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import logs
-from orchestrator.agent.chat import ModelClient, ModelTurn, TextHook, ToolCall
+from orchestrator.agent.chat import ModelClient, ToolCall
 from orchestrator.agent.loop import AgentRequest, Usage, run_agent
 from orchestrator.assistants.events import Event, EventHub
 from orchestrator.assistants.hosted import HOSTED, SCOPE, HostedCalls
 from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt, stores_ready
 from orchestrator.assistants.service import LIVE, Assistants
 from orchestrator.assistants.steps import StepLog, usage_of
+from orchestrator.assistants.turns import RunTurns
 from orchestrator.assistants.writer import MessageWriter
 from orchestrator.errors import InvalidRequest
 from orchestrator.metrics import TOOL_CALLS, record_run
@@ -54,7 +55,6 @@ class Runs:
         self._assistants = assistants
         self._objects = assistants.objects
         self._model = model
-        self._tools = tools
         self._annotator = annotator
         self._limits = limits or RunLimits()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -151,7 +151,8 @@ class Runs:
             truncate=run["truncation_strategy"]["type"] == "auto", context_tokens=self._limits.context_tokens,
             max_output_chars=self._limits.max_output_chars)
         usage = run.get("usage") or usage_of(0, 0)
-        ending = await run_agent(self._model, request, conversation, _Listener(self, run),
+        turns = RunTurns(run, self._new_writer, self._steps, self._hosted)
+        ending = await run_agent(self._model, request, conversation, turns,
                                  Usage(usage["prompt_tokens"], usage["completion_tokens"]))
         total = usage_of(ending.usage.prompt_tokens, ending.usage.completion_tokens)
         if ending.status == "requires_action":
@@ -163,6 +164,12 @@ class Runs:
             self._end(run["id"], "incomplete", usage=total, incomplete_details={"reason": ending.reason})
         else:
             self._end(run["id"], "completed", usage=total)
+
+    def _new_writer(self, run: dict[str, Any]) -> MessageWriter:
+        """The writer of a turn's message; kept so that a run's ending can mark a half-written one."""
+        writer = self._writers[run["id"]] = MessageWriter(run, self._assistants, self.events, self._annotator,
+                                                          self._steps.open, SCOPE)
+        return writer
 
     def _require_action(self, run: dict[str, Any], calls: list[ToolCall], conversation: list[dict[str, Any]],
                         usage: dict[str, int]) -> None:
@@ -279,32 +286,4 @@ class Runs:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _Listener:
-    """A run's turns as Assistants objects: each turn's text as a message (and its `message_creation` step),
-    each hosted call as a `tool_calls` step."""
-
-    def __init__(self, runs: Runs, run: dict[str, Any]) -> None:
-        self._runs, self._run = runs, run
-
-    def turn_started(self) -> TextHook:
-        runs = self._runs
-        writer = runs._writers[self._run["id"]] = MessageWriter(
-            self._run, runs._assistants, runs.events, runs._annotator, runs._steps.open, SCOPE)
-        return writer.piece
-
-    def turn_ended(self, turn: ModelTurn, cut_short: bool) -> None:
-        writer = self._runs._writers[self._run["id"]]
-        if writer.finish(turn.text, cut_short) is not None:
-            assert writer.step is not None and writer.message is not None
-            self._runs._steps.finish(writer.step, {"type": "message_creation", "message_creation": {
-                "message_id": writer.message["id"]}}, _turn_usage(turn))
-
-    async def run_tool(self, call: ToolCall, turn: ModelTurn) -> str:
-        return await self._runs._hosted.run(self._run, call, _turn_usage(turn))
-
-
-def _turn_usage(turn: ModelTurn) -> dict[str, int]:
-    return usage_of(turn.prompt_tokens, turn.completion_tokens)
 

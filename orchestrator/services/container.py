@@ -81,6 +81,7 @@ class Services:
     librechat_files: LibreChatFiles
     responses: Responses
     conversations: Conversations
+    model: ModelClient  # the model endpoint every run and response talks to
 
     def require_sandboxes(self) -> SandboxServices:
         """The sandbox side, or EngineUnavailable (a 503) saying why it is not running."""
@@ -129,11 +130,12 @@ class Services:
         if ended:
             log.warning("%d responses were live when the server stopped; they ended failed", ended)
         return cls(settings, db, keys, owners, files, vector_stores, assistants, runs, tools, annotator, sandboxes,
-                   problem, LibreChatFiles(db), responses, Conversations(responses.store, responses.context))
+                   problem, LibreChatFiles(db), responses, Conversations(responses.store, responses.context), model)
 
     async def close(self) -> None:
         await self.responses.close()
         await self.runs.close()
+        await self.model.close()
         if self.sandboxes is not None:
             await self.sandboxes.manager.close()
         await self.vector_stores.close()
