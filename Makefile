@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Tests build the image offline (no registry traffic); `make serve` tries a registry first.
 IMAGE_BUILD ?= auto
 
-.PHONY: serve test unit venv docker image bench clean
+.PHONY: serve test test-state unit venv docker image bench clean
 
 $(BIN)/toolshed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,10 +60,17 @@ test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
+# The whole suite again with every server's metadata in a real PostgreSQL and its file bytes in a real S3 server
+# (tests/state_tier.py); the PostgreSQL and S3 tests themselves ran in `make test`.
+test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
+	$(BIN)/toolshed image build --mode offline
+	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \
+	  -m "not postgres and not s3 and not install" $(PYTEST_ARGS)
+
 # The fast tier alone: no Docker, no embedding model (fakes passed through the engines' constructors), no
 # clean-install venv.
 unit: venv
-	$(BIN)/python -m pytest -m "not docker and not model and not install" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not docker and not model and not install and not postgres and not s3" $(PYTEST_ARGS)
 
 bench: image
 	$(BIN)/python bench/sandbox.py

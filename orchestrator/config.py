@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.isolation import ParseLimits
@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Cells one Jupyter kernel websocket may hold queued behind the running one; more are refused at once.
     jupyter_queued_cells: int = Field(8, ge=1)
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # postgresql://user@host:port/db puts the metadata and the retrieval catalog in PostgreSQL (replicas share
+    # them); empty: SQLite files in data_dir.
+    database_url: str = ""
     run_dir: Path = Field(default_factory=_default_run_dir)
     namespace: str = "default"
 
@@ -83,9 +86,8 @@ class Settings(BaseSettings):
     sandbox_uid: int = 1000
     # The OCI runtime sandboxes start under: runsc (gVisor: a user-space kernel between model code and the host's),
     # runc, or auto (runsc when Docker has it registered and a probe sandbox works under it, else runc with a
-    # warning); sandbox_gvisor_runtime is runsc's name in Docker's daemon.json. runc by default until the whole
-    # suite is steady under runsc (one restart-and-rehydrate test failed once under load with it).
-    sandbox_runtime: Literal["auto", "runsc", "runc"] = "runc"
+    # warning); sandbox_gvisor_runtime is runsc's name in Docker's daemon.json.
+    sandbox_runtime: Literal["auto", "runsc", "runc"] = "auto"
     sandbox_gvisor_runtime: str = "runsc"
     sandbox_cpus: float = 1.0
     sandbox_pids_limit: int = 256
@@ -146,6 +148,9 @@ class Settings(BaseSettings):
     run_expiry_seconds: float = Field(600.0, gt=0)
     # What one run's model may write in all (answers and tool-call arguments) before the run ends incomplete.
     run_max_output_chars: int = Field(1_000_000, gt=0)
+    # How long a replica's hold on a live run or response lasts unrenewed (it renews every third of it): a replica
+    # that dies has its runs and responses ended `failed` by another within about this long and a third.
+    lease_seconds: float = Field(30.0, ge=3)
 
     embedding_model: str = "all-MiniLM-L6-v2"
     # openvino-int8 runs the same model about twice as fast on a CPU; torch runs it as trained.
@@ -157,6 +162,22 @@ class Settings(BaseSettings):
     search_dense_weight: float = 0.45
     # file_search hands the model no passage scoring below this (hybrid scores are absolute, 0 to 1).
     file_search_score_threshold: float = Field(0.2, ge=0, le=1)
+
+    # A bucket name puts uploaded files' bytes in S3-compatible object storage (the other values empty: AWS's
+    # endpoint and boto3's own credential chain and region); local disk then keeps a cache of at most
+    # s3_cache_size. No bucket: files under data_dir.
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_region: str = ""
+    s3_cache_size: str = "2g"
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if not self.s3_bucket and (self.s3_endpoint_url or self.s3_access_key_id):
+            raise ValueError("TOOLSHED_S3_BUCKET must name the bucket when other TOOLSHED_S3_* variables are set")
+        return self
 
     @property
     def open_access(self) -> bool:
@@ -172,7 +193,7 @@ class Settings(BaseSettings):
         """The retrieval engine's settings, for VectorStoreEngine(data_dir / "retrieval", **options)."""
         return {"model": self.embedding_model, "runtime": self.embedding_runtime,
                 "model_cache": self.model_cache_dir, "dense_weight": self.search_dense_weight,
-                "parse_limits": self.parse_limits()}
+                "parse_limits": self.parse_limits(), "database_url": self.database_url}
 
     def limits_of(self, project: str) -> ProjectLimits:
         """The project's limits, with the server's per-project defaults where they name no MCP session or

@@ -1,20 +1,20 @@
-"""The retrieval database: vector stores, their files and batches, chunks, cached embeddings, and FTS5 tables.
+"""The retrieval database: vector stores, their files and batches, chunks, cached embeddings, and keyword rows.
 
-One SQLite file (WAL) per engine. Chunk rows and their vectors are the source of truth; the FAISS checkpoint is
-a cache of them (see vector_store.py), so a crash at any point loses at most work that was never committed.
+One SQLite file (WAL) per engine, or PostgreSQL tables that replicas share (retrieval.postgres). Chunk rows and
+their vectors are the source of truth; the FAISS checkpoint is a cache of them (see vector_store.py), so a crash
+at any point loses at most work that was never committed. One SQL text serves both databases.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Collection
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
-from retrieval.catalog_schema import SCHEMA
+from retrieval.catalog_database import CatalogDatabase
 from retrieval.embedding import content_hash
 from retrieval.errors import BatchNotFound, DiskFull, StoreFileNotFound, StoreNotFound
 from retrieval.fusion import Fused
@@ -30,7 +30,7 @@ from retrieval.models import (
     Store,
     StoreFile,
 )
-from retrieval.sqlite import PageRequest, SQLite, keyset_page
+from retrieval.sqlite import PageRequest, keyset_page
 
 _FILE_COLUMNS = ("store_id, file_id, filename, status, created_at, usage_bytes, attributes, chunking, error_code, "
                  "error_message, batch_id")
@@ -38,12 +38,21 @@ _TOUCH_EVERY = 60.0
 _STORE_COLUMNS = "id, name, created_at, last_active_at, metadata, expires_after_days, description, key"
 
 
-class Catalog(SQLite):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, reader=True)  # searches must not wait for ingestion's transactions
+class Catalog:
+    def __init__(self, db: CatalogDatabase) -> None:
+        self._db = db
+        self.shared = db.shared
         self._touched: dict[str, float] = {}
-        with self._lock:
-            self._conn.executescript(SCHEMA)
+
+    def read(self) -> AbstractContextManager[Any]:
+        return self._db.read()
+
+    def write(self) -> AbstractContextManager[Any]:
+        """One transaction, writers taking turns (across replicas too); DiskFull if the disk is full."""
+        return self._db.write()
+
+    def close(self) -> None:
+        self._db.close()
 
     # ---- stores --------------------------------------------------------------------------------------------
 
@@ -84,13 +93,13 @@ class Catalog(SQLite):
 
     def store_page(self, page: PageRequest, only: Collection[str] | None = None) -> tuple[list[Store], bool]:
         """One page of stores; of those whose ids are in `only` when given."""
-        where = "1" if only is None else "id IN (SELECT value FROM json_each(?))"
+        where = "1 = 1" if only is None else f"id IN ({self._db.json_texts})"
         with self.read() as conn:
             rows, has_more = keyset_page(conn, page, select=_STORE_COLUMNS, table="stores", seq="key", where=where,
                                          args=() if only is None else (json.dumps(list(only)),))
             return [self._store_of(conn, row) for row in rows], has_more
 
-    def _store_of(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Store:
+    def _store_of(self, conn: Any, row: tuple[Any, ...]) -> Store:
         counts, usage = self._counts(conn, "store_id", row[0])
         # `or`: rows written before updates were validated may hold a null name or "null" metadata.
         return Store(id=row[0], name=row[1] or "", created_at=row[2], last_active_at=row[3], usage_bytes=usage,
@@ -98,9 +107,10 @@ class Catalog(SQLite):
                      description=row[6])
 
     @staticmethod
-    def _counts(conn: sqlite3.Connection, column: str, value: str) -> tuple[FileCounts, int]:
-        rows = conn.execute(f"SELECT status, COUNT(*), SUM(usage_bytes) FROM store_files WHERE {column} = ? "
-                            "GROUP BY status", (value,)).fetchall()
+    def _counts(conn: Any, column: str, value: str) -> tuple[FileCounts, int]:
+        # CAST: PostgreSQL sums BIGINTs as NUMERIC, which would come back as Decimal.
+        rows = conn.execute(f"SELECT status, COUNT(*), CAST(SUM(usage_bytes) AS BIGINT) FROM store_files "
+                            f"WHERE {column} = ? GROUP BY status", (value,)).fetchall()
         counts = {status: count for status, count, _ in rows}
         return FileCounts(**{s: counts.get(s, 0) for s in ("in_progress", "completed", "failed", "cancelled")}), \
             sum(usage or 0 for _, _, usage in rows)
@@ -121,7 +131,8 @@ class Catalog(SQLite):
         if now - self._touched.get(store_id, -_TOUCH_EVERY) < _TOUCH_EVERY:
             return
         self._touched[store_id] = now
-        with contextlib.suppress(DiskFull), self.write() as conn:
+        # On PostgreSQL one autocommitted UPDATE: it hands out no ids, so it need not queue among the writers.
+        with contextlib.suppress(DiskFull), (self.read() if self.shared else self.write()) as conn:
             conn.execute("UPDATE stores SET last_active_at = ? WHERE id = ?", (int(time.time()), store_id))
 
     # ---- files ---------------------------------------------------------------------------------------------
@@ -156,8 +167,8 @@ class Catalog(SQLite):
     def chunk_ids(self, store_id: str, file_ids: list[str]) -> set[int]:
         """The ids of these files' chunks in a store."""
         with self.read() as conn:  # one JSON argument, however many files: SQLite caps bound parameters
-            rows = conn.execute("SELECT id FROM chunks WHERE store_id = ? AND file_id IN "
-                                "(SELECT value FROM json_each(?))", (store_id, json.dumps(file_ids)))
+            rows = conn.execute(f"SELECT id FROM chunks WHERE store_id = ? AND file_id IN ({self._db.json_texts})",
+                                (store_id, json.dumps(file_ids)))
             return {row[0] for row in rows}
 
     def hits(self, ranked: list[Fused]) -> list[Hit]:
@@ -205,7 +216,7 @@ class Catalog(SQLite):
         """The indexed chunks of a file, in order."""
         self.file(store_id, file_id)
         with self.read() as conn:
-            rows = conn.execute("SELECT id, text, page, start, end, tokens FROM chunks WHERE store_id = ? AND "
+            rows = conn.execute("SELECT id, text, page, start, \"end\", tokens FROM chunks WHERE store_id = ? AND "
                                 "file_id = ? ORDER BY ordinal", (store_id, file_id)).fetchall()
         return [IndexedChunk(row[0], Chunk(*row[1:])) for row in rows]
 
@@ -216,7 +227,7 @@ class Catalog(SQLite):
                                 "ORDER BY seq").fetchall()
         return [_file_of(row) for row in rows]
 
-    def set_status(self, conn: sqlite3.Connection, store_id: str, file_id: str, status: str,
+    def set_status(self, conn: Any, store_id: str, file_id: str, status: str,
                    error: FileError | None = None, usage_bytes: int = 0) -> None:
         """End an `in_progress` file; one that already ended (indexed, cancelled) keeps its status."""
         conn.execute("UPDATE store_files SET status = ?, error_code = ?, error_message = ?, usage_bytes = ? "
@@ -227,12 +238,12 @@ class Catalog(SQLite):
     @staticmethod
     def insert_chunk(conn: Any, store_id: str, file_id: str, ordinal: int, chunk: Chunk) -> int:
         """Insert one chunk row inside the caller's write transaction; returns its id."""
-        cursor = conn.execute(
-            "INSERT INTO chunks (store_id, file_id, ordinal, page, start, end, tokens, hash, text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row = conn.execute(
+            "INSERT INTO chunks (store_id, file_id, ordinal, page, start, \"end\", tokens, hash, text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (store_id, file_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.tokens, content_hash(chunk.text),
-             chunk.text))
-        return int(cursor.lastrowid)
+             chunk.text)).fetchone()
+        return int(row[0])
 
     # ---- batches -------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ RetrievalError
  ├── InvalidRequest         a bad argument (`param` names it)
  └── FileProblem            a file that cannot be indexed; `code` is OpenAI's `unsupported_file` or `invalid_file`
 DiskFull                    the disk under a database or an index is full: the write was rolled back whole
+CatalogUnavailable          the catalog's database (PostgreSQL) does not answer: retry later
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ class DiskFull(Exception):
     def __init__(self, message: str = "The server's disk is full; nothing was written. Try again once space is "
                                       "freed.") -> None:
         super().__init__(message)
+
+
+class CatalogUnavailable(Exception):
+    """Not a RetrievalError either: the catalog's database is down, out of free connections, or broke a deadlock;
+    the same request works once it answers."""
+
+    def __init__(self) -> None:
+        super().__init__("The retrieval database is not answering; retry later.")
 
 
 class NotFound(RetrievalError):

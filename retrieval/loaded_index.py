@@ -1,21 +1,22 @@
 """Each store's indexes in memory (vectors and keyword postings): loaded lazily from their last checkpoint plus the
 rows committed since, kept in step with writes from this process and from others (`toolshed index` writing the
-same database), and checkpointed together (temp file, rename) only when the backlog is a sizeable fraction of the
-store."""
+same database, or other replicas on PostgreSQL), and checkpointed together (temp file, rename) only when the
+backlog is a sizeable fraction of the store. Checkpoints are this engine's own (retrieval.checkpoint_record)."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from retrieval.catalog import Catalog
+from retrieval.checkpoint_record import CheckpointRecord, CheckpointRecords
 from retrieval.errors import DiskFull
 from retrieval.index import IVF_FROM, VectorIndex, lists_for
 from retrieval.keyword import KeywordIndex
@@ -45,6 +46,7 @@ class LoadedIndexes:
         self._catalog = catalog
         self._checkpoints = checkpoints
         checkpoints.mkdir(parents=True, exist_ok=True)
+        self._records = CheckpointRecords(catalog, checkpoints)
         self._keyword = keyword
         self._model_name = model_name
         self._dimension = dimension
@@ -73,15 +75,16 @@ class LoadedIndexes:
         with self.lock:
             if store_id in self._loaded:
                 return self._loaded[store_id]
-            with self._catalog.read() as conn:
-                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
-                                   "WHERE id = ?", (store_id,)).fetchone()
-            checkpoint, max_chunk, deletion = row
-            dimension = self._dimension()
-            index = VectorIndex.load(self._checkpoints / checkpoint, dimension) if checkpoint else None
-            keyword = Bm25Postings.load(_postings_path(self._checkpoints / checkpoint)) if index is not None else None
+            record, pruned = self._records.get(store_id)
+            if record.deletion < pruned:
+                record = CheckpointRecord()  # deletions it lacks were pruned since: it cannot be caught up
+            checkpoint = self._checkpoints / record.name if record.name else None
+            max_chunk, deletion, dimension = record.max_chunk, record.deletion, self._dimension()
+            index = VectorIndex.load(checkpoint, dimension) if checkpoint else None
+            keyword = Bm25Postings.load(_postings_path(checkpoint)) if checkpoint and index is not None else None
             if index is None:
-                index, keyword, max_chunk, deletion = VectorIndex(dimension), Bm25Postings(), 0, 0
+                # Built from the rows, in which no pruned deletion's chunk is left.
+                index, keyword, max_chunk, deletion = VectorIndex(dimension), Bm25Postings(), 0, pruned
             elif keyword is None:
                 # A checkpoint from before postings were saved: its rows up to the watermark are the ones in the
                 # keyword table now, less those deleted since (which the catch-up below would remove anyway).
@@ -112,7 +115,7 @@ class LoadedIndexes:
             loaded.keyword.add(analysed)
             loaded.max_chunk = int(ids[-1])
 
-    def _vectors(self, conn: sqlite3.Connection, store_id: str, *, after: int = 0,
+    def _vectors(self, conn: Any, store_id: str, *, after: int = 0,
                  upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The store's chunk ids in (after, upto] and their vectors, in id order."""
         rows = conn.execute("SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND "
@@ -123,15 +126,15 @@ class LoadedIndexes:
         vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
         return ids, vectors.reshape(len(rows), self._dimension())
 
-    def _signature(self, store_id: str) -> tuple[int, int, int]:
+    def _signature(self, store_id: str) -> tuple[int, int, int] | None:
         """What changes whenever the store's rows do, whichever process wrote them: the newest chunk, the newest
-        deletion, and the checkpoint's deletion watermark (a checkpoint prunes the deletions it covers)."""
+        deletion, and how far deletions were pruned (a checkpoint prunes those it covers); None: no such store."""
         with self._catalog.read() as conn:
             row = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks WHERE store_id = ?), "
                                "(SELECT COALESCE(MAX(seq), 0) FROM deletions WHERE store_id = ?), "
                                "checkpoint_deletion FROM stores WHERE id = ?",
                                (store_id, store_id, store_id)).fetchone()
-        return (row[0], row[1], row[2] or 0) if row else (0, 0, 0)
+        return (row[0], row[1], row[2] or 0) if row else None
 
     def refresh(self, store_id: str) -> None:
         """Take in what another process (`toolshed index`) committed to this store since we last looked."""
@@ -144,6 +147,9 @@ class LoadedIndexes:
             return
         try:
             if self._seen.get(store_id) == signature:
+                return
+            if signature is None:  # deleted by another process or replica
+                self.forget(store_id)
                 return
             self._seen[store_id] = signature
             loaded = self._loaded.get(store_id)
@@ -163,7 +169,8 @@ class LoadedIndexes:
 
     def mark_seen(self, store_id: str) -> None:
         """Our own write is already applied in memory: the next search need not treat it as news."""
-        self._seen[store_id] = self._signature(store_id)
+        if (signature := self._signature(store_id)) is not None:
+            self._seen[store_id] = signature
 
     def maybe_checkpoint(self, store_id: str, force: bool = False) -> None:
         """Write the in-memory index to disk when enough has changed since the last checkpoint."""
@@ -171,12 +178,11 @@ class LoadedIndexes:
             loaded = self._loaded.get(store_id) or (self.get(store_id) if force else None)
             if loaded is None:
                 return
+            record, _ = self._records.get(store_id)
             with self._catalog.read() as conn:
-                row = conn.execute("SELECT checkpoint, checkpoint_max_chunk, checkpoint_deletion FROM stores "
-                                   "WHERE id = ?", (store_id,)).fetchone()
                 backlog = conn.execute("SELECT (SELECT COUNT(*) FROM chunks WHERE store_id = ? AND id > ?) + "
                                        "(SELECT COUNT(*) FROM deletions WHERE store_id = ? AND seq > ?)",
-                                       (store_id, row[1], store_id, row[2])).fetchone()[0]
+                                       (store_id, record.max_chunk, store_id, record.deletion)).fetchone()[0]
             lists = self._lists_due(loaded)
             if lists is None and (not backlog or
                                   (not force and backlog < max(_CHECKPOINT_MIN_BACKLOG, len(loaded.index) // 4))):
@@ -187,24 +193,19 @@ class LoadedIndexes:
             try:
                 loaded.index.save(self._checkpoints / name)
                 loaded.keyword.save(_postings_path(self._checkpoints / name))
-                with self._catalog.write() as conn:
-                    conn.execute("UPDATE stores SET checkpoint = ?, checkpoint_max_chunk = ?, "
-                                 "checkpoint_deletion = ? WHERE id = ?",
-                                 (name, loaded.max_chunk, loaded.deletion, store_id))
-                    conn.execute("DELETE FROM deletions WHERE store_id = ? AND seq <= ?",
-                                 (store_id, loaded.deletion))
+                self._records.put(store_id, CheckpointRecord(name, loaded.max_chunk, loaded.deletion))
             except (OSError, DiskFull) as exc:
                 # A checkpoint only saves replaying committed rows at the next load; the rows are the truth.
-                if row[0] != name:
+                if record.name != name:
                     (self._checkpoints / name).unlink(missing_ok=True)
                     _postings_path(self._checkpoints / name).unlink(missing_ok=True)
                 log.warning("checkpoint of %s not written: %s", store_id, exc)
                 if force:
                     raise
                 return
-            if row[0] and row[0] != name:
-                (self._checkpoints / row[0]).unlink(missing_ok=True)
-                _postings_path(self._checkpoints / row[0]).unlink(missing_ok=True)
+            if record.name and record.name != name:
+                (self._checkpoints / record.name).unlink(missing_ok=True)
+                _postings_path(self._checkpoints / record.name).unlink(missing_ok=True)
 
     def _lists_due(self, loaded: _Loaded) -> int | None:
         """The inverted lists the store's vectors should be rebuilt into now, if any: past IVF_FROM chunks, and

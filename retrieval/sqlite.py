@@ -15,6 +15,10 @@ from retrieval.errors import DiskFull
 
 
 class SQLite:
+    shared = False  # one machine's file: processes writing it share its data dir, checkpoints included
+    # A JSON array argument as a set of values, for `x IN (...)` with one parameter however many values.
+    json_texts = "SELECT value FROM json_each(?)"
+
     def __init__(self, path: Path, *, reader: bool = False) -> None:
         """`reader`: reads get a connection of their own, so they see the last commit instead of waiting out a
         write transaction (WAL lets both run at once). Only for callers that never read, inside a write, rows that
@@ -28,6 +32,11 @@ class SQLite:
         if reader:
             self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._read_lock = threading.RLock()
+
+    def executescript(self, script: str) -> None:
+        """Run several statements (a schema), outside any transaction of the caller's."""
+        with self._lock:
+            self._conn.executescript(script)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -67,12 +76,13 @@ class PageRequest:
     before: str | None = None
 
 
-def keyset_page(conn: sqlite3.Connection, page: PageRequest, *, select: str, table: str, where: str = "1",
+def keyset_page(conn: Any, page: PageRequest, *, select: str, table: str, where: str = "1 = 1",
                 args: tuple[Any, ...] = (), cursor_column: str = "id",
                 seq: str = "seq") -> tuple[list[tuple[Any, ...]], bool]:
     """(rows, has_more): the rows of `table` matching `where`, in `seq` order, after or before the rows whose
     `cursor_column` is the cursor. A cursor that names no row gives an empty page. The database does the
-    slicing: a page costs the same however long the list."""
+    slicing: a page costs the same however long the list. `conn`: sqlite3's, or a wrapper answering its calls
+    (PostgreSQL's)."""
     clauses, params = [f"({where})"], list(args)
     descending = page.order == "desc"
     for cursor, forward in ((page.after, True), (page.before, False)):

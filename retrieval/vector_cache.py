@@ -3,8 +3,8 @@ comes back in."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,9 +31,9 @@ class VectorCache:
                 cached[h] = vector
         return cached
 
-    def store(self, conn: sqlite3.Connection, vectors: dict[str, np.ndarray]) -> None:
+    def store(self, conn: Any, vectors: dict[str, np.ndarray]) -> None:
         """Keep the vectors, inside the caller's write transaction."""
-        conn.executemany("INSERT OR IGNORE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)",
+        conn.executemany("INSERT INTO embeddings (model, hash, vector) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                          [(self._model_name(), h, vector.tobytes()) for h, vector in vectors.items()])
 
     def _cached(self, hashes: list[str]) -> dict[str, np.ndarray]:

@@ -4,14 +4,14 @@ Writes are incremental: indexing a file inserts its chunks, its keyword rows and
 transaction; removing a file deletes them and records the chunk ids in `deletions`. The in-memory FAISS index
 of a store is loaded lazily from its last checkpoint plus the rows committed since, and a new checkpoint is
 written only when that backlog is a sizeable fraction of the store, so the cost of a write does not grow with
-the store. Embeddings are cached by (model, text hash): a file added to two stores is embedded once.
+the store. Embeddings are cached by (model, text hash): a file added to two stores is embedded once. The catalog
+is an SQLite file under the engine's root, or PostgreSQL shared by replicas (each keeps its own checkpoints).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,14 @@ import numpy as np
 
 from retrieval import filters as attribute_filters
 from retrieval.catalog import Catalog
+from retrieval.catalog_database import open_database
 from retrieval.chunking import chunk_pages
 from retrieval.embedding import DEFAULT_MODEL, DEFAULT_MODEL_CACHE, Embedder, content_hash, embed_texts
 from retrieval.errors import FileProblem, InvalidRequest, StoreFileNotFound
 from retrieval.fusion import DEFAULT_DENSE_WEIGHT, rank
 from retrieval.index import IVF_FROM
 from retrieval.isolation import IsolatedParser, ParseLimits
-from retrieval.keyword import Analyzer, KeywordIndex
+from retrieval.keyword import Analyzer, KeywordIndex, PlainKeywordIndex
 from retrieval.loaded_index import LoadedIndexes
 from retrieval.models import Chunk, ChunkingStrategy, Document, FileError, Hit, SearchMode, Store, StoreFile
 from retrieval.passages import distinct
@@ -43,8 +44,10 @@ class VectorStoreEngine:
     def __init__(self, root: Path, *, model: str = DEFAULT_MODEL, runtime: Runtime = DEFAULT_RUNTIME,
                  model_cache: Path = DEFAULT_MODEL_CACHE, embedder: Embedder | None = None,
                  dense_weight: float = DEFAULT_DENSE_WEIGHT, parse_limits: ParseLimits | None = None,
-                 ivf_from: int = IVF_FROM) -> None:
-        self._catalog = Catalog(root / "retrieval.db")
+                 ivf_from: int = IVF_FROM, database_url: str = "") -> None:
+        """`database_url` (postgresql://...): the catalog in PostgreSQL, shared with other engines (replicas);
+        empty: an SQLite file under `root`. Checkpoints stay under `root` either way."""
+        self._catalog = Catalog(open_database(root, database_url))
         self._parser = IsolatedParser(parse_limits)
         self._embedding = LazyEmbedder(model, runtime, model_cache, embedder)
         # The catalog's reads are the engine's own verbs; its writes go through the engine, which keeps the
@@ -57,7 +60,7 @@ class VectorStoreEngine:
         self.store_page, self.file_page = catalog.store_page, catalog.file_page
         self.update_store, self.batch, self.create_batch, self.cancel_batch = catalog.update_store, catalog.batch, \
             catalog.create_batch, catalog.cancel_batch
-        self._keyword = KeywordIndex(Analyzer())
+        self._keyword = (PlainKeywordIndex if self._catalog.shared else KeywordIndex)(Analyzer())
         self.dense_weight = dense_weight
         self._cache = VectorCache(self._catalog, embedder=lambda: self.embedder, model_name=lambda: self.model_name)
         self._indexes = LoadedIndexes(self._catalog, root / "indexes", self._keyword,
@@ -171,7 +174,7 @@ class VectorStoreEngine:
         if progress:
             progress(len(pending))
 
-    def _insert_round(self, conn: sqlite3.Connection, store_id: str, key: int,
+    def _insert_round(self, conn: Any, store_id: str, key: int,
                       pending: list[tuple[Document, list[Chunk]]], added: list[tuple[int, str]],
                       analysed: list[tuple[int, str]]) -> None:
         """The round's chunks as rows (and keyword rows); `added` gets their (chunk id, content hash), `analysed`

@@ -22,7 +22,10 @@ from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag, image_present
 from retrieval.embedding import Embedder
 from retrieval.runtimes import load_embedder
+from tests.postgres_server import postgres_server  # noqa: F401 - a fixture, for the PostgreSQL + S3 tier
+from tests.s3_server import running_s3_server  # noqa: F401 - a fixture, for the PostgreSQL + S3 tier
 from tests.scripted_model import ScriptedModel
+from tests.state_tier import deselect_local_state, external_state  # noqa: F401 - external_state is autouse
 
 # CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.
 REQUIRE_DOCKER = any(os.environ.get(name, "").lower() in ("1", "true", "yes")
@@ -42,10 +45,15 @@ def _docker_problem() -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tiers follow from what a test uses: anything needing the Docker engine is `docker`, anything loading the
     embedding model is `model` (so `-m "not docker and not model"` is the fast unit tier). Tests that restart the
-    Docker engine run last, so they cannot disturb the others."""
+    Docker engine run last, so they cannot disturb the others. The PostgreSQL + S3 tier leaves out the tests of
+    local files (tests/state_tier.py)."""
+    local = deselect_local_state(items)
+    if local:
+        config.hook.pytest_deselected(items=local)
+        items[:] = [item for item in items if item not in local]
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if "docker_ready" in used:

@@ -154,6 +154,7 @@ def blob_bytes(server: Server) -> int:
     return sum(p.stat().st_size for p in (server.data_dir / "files").iterdir() if p.is_file())
 
 
+@pytest.mark.local_state
 def test_exports_have_a_budget_and_identical_content_is_stored_once(big_client: OpenAI, big_container: str,
                                                                      big_server: Server) -> None:
     before = blob_bytes(big_server)

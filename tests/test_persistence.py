@@ -105,6 +105,7 @@ def test_a_container_left_by_a_server_with_another_data_dir_does_not_stop_start_
         first.remove_containers()
 
 
+@pytest.mark.local_state
 def test_a_server_killed_during_an_upload_registers_nothing_half(docker_ready: None, tmp_path) -> None:  # noqa: ANN001
     server = Server(tmp_path / "server", TOOLSHED_POOL_SIZE="0")
     server.start()

@@ -196,6 +196,7 @@ def test_two_projects_naming_the_same_thread_get_two_sandboxes(server: Server) -
     assert first["container_id"] not in {c.id for c in beta_box}
 
 
+@pytest.mark.local_state
 def test_keys_made_by_the_cli_work_at_once_and_stop_when_revoked(server: Server) -> None:
     made = keys_cli(server, "create", "--project", LIMITED)
     assert made.returncode == 0, made.stderr

@@ -52,6 +52,7 @@ def test_a_malformed_body_is_a_400_naming_the_field(errors_server: Server, body:
         assert http.get("/responses/resp_nothing").status_code == 404  # the connection is still good
 
 
+@pytest.mark.local_state
 def test_a_response_deleted_while_its_create_waits_ends_cancelled(errors_server: Server,
                                                                   model: ScriptedModel) -> None:
     model.say(Turn(text="late", delay=5))

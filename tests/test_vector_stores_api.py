@@ -88,6 +88,7 @@ def test_ranker_none_scores_are_the_cosine_similarity(client: OpenAI, papers: st
     assert [r.score for r in hybrid[:3]] != [r.score for r in dense[:3]]
 
 
+@pytest.mark.local_state
 def test_null_updates_clear_fields_and_never_poison_the_list(client: OpenAI, server: Server) -> None:
     store = client.vector_stores.create(name="to clear", metadata={"a": "b"})
     cleared = httpx.post(f"{server.base_url}/v1/vector_stores/{store.id}", json={"metadata": None, "name": None})

@@ -28,6 +28,7 @@ from orchestrator.assistants.turns import RunTurns
 from orchestrator.assistants.writer import MessageWriter
 from orchestrator.errors import InvalidRequest
 from orchestrator.metrics import TOOL_CALLS, record_run
+from orchestrator.services.leases import LeaseKeeper, Leases
 from orchestrator.tools.annotations import Annotator
 from orchestrator.tools.registry import ToolRegistry
 from retrieval.ids import new_id
@@ -36,6 +37,7 @@ log = logging.getLogger("toolshed.runs")
 # OpenAI's cap on the messages one request adds to a thread.
 MAX_ADDITIONAL_MESSAGES = 32
 STOPPED = {"code": "server_error", "message": "The server stopped while this run was live."}
+DRIVEN = ("queued", "in_progress", "cancelling")  # a run in requires_action waits for its caller, not a replica
 # How a run's ending leaves a message the model was still writing.
 _CUT = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
 
@@ -51,7 +53,7 @@ class RunLimits:
 
 class Runs:
     def __init__(self, assistants: Assistants, model: ModelClient, tools: ToolRegistry, annotator: Annotator,
-                 limits: RunLimits | None = None) -> None:
+                 leases: Leases, limits: RunLimits | None = None) -> None:
         self._assistants = assistants
         self._objects = assistants.objects
         self._model = model
@@ -64,6 +66,9 @@ class Runs:
         self.events = EventHub()
         self._steps = StepLog(self._objects, self.events)
         self._hosted = HostedCalls(tools, self._objects, self._steps, assistants.owners)
+        # Replicas share the database: this process's leases on the runs it drives.
+        self._keeper = LeaseKeeper(leases, self._tasks, "run", lost=self._lost, also=self._expire_overdue,
+                                   orphaned=lambda run_id, error: self._end(run_id, "failed", last_error=error))
 
     def create(self, thread_id: str, assistant_id: str, options: dict[str, Any],
                additional_messages: list[tuple[dict[str, Any], list[Any]]],
@@ -109,9 +114,7 @@ class Runs:
         return self._objects.live_run(thread_id, LIVE)
 
     def _start(self, run_id: str) -> None:
-        task = asyncio.create_task(self._drive(run_id))
-        self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        self._keeper.drive(run_id, self._drive(run_id))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
@@ -240,6 +243,7 @@ class Runs:
         conversation = self._objects.conversation(run_id) or []
         conversation += [{"role": "tool", "tool_call_id": call_id, "content": given[call_id]} for call_id in expected]
         self._objects.save_conversation(run_id, conversation)
+        self._keeper.leases.claim(run_id)  # before it is live again, so no sweep finds it without a lease
         resumed = self._objects.transition(run_id, ("requires_action",), {"status": "queued", "required_action": None})
         if resumed is None:
             raise InvalidRequest("The run no longer waits for tool outputs.")
@@ -266,22 +270,27 @@ class Runs:
         return self._end(run_id, "cancelled") or self._objects.get("runs", run_id)
 
     def recover(self) -> int:
-        """After a restart, no run is still being driven: every run that was being driven ends `failed`, saying
-        why; one waiting for tool outputs keeps waiting until its `expires_at`. Returns how many ended."""
-        ended = 0
-        for run_id in self._objects.live_runs(LIVE):
-            run = self._objects.get("runs", run_id)
-            if run["status"] == "requires_action":
-                self._arm_expiry(run_id, run["expires_at"] - time.time())
-                continue
-            ended += self._end(run_id, "failed", last_error={
-                "code": "server_error", "message": "The server restarted while this run was live."}) is not None
-        return ended
+        """At start: keep leases (orchestrator.services.leases): runs no replica drives end `failed` now and at
+        every sweep; one waiting for tool outputs keeps waiting until its `expires_at`. How many ended now."""
+        for run_id in self._objects.live_runs(("requires_action",)):
+            self._arm_expiry(run_id, self._objects.get("runs", run_id)["expires_at"] - time.time())
+        return self._keeper.start()
+
+    def _lost(self, run_id: str) -> None:
+        """Another replica ended this run (a cancel through it): the message being written here says so."""
+        if (writer := self._writers.get(run_id)) is not None:
+            writer.cut("run_cancelled")
+
+    def _expire_overdue(self) -> None:
+        """Runs past their `expires_at` that wait for tool outputs, whichever replica started them."""
+        for run_id in self._keeper.leases.overdue("requires_action", "expires_at"):
+            self._end(run_id, "expired")
 
     async def close(self) -> None:
         """At shut-down every run still being driven ends `failed`, saying the server stopped; one waiting for
         tool outputs keeps waiting (recover() re-arms its expiry on the next start)."""
         self._closing = True
+        await self._keeper.stop()
         tasks = [*self._tasks.values(), *self._expiries.values()]
         for task in tasks:
             task.cancel()

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from orchestrator.cli.settings import load_settings
 from orchestrator.config import Settings
-from orchestrator.db import Database
+from orchestrator.db import open_database
 from orchestrator.errors import InvalidRequest
 from orchestrator.services.keys import KeyRing
 
@@ -22,7 +22,7 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 def key_ring(settings: Settings) -> KeyRing:
-    return KeyRing(Database(settings.data_dir / "toolshed.db"), settings.api_keys, settings.admin_keys)
+    return KeyRing(open_database(settings), settings.api_keys, settings.admin_keys)
 
 
 @keys_app.command("create")

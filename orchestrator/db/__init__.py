@@ -1,56 +1,36 @@
-"""The metadata database: one SQLite file under the data dir, shared by every store of the server.
+"""The metadata database every store of the server shares: SQLite in the data dir by default (orchestrator.db.
+sqlite), PostgreSQL when a database URL is set (orchestrator.db.postgres); `open_database` chooses.
 
-One connection guarded by a lock (see retrieval.sqlite): the server's writes are small and few. WAL mode lets a
-reader (a backup, `sqlite3` in a shell) look while the server writes. Opening it applies the migrations it lacks
-(orchestrator.db.migrations), then turns foreign keys on.
+Both answer the interface of orchestrator.db.base.Database (the type stores are written against), with the same
+schema (orchestrator.db.migrations, orchestrator.db.pg_migrations) and the same SQL text per statement.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
-from orchestrator.db.migrations import MIGRATIONS
-from retrieval.sqlite import PageRequest, SQLite
+from orchestrator.config import Settings
+from orchestrator.db.base import Database, IntegrityError
+from orchestrator.db.sqlite import SQLiteDatabase
+from retrieval.sqlite import PageRequest
 
-__all__ = ["Database", "PageRequest"]
+__all__ = ["Database", "IntegrityError", "PageRequest", "open_database"]
+
+SQLITE_FILE = "toolshed.db"
+Database.by_path = SQLiteDatabase
 
 
-class Database(SQLite):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._upgrade()
-        with self.read() as conn:
-            conn.execute("PRAGMA foreign_keys = ON")
+def open_database(settings_or_url: Settings | str, data_dir: Path | None = None) -> Database:
+    """PostgreSQL at the URL (the settings' `database_url`) when there is one, else the SQLite file in
+    `data_dir` (the settings' data dir); either is upgraded to the current schema first."""
+    if isinstance(settings_or_url, Settings):
+        url, data_dir = settings_or_url.database_url, data_dir or settings_or_url.data_dir
+    else:
+        url = settings_or_url
+    if url:
+        from orchestrator.db.postgres import PostgresDatabase  # psycopg is loaded only when it is used
 
-    @property
-    def version(self) -> int:
-        return int(self.one("PRAGMA user_version")[0])  # type: ignore[index]
-
-    def _upgrade(self) -> None:
-        with self.read() as conn:
-            for number in range(self.version + 1, len(MIGRATIONS) + 1):
-                # One transaction per migration: it lands whole with its version number, or not at all.
-                try:
-                    conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
-                                       f"PRAGMA user_version = {number};\nCOMMIT;")
-                except sqlite3.Error:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-
-    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        """Run one statement; returns the number of rows it changed."""
-        with self.read() as conn:
-            return conn.execute(sql, args).rowcount
-
-    def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self.read() as conn:
-            return conn.execute(sql, args).fetchall()
-
-    def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        with self.read() as conn:
-            return conn.execute(sql, args).fetchone()
-
-    transaction = SQLite.write
+        return PostgresDatabase(url)
+    if data_dir is None:
+        raise ValueError("a SQLite database needs the data dir it lives in")
+    return Database(data_dir / SQLITE_FILE)

@@ -2,6 +2,8 @@
 
 A database is upgraded in place at start-up. Migration 1 is the schema the first servers made without a version
 (every statement IF NOT EXISTS, so on such a database it changes nothing); each later one moves data forward.
+PostgreSQL's text of each migration is beside it, under the same number, in orchestrator.db.pg_migrations: a new
+migration is added to both lists.
 """
 
 from __future__ import annotations
@@ -243,5 +245,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX conversation_items_order ON conversation_items (conversation_id, seq);
     CREATE INDEX conversation_items_by_id ON conversation_items (id);
+    """,
+    # 10: leases, so replicas share one database: which replica drives a live run or response, and until when
+    # (orchestrator.services.leases); every replica's sweep looks runs up by status.
+    """
+    ALTER TABLE runs ADD COLUMN lease_holder TEXT;
+    ALTER TABLE runs ADD COLUMN lease_expires_at REAL;
+    ALTER TABLE responses ADD COLUMN lease_holder TEXT;
+    ALTER TABLE responses ADD COLUMN lease_expires_at REAL;
+    CREATE INDEX runs_by_status ON runs (status);
     """,
 ]

@@ -28,6 +28,7 @@ from orchestrator.responses.shapes import (
 )
 from orchestrator.responses.store import LIVE, ConversationNotFound, ResponseStore
 from orchestrator.responses.tools import Prepared, ResponseTools
+from orchestrator.services.leases import LeaseKeeper, Leases
 from orchestrator.services.projects import Caller
 from retrieval.ids import new_id
 
@@ -75,12 +76,14 @@ class Plan:
 
 class Responses:
     def __init__(self, store: ResponseStore, model: ModelClient, tools: ResponseTools, context: ContextBuilder,
-                 limits: Limits) -> None:
+                 limits: Limits, leases: Leases) -> None:
         self.store = store
         self.context = context
         self._model, self._tools, self._limits = model, tools, limits
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        # Replicas share the database: this process's leases on the responses it drives.
+        self._keeper = LeaseKeeper(leases, self._tasks, "response", orphaned=self._orphaned)
 
     async def create(self, request: dict[str, Any], caller: Caller,
                      watcher: asyncio.Queue[Event | None] | None = None) -> dict[str, Any]:
@@ -94,9 +97,7 @@ class Responses:
         stream = Stream(plan.include)
         if watcher is not None:
             stream.watchers.append(watcher)
-        task = asyncio.create_task(self._drive(body, plan, stream, caller))
-        self._tasks[response_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(response_id, None))
+        task = self._keeper.drive(response_id, self._drive(body, plan, stream, caller))
         if request.get("background") or watcher is not None:
             return present(body, plan.include)
         try:
@@ -204,6 +205,8 @@ class Responses:
         if body["status"] in LIVE and task is not None:
             task.cancel()
             await asyncio.wait({task})
+        elif body["status"] in LIVE:  # driven by another replica: its next lease renewal stops its driver
+            self.store.save({**body, "status": "cancelled"}, LIVE)
         return present(self.store.get(response_id), frozenset())
 
     async def delete(self, response_id: str) -> None:
@@ -215,20 +218,20 @@ class Responses:
         self.store.delete(response_id)
 
     def recover(self) -> int:
-        """After a restart no response is running: those that were end `failed`, saying so."""
-        ended = 0
-        for response_id in self.store.live():
-            body = self.store.get(response_id, stored_only=False)
-            if not body["store"]:
-                self.store.forget(response_id)  # it was kept only while it ran
-                continue
-            body.update(status="failed", error={**STOPPED, "message": "The server restarted while this response "
-                                                                      "was live."})
-            ended += self.store.save(body, LIVE)
-        return ended
+        """At start: keep leases (orchestrator.services.leases): responses no replica drives end `failed` now
+        and at every sweep. How many ended now."""
+        return self._keeper.start()
+
+    def _orphaned(self, response_id: str, error: dict[str, str]) -> None:
+        body = self.store.get(response_id, stored_only=False)
+        if not body["store"]:
+            self.store.forget(response_id)  # it was kept only while it ran
+        else:
+            self.store.save({**body, "status": "failed", "error": error}, LIVE)
 
     async def close(self) -> None:
         self._closing = True
+        await self._keeper.stop()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

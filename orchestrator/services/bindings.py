@@ -107,6 +107,7 @@ class SandboxBindings:
     async def _create(self, scope: str, key: str, project: str) -> str:
         spec = SandboxSpec(name=key[:256], memory_limit=self._memory_limit, labels={"scope": scope, "key": key[:256]})
         sandbox = await self._sandboxes.create(project, spec)
-        self._db.execute("INSERT OR REPLACE INTO sandbox_bindings (scope, key, container_id, created_at) "
-                         "VALUES (?, ?, ?, ?)", (scope, key, sandbox.id, int(time.time())))
+        self._db.execute("INSERT INTO sandbox_bindings (scope, key, container_id, created_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (scope, key) DO UPDATE SET container_id = excluded.container_id, "
+                         "created_at = excluded.created_at", (scope, key, sandbox.id, int(time.time())))
         return sandbox.id

@@ -12,16 +12,16 @@ import logging
 from dataclasses import dataclass
 
 from orchestrator.agent.chat import Endpoint, ModelClient, endpoint_map
-from orchestrator.assistants.runner import RunLimits, Runs
+from orchestrator.assistants.runner import DRIVEN, RunLimits, Runs
 from orchestrator.assistants.service import Assistants
 from orchestrator.config import Settings
-from orchestrator.db import Database
+from orchestrator.db import Database, open_database
 from orchestrator.metrics import LifecycleMetrics
 from orchestrator.responses.containers import ResponseContainers
 from orchestrator.responses.context import ContextBuilder
 from orchestrator.responses.conversations import Conversations
 from orchestrator.responses.service import Limits, Responses
-from orchestrator.responses.store import ResponseStore
+from orchestrator.responses.store import LIVE, ResponseStore
 from orchestrator.responses.tools import ResponseTools
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.gvisor import RuntimeChoice, choose_runtime
@@ -30,10 +30,12 @@ from orchestrator.sandbox.policy import SandboxPolicy
 from orchestrator.sandbox.runtime import DockerRuntime
 from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
 from orchestrator.services.bindings import SandboxBindings
+from orchestrator.services.blobs import blobs_for
 from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.services.exports import ExportLimits, Exports
 from orchestrator.services.interpreter import Interpreter
 from orchestrator.services.keys import KeyRing
+from orchestrator.services.leases import Leases, replica_id
 from orchestrator.services.librechat_files import LibreChatFiles
 from orchestrator.services.project_sandboxes import ProjectSandboxes
 from orchestrator.services.projects import Owners
@@ -91,11 +93,11 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
-        db = Database(settings.data_dir / "toolshed.db")
+        db = open_database(settings)
         keys = KeyRing(db, settings.api_keys, settings.admin_keys)
         owners = Owners(db)
         files = FileStore(db, settings.data_dir, byte_limit=lambda project: _size_or_none(
-            settings.limits_of(project).stored_bytes))
+            settings.limits_of(project).stored_bytes), blobs=await asyncio.to_thread(blobs_for, settings))
         engine = VectorStoreEngine(settings.data_dir / "retrieval", **settings.engine_options())
         vector_stores = VectorStores(engine, files, owners)
         resumed = vector_stores.start()
@@ -119,13 +121,17 @@ class Services:
         model = ModelClient(Endpoint(settings.model_base_url, settings.model_api_key) if settings.model_base_url
                             else None, endpoint_map(settings.model_map), timeout=settings.model_timeout,
                             max_retries=settings.model_max_retries)
+        # Replicas on one database tell their runs and responses apart by lease holder (services.leases).
+        replica = replica_id(settings.namespace)
         runs = Runs(assistants, model, tools, annotator,
+                    Leases(db, "runs", DRIVEN, settings.lease_seconds, replica),
                     RunLimits(settings.model_context_tokens, settings.run_expiry_seconds,
                               settings.run_max_output_chars))
         ended = runs.recover()
         if ended:
             log.warning("%d runs were live when the server stopped; they ended failed", ended)
-        responses = _responses(settings, db, files, vector_stores, owners, model, tools, citations, sandboxes)
+        responses = _responses(settings, db, files, vector_stores, owners, model, tools, citations, sandboxes,
+                               replica)
         ended = responses.recover()
         if ended:
             log.warning("%d responses were live when the server stopped; they ended failed", ended)
@@ -144,7 +150,7 @@ class Services:
 
 def _responses(settings: Settings, db: Database, files: FileStore, stores: VectorStores, owners: Owners,
                model: ModelClient, tools: ToolRegistry, citations: CitationStore,
-               sandboxes: SandboxServices | None) -> Responses:
+               sandboxes: SandboxServices | None, replica: str) -> Responses:
     """The Responses API's service: its own store, the shared file_search tool, and code_interpreter in the
     containers each response chooses (none while the sandbox engine is down)."""
     store = ResponseStore(db)
@@ -156,7 +162,8 @@ def _responses(settings: Settings, db: Database, files: FileStore, stores: Vecto
                            sandboxes.interpreter if sandboxes else None,
                            sandboxes.container_files.store if sandboxes else None, settings.tool_output_max_chars)
     return Responses(store, model, hosted, ContextBuilder(store, files, owners),
-                     Limits(settings.model_context_tokens, settings.run_max_output_chars))
+                     Limits(settings.model_context_tokens, settings.run_max_output_chars),
+                     Leases(db, "responses", LIVE, settings.lease_seconds, replica))
 
 
 def _size_or_none(size: str | None) -> int | None:

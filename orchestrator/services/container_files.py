@@ -120,7 +120,8 @@ class ContainerFileStore:
 
     def all(self, container_id: str, limit: int = -1) -> list[ContainerFile]:
         """Every file of the container (or the first `limit`), oldest first."""
-        rows = self._db.all(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? ORDER BY seq LIMIT ?",
+        rows = self._db.all(f"SELECT {_COLUMNS} FROM container_files WHERE container_id = ? ORDER BY seq "
+                            "LIMIT COALESCE(NULLIF(?, -1), 9223372036854775807)",
                             (container_id, limit))
         return [ContainerFile(*row) for row in rows]
 

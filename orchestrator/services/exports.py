@@ -45,8 +45,8 @@ class Exports:
 
     def used(self, container_id: str) -> int:
         """Bytes of this sandbox's exports that are still stored."""
-        row = self._db.one("SELECT COALESCE(SUM(f.bytes), 0) FROM exports e JOIN files f ON f.id = e.file_id "
-                           "WHERE e.container_id = ?", (container_id,))
+        row = self._db.one("SELECT CAST(COALESCE(SUM(f.bytes), 0) AS BIGINT) FROM exports e "
+                           "JOIN files f ON f.id = e.file_id WHERE e.container_id = ?", (container_id,))
         return int(row[0]) if row else 0
 
     def store(self, container_id: str, chunks: Iterable[bytes], filename: str, size: int) -> Exported:

@@ -33,8 +33,10 @@ class LibreChatFiles:
         self._db = db
 
     def record(self, session_id: str, file_id: str, name: str, user: str = "") -> None:
-        self._db.execute("INSERT OR REPLACE INTO librechat_files (session_id, file_id, name, created_at) "
-                         "VALUES (?, ?, ?, ?)", (_row_key(session_id, user), file_id, name, int(time.time())))
+        self._db.execute("INSERT INTO librechat_files (session_id, file_id, name, created_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (session_id, file_id) DO UPDATE SET name = excluded.name, "
+                         "created_at = excluded.created_at",
+                         (_row_key(session_id, user), file_id, name, int(time.time())))
 
     def get(self, session_id: str, file_id: str, user: str = "") -> SessionFile | None:
         row = self._db.one("SELECT file_id, name, created_at FROM librechat_files WHERE session_id = ? "

@@ -55,12 +55,14 @@ class Owners:
         self._db = db
 
     def claim(self, project: str, object_id: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO owners (id, project) VALUES (?, ?)", (object_id, project))
+        self._db.execute("INSERT INTO owners (id, project) VALUES (?, ?) "
+                         "ON CONFLICT (id) DO UPDATE SET project = excluded.project", (object_id, project))
 
     def adopt(self, object_ids: list[str]) -> int:
         """Give objects made before projects existed to the default project; returns how many had no owner."""
         with self._db.transaction() as conn:
-            return sum(conn.execute("INSERT OR IGNORE INTO owners (id, project) VALUES (?, ?)",
+            return sum(conn.execute("INSERT INTO owners (id, project) VALUES (?, ?) "
+                                    "ON CONFLICT (id) DO NOTHING",
                                     (object_id, DEFAULT_PROJECT)).rowcount for object_id in object_ids)
 
     def owner(self, object_id: str) -> str | None:
@@ -88,5 +90,5 @@ class Owners:
 def scope_clause(scope: str | None, column: str = "id") -> tuple[str, tuple[str, ...]]:
     """A WHERE clause (and its arguments) that keeps the rows of one project's objects; all of them for None."""
     if scope is None:
-        return "1", ()
+        return "1 = 1", ()
     return f"{column} IN (SELECT id FROM owners WHERE project = ?)", (scope,)

@@ -1,14 +1,14 @@
-"""Stored files (`file-…`): metadata in the database, bytes as one blob per file under the data dir.
+"""Stored files (`file-…`): metadata in the database, bytes through a Blobs backend (orchestrator.services.blobs:
+one blob per file under the data dir, or objects in an S3-compatible bucket).
 
-Blobs are written to a temporary name and renamed into place only after the row is committed, so a crash leaves
-either a complete file or nothing visible.
+A blob is complete before its row is written, and is deleted if the row cannot be, so a crash leaves either a
+complete file or nothing visible.
 """
 
 from __future__ import annotations
 
 import errno
 import mimetypes
-import os
 import re
 import sqlite3
 import time
@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from orchestrator.db import Database
 from orchestrator.errors import DiskFull, NotFound, TooLarge
+from orchestrator.services.blobs import Blobs, LocalBlobs
 from orchestrator.services.projects import OverLimit, scope_clause
 from retrieval import errors as retrieval_errors
 from retrieval.ids import new_file_id
@@ -76,9 +77,9 @@ def limit_size(chunks: Iterable[bytes], max_bytes: int | None) -> Iterator[bytes
 class FileStore:
     """Create, read, list and delete stored files. Safe to share between threads."""
 
-    def __init__(self, db: Database, root: Path, byte_limit: Callable[[str], int | None] = lambda _: None) -> None:
-        self._blobs = root / "files"
-        self._blobs.mkdir(parents=True, exist_ok=True)
+    def __init__(self, db: Database, root: Path, byte_limit: Callable[[str], int | None] = lambda _: None,
+                 blobs: Blobs | None = None) -> None:
+        self._blobs = blobs or LocalBlobs(root / "files")
         self._db = db
         # Each project's limit on stored bytes (None: none).
         self._byte_limit = byte_limit
@@ -86,27 +87,26 @@ class FileStore:
 
     def _sweep_partial_blobs(self) -> None:
         """Remove what a killed upload left: a partial blob, or a whole one whose row was never written."""
-        for partial in self._blobs.glob("*.part"):
-            partial.unlink(missing_ok=True)
-        known = {row[0] for row in self._db.all("SELECT id FROM files")}
-        for blob in self._blobs.iterdir():
-            if blob.is_file() and blob.name not in known:
-                blob.unlink(missing_ok=True)
+        self._blobs.sweep(row[0] for row in self._db.all("SELECT id FROM files"))
 
     @property
     def root(self) -> Path:
-        """The folder the blobs are stored in."""
-        return self._blobs
+        """The local folder the blobs (or, with a bucket, their cache) are kept in."""
+        return self._blobs.root
 
     def blob_path(self, file_id: str) -> Path:
-        return self._blobs / file_id
+        """A local file with the file's bytes. When local disk is only a cache, FileNotFound once the row is gone
+        (another replica may have deleted the file: its cached copy must not be served)."""
+        if self._blobs.is_cache and not self.exists(file_id):
+            raise FileNotFound(file_id)
+        return self._blobs.path(file_id)
 
     def write(self, source: BinaryIO | Iterable[bytes], filename: str, purpose: str, *, project: str,
               max_bytes: int | None = None) -> StoredFile:
-        """Stream `source` to disk (never whole in memory) and record it as `project`'s; FileTooLarge past
+        """Stream `source` to its blob (never whole in memory) and record it as `project`'s; FileTooLarge past
         `max_bytes`, OverLimit if the project would store more than its limit, DiskFull if the disk is."""
         file_id = new_file_id()
-        partial = self._blobs / f"{file_id}.part"
+        partial = self._blobs.partial(file_id)
         chunks = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source
         size = 0
         try:
@@ -120,13 +120,13 @@ class FileStore:
                     raise DiskFull(_DISK_FULL) from exc
                 raise
             record = StoredFile(file_id, safe_filename(filename), purpose, size, int(time.time()))
-            # Bytes first, then the row: a kill between the two leaves a blob nobody lists (swept at the next
-            # start), never a listed file without its bytes.
-            os.replace(partial, self.blob_path(file_id))
+            # Bytes first, then the row: a kill between the two leaves a blob nobody lists (on local disk, swept at
+            # the next start; in a bucket, left: it may be shared), never a listed file without its bytes.
+            self._blobs.put(file_id)
             try:
                 self._insert(record, project)
             except BaseException as exc:
-                self.blob_path(file_id).unlink(missing_ok=True)
+                self._blobs.delete(file_id)
                 if isinstance(exc, retrieval_errors.DiskFull):
                     raise DiskFull(_DISK_FULL) from exc
                 raise
@@ -153,9 +153,10 @@ class FileStore:
             return
         # Files, and the messages of the project's threads: a thread is as much stored data as a file is.
         used = conn.execute(
-            "SELECT (SELECT COALESCE(SUM(bytes), 0) FROM files WHERE id IN (SELECT id FROM owners WHERE project = ?))"
+            "SELECT CAST((SELECT COALESCE(SUM(bytes), 0) FROM files WHERE id IN "
+            "(SELECT id FROM owners WHERE project = ?))"
             " + (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages WHERE thread_id IN "
-            "(SELECT id FROM owners WHERE project = ?))", (project, project)).fetchone()[0]
+            "(SELECT id FROM owners WHERE project = ?)) AS BIGINT)", (project, project)).fetchone()[0]
         if used + adding > limit:
             raise OverLimit(f"Project '{project}' may store {limit} bytes of files and messages; it stores {used}, "
                             f"and {what} has {adding}. Delete files or threads to make room.")
@@ -183,4 +184,4 @@ class FileStore:
         """Forget the file and free its bytes."""
         if not self._db.execute("DELETE FROM files WHERE id = ?", (file_id,)):
             raise FileNotFound(file_id)
-        self.blob_path(file_id).unlink(missing_ok=True)
+        self._blobs.delete(file_id)

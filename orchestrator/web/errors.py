@@ -68,6 +68,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     errors.DiskFull: (507, "server_error", "insufficient_storage"),
     retrieval_errors.DiskFull: (507, "server_error", "insufficient_storage"),
     errors.Unavailable: (503, "server_error", "unavailable"),
+    retrieval_errors.CatalogUnavailable: (503, "server_error", "unavailable"),
     projects.OverLimit: (429, "insufficient_quota", "project_limit_exceeded"),
     sandbox_errors.SandboxNotFound: (404, "invalid_request_error", "not_found"),
     sandbox_errors.InvalidRequest: (400, "invalid_request_error", None),

@@ -99,8 +99,9 @@ def _modified(entry: SessionFile) -> str:
     return datetime.fromtimestamp(entry.created_at, UTC).isoformat()
 
 
+# Plain `def`: with the bytes in a bucket, the local copy may have to be fetched first, off the event loop.
 @router.get("/download/{session_id}/{file_id}")
-async def download(session_id: str, file_id: str, services: ServicesDep, who: CallerDep) -> FileResponse:
+def download(session_id: str, file_id: str, services: ServicesDep, who: CallerDep) -> FileResponse:
     entry = _session_file(services, who, session_id, file_id)
     return FileResponse(services.files.blob_path(file_id), media_type=media_type(entry.name),
                         filename=entry.name.rsplit("/", 1)[-1])

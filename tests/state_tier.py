@@ -1,0 +1,60 @@
+"""The PostgreSQL + S3 tier (issue 32): with TOOLSHED_TEST_STATE=postgres+s3 (`make test-state`), every server the
+suite starts keeps its metadata in a real PostgreSQL and its file bytes in a real S3-compatible bucket
+(tests/postgres_server.py, tests/s3_server.py), so the whole suite checks those backends as it checks the default.
+
+Each data dir gets its own database and bucket, named after the dir: a test that restarts a server on the same
+data dir finds its state again, and no two servers share state they did not ask to share. Tests about the local
+files themselves (the SQLite file, blobs on disk) carry the `local_state` marker and are left out of this tier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from orchestrator.localserver import Server
+from tests.postgres_server import PostgresServer
+from tests.s3_server import S3Server
+
+STATE = os.environ.get("TOOLSHED_TEST_STATE", "")
+TIER = "postgres+s3"
+
+
+def _state_env(pg: PostgresServer, s3: S3Server, data_dir: Path) -> dict[str, str]:
+    """The database and bucket of `data_dir`, the database made on first use (the bucket is made by the server)."""
+    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    name = f"t_{key}"
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return {"TOOLSHED_DATABASE_URL": pg.url(name), **s3.env(f"toolshed-{key}")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def external_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the tier: every Server gets its data dir's database and bucket unless the test set its own."""
+    if STATE != TIER:
+        yield
+        return
+    pg: PostgresServer = request.getfixturevalue("postgres_server")
+    s3: S3Server = request.getfixturevalue("s3_server")
+    plain_init = Server.__init__
+
+    def init(self: Server, data_dir: Path, **env: str) -> None:
+        plain_init(self, data_dir, **{**_state_env(pg, s3, data_dir), **env})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Server, "__init__", init)
+        yield
+
+
+def deselect_local_state(items: list[pytest.Item]) -> list[pytest.Item]:
+    """In the tier, the tests about local files are not run (they test the default backends' files)."""
+    if STATE != TIER:
+        return []
+    return [item for item in items if item.get_closest_marker("local_state")]
