@@ -164,7 +164,12 @@ class LoadedIndexes:
         """Called first in a write transaction (no other writer can commit now): what another process committed
         before it joins the in-memory index, so watermarks never skip past rows this process has not seen."""
         loaded = self._loaded.get(store_id)
-        if loaded is not None:
+        if loaded is None:
+            return
+        signature = self._signature(store_id)
+        if signature is not None and signature[2] > loaded.deletion:
+            del self._loaded[store_id]  # another replica pruned deletions we never applied: reload, as refresh() does
+        else:
             self._catch_up(store_id, loaded)
 
     def mark_seen(self, store_id: str) -> None:

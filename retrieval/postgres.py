@@ -68,7 +68,7 @@ class Connection:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         with self._errors():
-            return self._conn.execute(translate(sql), tuple(args) or None)
+            return self._conn.execute(translate(sql), tuple(args))  # even (): translate() doubled every %
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cursor = self._conn.cursor()

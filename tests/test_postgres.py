@@ -149,7 +149,9 @@ def test_assistants_threads_messages_and_runs_on_postgres(pg: Database) -> None:
     assert objects.transition("run_1", ("queued",), {"status": "cancelled"}) is None
     objects.insert("run_steps", {"id": "step_1", "status": "in_progress"}, run_id="run_1")
     objects.insert("run_steps", {"id": "step_2", "status": "completed"}, run_id="run_1")
-    assert [s["id"] for s in objects.open_steps("run_1")] == ["step_1"]
+    # A cell that printed a NUL: json.dumps writes \u0000, which PostgreSQL's jsonb refuses.
+    objects.insert("run_steps", {"id": "step_3", "status": "in_progress", "logs": "a\x00b"}, run_id="run_1")
+    assert [s["id"] for s in objects.open_steps("run_1")] == ["step_1", "step_3"]
     objects.delete("threads", "thread_1")
     assert pg.all("SELECT id FROM messages") == [] and pg.all("SELECT id FROM runs") == []
 

@@ -21,6 +21,7 @@ from openai import OpenAI
 
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import Database, open_database
+from orchestrator.errors import Unavailable
 from orchestrator.localserver import Server
 from orchestrator.services.leases import Leases
 from tests.conftest import running_server, sdk_client
@@ -124,6 +125,21 @@ def test_renewing_lets_go_of_a_run_another_replica_ended(db: Database) -> None:
     ObjectStore(db).transition(run, DRIVEN, {"status": "cancelled"})  # a cancel through another replica
     assert a.renew() == {run}
     assert a.renew() == set()
+
+
+@pytest.mark.postgres
+def test_one_live_server_per_namespace_on_a_shared_database(postgres_server: PostgresServer) -> None:  # noqa: F811
+    url = postgres_server.new_database(f"t_{uuid.uuid4().hex[:12]}")
+    first, second = open_database(url), open_database(url)
+    try:
+        first.hold_name("ns-1")
+        with pytest.raises(Unavailable, match="TOOLSHED_NAMESPACE='ns-1'"):
+            second.hold_name("ns-1")  # it would end the first one's runs as its own earlier life's
+        second.hold_name("ns-2")
+        first.close()  # the first server stopped: its namespace is free again
+        second.hold_name("ns-1")
+    finally:
+        second.close()
 
 
 # ---- two real replicas on one PostgreSQL -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ each thread has its own sandbox and its own citation markers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sqlite3
@@ -24,6 +25,7 @@ from orchestrator.assistants.hosted import HOSTED, SCOPE, HostedCalls
 from orchestrator.assistants.options import check_tool_choice, model_format, model_tool_choice, prompt, stores_ready
 from orchestrator.assistants.service import LIVE, Assistants
 from orchestrator.assistants.steps import StepLog, usage_of
+from orchestrator.assistants.store import ObjectNotFound
 from orchestrator.assistants.turns import RunTurns
 from orchestrator.assistants.writer import MessageWriter
 from orchestrator.errors import InvalidRequest
@@ -243,8 +245,8 @@ class Runs:
         conversation = self._objects.conversation(run_id) or []
         conversation += [{"role": "tool", "tool_call_id": call_id, "content": given[call_id]} for call_id in expected]
         self._objects.save_conversation(run_id, conversation)
-        self._keeper.leases.claim(run_id)  # before it is live again, so no sweep finds it without a lease
-        resumed = self._objects.transition(run_id, ("requires_action",), {"status": "queued", "required_action": None})
+        resumed = self._objects.transition(run_id, ("requires_action",), {"status": "queued", "required_action": None},
+                                           self._keeper.leases.fresh())  # live again with its lease: never swept
         if resumed is None:
             raise InvalidRequest("The run no longer waits for tool outputs.")
         if watcher is not None:
@@ -270,25 +272,25 @@ class Runs:
         return self._end(run_id, "cancelled") or self._objects.get("runs", run_id)
 
     def recover(self) -> int:
-        """At start: keep leases (orchestrator.services.leases): runs no replica drives end `failed` now and at
-        every sweep; one waiting for tool outputs keeps waiting until its `expires_at`. How many ended now."""
+        """At start: runs no replica drives end `failed` (services.leases); waiting ones keep their expiry."""
         for run_id in self._objects.live_runs(("requires_action",)):
             self._arm_expiry(run_id, self._objects.get("runs", run_id)["expires_at"] - time.time())
         return self._keeper.start()
 
     def _lost(self, run_id: str) -> None:
-        """Another replica ended this run (a cancel through it): the message being written here says so."""
+        """Another replica ended (or deleted) this run: the message being written here and the streams say so."""
         if (writer := self._writers.get(run_id)) is not None:
             writer.cut("run_cancelled")
+        with contextlib.suppress(ObjectNotFound):
+            run = self._objects.get("runs", run_id)
+            self.events.emit(run_id, f"thread.run.{run['status']}", run)
 
-    def _expire_overdue(self) -> None:
-        """Runs past their `expires_at` that wait for tool outputs, whichever replica started them."""
+    def _expire_overdue(self) -> None:  # runs waiting for tool outputs, whichever replica started them
         for run_id in self._keeper.leases.overdue("requires_action", "expires_at"):
             self._end(run_id, "expired")
 
     async def close(self) -> None:
-        """At shut-down every run still being driven ends `failed`, saying the server stopped; one waiting for
-        tool outputs keeps waiting (recover() re-arms its expiry on the next start)."""
+        """Runs being driven end `failed` ("the server stopped"); waiting ones keep waiting (see recover())."""
         self._closing = True
         await self._keeper.stop()
         tasks = [*self._tasks.values(), *self._expiries.values()]

@@ -53,10 +53,11 @@ class ObjectStore:
             raise ObjectNotFound(kind, body["id"])
         return body
 
-    def transition(self, run_id: str, allowed: tuple[str, ...] | None,
-                   changes: dict[str, Any]) -> dict[str, Any] | None:
-        """Compare-and-set on a run: apply `changes` (a new `status` among them) only if the run's status is one
-        of `allowed` now (None: whatever it is); the new body, or None if the run had moved on."""
+    def transition(self, run_id: str, allowed: tuple[str, ...] | None, changes: dict[str, Any],
+                   columns: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Compare-and-set on a run: apply `changes` (a new `status` among them), and set `columns` of its row,
+        only if the run's status is one of `allowed` now (None: whatever it is); the new body, or None if the run
+        had moved on."""
         with self._db.transaction() as conn:
             if allowed is None:
                 row = conn.execute("SELECT body FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -66,8 +67,9 @@ class ObjectStore:
             if row is None:
                 return None
             body = {**json.loads(row[0]), **changes}
-            conn.execute("UPDATE runs SET body = ?, status = ? WHERE id = ?",
-                         (json.dumps(body), body["status"], run_id))
+            columns = columns or {}
+            conn.execute(f"UPDATE runs SET body = ?, status = ?{''.join(f', {name} = ?' for name in columns)} "
+                         "WHERE id = ?", (json.dumps(body), body["status"], *columns.values(), run_id))
         return body
 
     def delete(self, kind: Kind, object_id: str, **where: str) -> None:

@@ -62,6 +62,10 @@ class Database:
             row: tuple[Any, ...] | None = conn.execute(sql, args).fetchone()
             return row
 
+    def hold_name(self, name: str) -> None:
+        """Claim `name` (a server's TOOLSHED_NAMESPACE) while this database is open: on a database replicas
+        share, Unavailable if a live server already holds it. A SQLite file has one server, so nothing to do."""
+
     def close(self) -> None:
         raise NotImplementedError
 

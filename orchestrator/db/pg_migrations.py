@@ -100,7 +100,8 @@ PG_MIGRATIONS: list[str] = [
     CREATE INDEX messages_by_thread ON messages (thread_id, seq);
     """,
     # 4: runs and their steps; at most one live run per thread. SQLite's json_extract(doc, '$.a.b'), which the
-    # run store asks of a step's body, as a function of the same name.
+    # run store asks of a step's body, as a function of the same name. jsonb refuses the \u0000 that json.dumps
+    # writes for a NUL a cell printed: it reads as U+FFFD here (still valid JSON, even after an escaped backslash).
     f"""
     CREATE TABLE runs (
         {_SEQ},
@@ -120,7 +121,7 @@ PG_MIGRATIONS: list[str] = [
     );
     CREATE INDEX run_steps_by_run ON run_steps (run_id, seq);
     CREATE FUNCTION json_extract(doc TEXT, path TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE STRICT AS $$
-        SELECT doc::jsonb #>> string_to_array(substr(path, 3), '.')
+        SELECT replace(doc, '\\u0000', '\\ufffd')::jsonb #>> string_to_array(substr(path, 3), '.')
     $$;
     """,
     # 5: v2 citation markers.

@@ -30,6 +30,7 @@ from retrieval.postgres import Connection  # the sqlite3-like wrapper, shared wi
 # Arbitrary, fixed keys of the advisory locks: one for writers, one for migrations.
 _WRITE_LOCK = 0x7005_0001
 _MIGRATION_LOCK = 0x7005_0002
+_NAME_LOCKS = 0x7005_0003  # with hashtext(namespace): the two-key advisory locks of servers' namespaces
 
 
 @contextmanager
@@ -48,6 +49,8 @@ def _translated_errors() -> Iterator[None]:
 
 class PostgresDatabase(Database):
     def __init__(self, url: str, *, max_connections: int = 10) -> None:
+        self._url = url
+        self._name_holder: psycopg.Connection[Any] | None = None
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=True,
                                     kwargs={"autocommit": True}, name="toolshed-metadata")
         self._local = threading.local()
@@ -105,5 +108,19 @@ class PostgresDatabase(Database):
         with self.transaction() as conn:
             return conn.execute(sql, args).rowcount
 
+    def hold_name(self, name: str) -> None:
+        # A session advisory lock on a connection of its own, held until close() (or the process dies): a replica
+        # id's namespace part must name one live server, or a starting replica would end another's runs as its own
+        # earlier life's (orchestrator.services.leases).
+        conn = psycopg.connect(self._url, autocommit=True)
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_NAME_LOCKS, name)).fetchone()
+        if not (row and row[0]):
+            conn.close()
+            raise Unavailable(f"Another server on this database runs with TOOLSHED_NAMESPACE={name!r}; give each "
+                              "replica a namespace of its own.")
+        self._name_holder = conn
+
     def close(self) -> None:
+        if self._name_holder is not None:
+            self._name_holder.close()
         self._pool.close()

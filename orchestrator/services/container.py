@@ -94,6 +94,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         db = open_database(settings)
+        db.hold_name(settings.namespace)  # replicas on one database: one live server per namespace
         keys = KeyRing(db, settings.api_keys, settings.admin_keys)
         owners = Owners(db)
         files = FileStore(db, settings.data_dir, byte_limit=lambda project: _size_or_none(

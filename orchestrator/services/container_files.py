@@ -174,7 +174,8 @@ class ContainerFiles:
     async def copy_in(self, container_id: str, file_id: str) -> ContainerFile:
         """Place a Files-API file in /mnt/data under its original name."""
         stored = self._files.get(file_id)
-        chunks = safefs.read_chunks(os.open(self._files.blob_path(file_id), os.O_RDONLY | os.O_CLOEXEC))
+        blob = await asyncio.to_thread(self._files.blob_path, file_id)  # from a bucket: a download, off the loop
+        chunks = safefs.read_chunks(os.open(blob, os.O_RDONLY | os.O_CLOEXEC))
         return await self.upload(container_id, stored.filename, chunks, file_id=file_id)
 
     def _write(self, container_id: str, path: str, chunks: Iterable[bytes], file_id: str | None) -> ContainerFile:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.db import Database
-from orchestrator.errors import DiskFull
+from orchestrator.errors import DiskFull, Unavailable
 from orchestrator.services.projects import OverLimit, Owners
 from orchestrator.services.storage import FileStore, FileTooLarge
 
@@ -60,7 +60,7 @@ class Exports:
                                        project=self._owners.project_of(container_id))
         except FileTooLarge:
             return Exported(None, "Not exported: it grew past the export limit while it was being copied.")
-        except (OverLimit, DiskFull) as exc:
+        except (OverLimit, DiskFull, Unavailable) as exc:  # Unavailable: the bucket does not answer
             return Exported(None, f"Not exported: {exc}")
         except OSError as exc:
             return Exported(None, f"Not exported: the server could not store it ({exc.strerror}).")

@@ -57,6 +57,11 @@ class Leases:
         self._db.execute(f"UPDATE {self._table} SET lease_holder = ?, lease_expires_at = ? WHERE id = ?",
                          (self.replica, time.time() + self.seconds, item_id))
 
+    def fresh(self) -> dict[str, Any]:
+        """The lease columns of a row this replica takes in the same UPDATE that makes it live again, so of two
+        replicas racing to resume it, the one whose compare-and-set wins holds it."""
+        return {"lease_holder": self.replica, "lease_expires_at": time.time() + self.seconds}
+
     def drop(self, item_id: str) -> None:
         """This replica no longer drives `item_id` (its driver ended); its lease runs out unrenewed."""
         self._held.discard(item_id)

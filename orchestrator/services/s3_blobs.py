@@ -140,6 +140,8 @@ def _ensure_bucket(client: Any, bucket: Bucket) -> None:
         client.create_bucket(Bucket=bucket.name, **options)
     except (ClientError, BotoCoreError) as exc:
         reason = _code(exc) if isinstance(exc, ClientError) else str(exc)
+        if reason == "BucketAlreadyOwnedByYou":  # a replica starting beside this one made it first
+            return
         raise ObjectStoreError(f"Bucket '{bucket.name}' does not exist at {where} and could not be created: "
                                f"{reason}.") from None
 

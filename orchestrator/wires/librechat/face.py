@@ -134,5 +134,5 @@ async def object_info(session_id: str, file_id: str, services: ServicesDep, who:
 async def delete_file(session_id: str, file_id: str, services: ServicesDep, who: CallerDep) -> dict[str, str]:
     _session_file(services, who, session_id, file_id)
     await services.vector_stores.forget_file(file_id)  # as DELETE /v1/files: out of every store first
-    services.files.delete(file_id)
+    await run_in_threadpool(services.files.delete, file_id)  # a bucket's delete is a network call
     return {"message": "success"}
