@@ -21,7 +21,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from retrieval.errors import CatalogUnavailable, DiskFull
+from retrieval.errors import CatalogUnavailable, DiskFull, InvalidRequest
 
 # Arbitrary, fixed advisory lock keys (the orchestrator's metadata database uses 0x7005_0001 and 0x7005_0002).
 _WRITE_LOCK = 0x7005_0101
@@ -51,6 +51,8 @@ def translate(sql: str) -> str:
 def _translated_errors() -> Iterator[None]:
     try:
         yield
+    except psycopg.DataError as exc:  # a value PostgreSQL cannot hold (a NUL in a text), which SQLite keeps
+        raise InvalidRequest(f"A value in the request cannot be stored or looked up: {exc}") from exc
     except errors.DiskFull as exc:
         raise DiskFull() from exc
     except (psycopg.OperationalError, PoolTimeout) as exc:

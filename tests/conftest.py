@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,6 +126,12 @@ def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
     finally:
         srv.stop()
         srv.remove_containers()
+
+
+def keys_cli(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`toolshed keys ARGS` on the server's own database (its data dir, or in the PostgreSQL tier its URL)."""
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "keys", *args], capture_output=True, text=True,
+                          check=check, timeout=60, env=server.env)
 
 
 def sdk_client(server: Server, timeout: float = 120) -> OpenAI:

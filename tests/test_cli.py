@@ -38,6 +38,7 @@ def test_index_then_search_offline(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "No vector store" in missing.stderr
 
 
+@pytest.mark.local_state
 def test_a_store_the_cli_adds_to_is_searchable_by_the_running_server(server: Server) -> None:
     client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
     first = toolshed(server.data_dir, "index", str(DOCS / "md" / "duck.md"), "--store", "live")

@@ -75,6 +75,7 @@ def fill(directory: Path, leave: int) -> Path:
     return filler
 
 
+@pytest.mark.local_state
 @pytest.mark.docker
 def test_a_full_disk_while_indexing_fails_the_file_clearly_and_indexing_resumes(docker_ready: None,
                                                                                 tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +15,7 @@ import pytest
 import websockets
 
 from orchestrator.localserver import Server
-from tests.conftest import Evidence, running_server
+from tests.conftest import Evidence, keys_cli, running_server
 
 KEY, PROJECT = "kj", "jp"
 QUEUED = 4
@@ -29,12 +26,6 @@ def server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     with running_server(tmp_path_factory.mktemp("jupyter-attacks"), TOOLSHED_API_KEYS=json.dumps({KEY: PROJECT}),
                         TOOLSHED_POOL_SIZE="1", TOOLSHED_JUPYTER_QUEUED_CELLS=str(QUEUED)) as srv:
         yield srv
-
-
-def keys_cli(server: Server, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "keys", *args], capture_output=True, text=True,
-                          check=True, timeout=60, env={**os.environ, "TOOLSHED_DATA_DIR": str(server.data_dir)})
-    return done.stdout
 
 
 def start_kernel(server: Server, key: str) -> str:
@@ -74,8 +65,8 @@ async def run_cell(ws: Any, code: str) -> tuple[str, dict[str, Any]]:
 
 @pytest.mark.attack("jupyter: a revoked key's open kernel websocket")
 def test_a_revoked_key_runs_nothing_on_its_open_websocket(server: Server, evidence: Evidence) -> None:
-    key = keys_cli(server, "create", "--project", PROJECT).strip()
-    key_id = next(line.split("\t")[0] for line in keys_cli(server, "list").splitlines() if key[-4:] in line)
+    key = keys_cli(server, "create", "--project", PROJECT).stdout.strip()
+    key_id = next(line.split("\t")[0] for line in keys_cli(server, "list").stdout.splitlines() if key[-4:] in line)
     kernel = start_kernel(server, key)
 
     async def scenario() -> str:

@@ -25,7 +25,7 @@ from orchestrator.db import Database, IntegrityError, PageRequest, open_database
 from orchestrator.db.migrations import MIGRATIONS
 from orchestrator.db.pg_migrations import PG_MIGRATIONS
 from orchestrator.db.postgres import PostgresDatabase
-from orchestrator.errors import Unavailable
+from orchestrator.errors import InvalidRequest, Unavailable
 from orchestrator.responses.store import ResponseStore
 from orchestrator.sandbox.safefs import FileStat
 from orchestrator.services.container_files import ContainerFileStore
@@ -202,6 +202,12 @@ def test_concurrent_writers_get_distinct_list_positions(pg: Database, tmp_path: 
         writer.join(120)
     seqs = [row[0] for row in pg.all("SELECT seq FROM files")]
     assert len(seqs) == 30 and len(set(seqs)) == 30
+
+
+def test_a_nul_that_postgres_cannot_hold_is_a_bad_request_not_a_crash(pg: Database) -> None:
+    # SQLite keeps a NUL in a text (a list cursor of `%00` finds no row there); PostgreSQL's text cannot hold it.
+    with pytest.raises(InvalidRequest, match="cannot be stored or looked up"):
+        pg.all("SELECT id FROM files WHERE id = ?", ("file-\x00",))
 
 
 def test_a_constraint_error_from_postgres_is_the_stores_integrity_error(pg: Database) -> None:

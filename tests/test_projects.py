@@ -7,9 +7,6 @@ key is made (and revoked) with `toolshed keys` while the server runs, under smal
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +18,7 @@ import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.conftest import Evidence, running_server
+from tests.conftest import Evidence, keys_cli, running_server
 
 LIMITED = "gamma"
 
@@ -48,11 +45,6 @@ def server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def sdk(server: Server, key: str) -> OpenAI:
     return OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=120)
-
-
-def keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "keys", *args], capture_output=True, text=True,
-                          check=False, timeout=60, env={**os.environ, "TOOLSHED_DATA_DIR": str(server.data_dir)})
 
 
 @pytest.fixture(scope="module")
@@ -198,24 +190,24 @@ def test_two_projects_naming_the_same_thread_get_two_sandboxes(server: Server) -
 
 @pytest.mark.local_state
 def test_keys_made_by_the_cli_work_at_once_and_stop_when_revoked(server: Server) -> None:
-    made = keys_cli(server, "create", "--project", LIMITED)
+    made = keys_cli(server, "create", "--project", LIMITED, check=False)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("tsk-")
-    listed = keys_cli(server, "list")
+    listed = keys_cli(server, "list", check=False)
     assert LIMITED in listed.stdout and key not in listed.stdout and key[-4:] in listed.stdout
     assert key not in (server.data_dir / "toolshed.db").read_bytes().decode("latin-1")
     client = sdk(server, key)
     assert client.files.list().data == []
     key_id = listed.stdout.split("\t")[0]
-    assert keys_cli(server, "revoke", key_id).returncode == 0
+    assert keys_cli(server, "revoke", key_id, check=False).returncode == 0
     with pytest.raises(openai.AuthenticationError):
         client.files.list()
     assert key not in (server.log.read_text())
 
 
 def test_project_limits_answer_429_and_leave_other_projects_alone(server: Server) -> None:
-    key = keys_cli(server, "create", "--project", LIMITED).stdout.strip()
+    key = keys_cli(server, "create", "--project", LIMITED, check=False).stdout.strip()
     limited = sdk(server, key)
     box = limited.containers.create(name="first")
     with pytest.raises(openai.RateLimitError) as caught:
@@ -238,7 +230,7 @@ def test_project_limits_answer_429_and_leave_other_projects_alone(server: Server
 
 
 def test_messages_count_toward_a_projects_stored_bytes(server: Server) -> None:
-    key = keys_cli(server, "create", "--project", LIMITED).stdout.strip()
+    key = keys_cli(server, "create", "--project", LIMITED, check=False).stdout.strip()
     limited = sdk(server, key)
     for earlier in limited.files.list().data:  # what other tests of this project stored
         limited.files.delete(earlier.id)

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from orchestrator.db.base import Database, IntegrityError
 from orchestrator.db.pg_migrations import PG_MIGRATIONS
-from orchestrator.errors import DiskFull, Unavailable
+from orchestrator.errors import DiskFull, InvalidRequest, Unavailable
 from retrieval.postgres import Connection  # the sqlite3-like wrapper, shared with the retrieval catalog
 
 # Arbitrary, fixed keys of the advisory locks: one for writers, one for migrations.
@@ -35,12 +35,15 @@ _NAME_LOCKS = 0x7005_0003  # with hashtext(namespace): the two-key advisory lock
 
 @contextmanager
 def _translated_errors() -> Iterator[None]:
-    """psycopg's errors as ours: a refused constraint as the stores' IntegrityError, a full disk as a 507, a
-    database that does not answer (down, no free connection, a deadlock broken) as a 503 to retry."""
+    """psycopg's errors as ours: a refused constraint as the stores' IntegrityError, a value PostgreSQL cannot
+    hold (a NUL in a text, which SQLite keeps) as a 400, a full disk as a 507, a database that does not answer
+    (down, no free connection, a deadlock broken) as a 503 to retry."""
     try:
         yield
     except psycopg.IntegrityError as exc:
         raise IntegrityError(str(exc)) from exc
+    except psycopg.DataError as exc:
+        raise InvalidRequest(f"A value in the request cannot be stored or looked up: {exc}") from exc
     except errors.DiskFull as exc:
         raise DiskFull("The metadata database's disk is full.") from exc
     except (psycopg.OperationalError, PoolTimeout) as exc:
