@@ -23,6 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.processes import stop
+
 _UNPRIVILEGED = "nobody"
 
 
@@ -105,10 +107,5 @@ def postgres_server() -> Iterator[PostgresServer]:
         _wait_ready(server.url(), proc, time.monotonic() + 60)
         yield server
     finally:
-        proc.send_signal(signal.SIGINT)  # a "fast" shutdown: it does not wait for clients a test left open
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, signal.SIGINT)  # a "fast" shutdown: it does not wait for clients a test left open
         shutil.rmtree(root, ignore_errors=True)

@@ -23,6 +23,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.processes import stop
+
 
 @dataclass(frozen=True)
 class S3Server:
@@ -124,10 +126,5 @@ def running_s3_server() -> Iterator[S3Server]:
         _wait_ready(server, proc, log, time.monotonic() + 90)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(root, ignore_errors=True)

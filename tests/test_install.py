@@ -23,6 +23,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.processes import stop
+
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_PARTY = frozenset({"orchestrator", "retrieval"})
 # What `pip install .` needs of the checkout; copied, so building the wheel writes nothing into the work tree.
@@ -140,12 +142,7 @@ def serving(venv: Path, data_dir: Path) -> Iterator[str]:
         _wait_for_health(f"{base_url}/health", process, log)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop(process)
 
 
 @pytest.mark.install
