@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from orchestrator.services.blobs import sweep_folder
+
 
 class BlobCache:
     """Copies named by blob id under `folder`, at most `capacity` bytes in all (the newest copy stays even when
@@ -37,13 +39,10 @@ class BlobCache:
     def load(self, known: set[str]) -> None:
         """Index what an earlier process left, oldest access first; partial copies and copies of blobs not in
         `known` (deleted meanwhile, perhaps by another replica) are removed."""
+        sweep_folder(self._folder, known)
         kept = []
         for entry in self._folder.iterdir():
-            if not entry.is_file():
-                continue
-            if entry.name.endswith(".part") or entry.name not in known:
-                entry.unlink(missing_ok=True)
-            else:
+            if entry.is_file():
                 stat = entry.stat()
                 kept.append((stat.st_atime, entry.name, stat.st_size))
         with self._guard:
