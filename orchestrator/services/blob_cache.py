@@ -11,7 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.services.blobs import sweep_folder
+
+def sweep_folder(folder: Path, known: set[str]) -> None:
+    """Remove partial files (`*.part`) and files not named in `known` from `folder`."""
+    for entry in folder.iterdir():
+        if entry.is_file() and (entry.name.endswith(".part") or entry.name not in known):
+            entry.unlink(missing_ok=True)
 
 
 class BlobCache:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.config import Settings
+from orchestrator.services.blob_cache import sweep_folder
 
 
 class Blobs(Protocol):
@@ -74,13 +75,6 @@ class LocalBlobs:
 
     def sweep(self, known: Iterable[str]) -> None:
         sweep_folder(self._root, set(known))
-
-
-def sweep_folder(folder: Path, known: set[str]) -> None:
-    """Remove partial files (`*.part`) and files not named in `known` from `folder`."""
-    for entry in folder.iterdir():
-        if entry.is_file() and (entry.name.endswith(".part") or entry.name not in known):
-            entry.unlink(missing_ok=True)
 
 
 def blobs_for(settings: Settings) -> Blobs:
