@@ -9,44 +9,25 @@ end it `failed` within 60 s.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from orchestrator.assistants.store import ObjectStore
 from orchestrator.db import Database, open_database
 from orchestrator.errors import Unavailable
-from orchestrator.localserver import Server
 from orchestrator.services.leases import Leases
-from tests.conftest import running_server, sdk_client
 from tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 - the fixture
+from tests.replicas import LEASE, client_of, model_asked, replica, until
 from tests.run_helpers import ask
 from tests.scripted_model import ScriptedModel, Turn
 
 DRIVEN = ("queued", "in_progress", "cancelling")
-KEY = "sk-replicas-shared"
-# Seconds: short, so a dead replica's runs end fast; the checks allow 60 s all the same.
-LEASE = 6
 
 
 # ---- the sweep, on each engine ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        opened = open_database("", tmp_path)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        opened = open_database(server.new_database(f"t_{uuid.uuid4().hex[:12]}"))
-    yield opened
-    opened.close()
 
 
 def live_run(db: Database, status: str = "in_progress", age: float = 0.0) -> str:
@@ -143,36 +124,6 @@ def test_one_live_server_per_namespace_on_a_shared_database(postgres_server: Pos
 
 
 # ---- two real replicas on one PostgreSQL -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> str:  # noqa: F811 - the fixture above
-    return postgres_server.new_database(f"t_{uuid.uuid4().hex[:12]}")
-
-
-@contextmanager
-def replica(data_dir: Path, pg_url: str, model: ScriptedModel, **env: str) -> Iterator[Server]:
-    with running_server(data_dir, TOOLSHED_DATABASE_URL=pg_url, TOOLSHED_API_KEYS=json.dumps([KEY]),
-                        TOOLSHED_MODEL_BASE_URL=model.base_url, TOOLSHED_POOL_SIZE="0",
-                        TOOLSHED_SANDBOX_RUNTIME="runc", TOOLSHED_LEASE_SECONDS=str(LEASE), **env) as srv:
-        yield srv
-
-
-def client_of(server: Server) -> OpenAI:
-    return sdk_client(server).with_options(api_key=KEY)
-
-
-def until(check: Callable[[], bool], seconds: float, what: str) -> float:
-    """Poll `check` until it is true; how long it took."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < seconds, what
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
-def model_asked(model: ScriptedModel, before: int) -> None:
-    until(lambda: len(model.requests) > before, 60, "the run never called the model")
 
 
 @pytest.mark.postgres

@@ -255,4 +255,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE responses ADD COLUMN lease_expires_at REAL;
     CREATE INDEX runs_by_status ON runs (status);
     """,
+    # 11: leases on ingestion jobs, so replicas share the vector stores' queue: which replica indexes a file
+    # attached to a store, and until when (orchestrator.services.ingestion_leases).
+    """
+    CREATE TABLE ingestion_leases (
+        store_id TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (store_id, file_id)
+    );
+    """,
 ]

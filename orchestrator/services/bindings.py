@@ -76,7 +76,9 @@ class SandboxBindings:
         async with self._locks.hold((scope, key)):
             container_id = self.container_of(scope, key)
             if container_id is None or not await self._exists(container_id):
-                container_id = await self._create(scope, key, project)
+                previous, container_id = container_id, await self._create(scope, key, project)
+                if previous is not None:
+                    await self._carry(previous, container_id)
             for file_id in file_ids:
                 if not self._db.one("SELECT 1 FROM placed_files WHERE container_id = ? AND file_id = ?",
                                     (container_id, file_id)):
@@ -103,6 +105,19 @@ class SandboxBindings:
             return True
         except SandboxNotFound:  # deleted through the Containers API: the key starts over
             return False
+
+    async def _carry(self, previous: str, container_id: str) -> None:
+        """The key's sandbox is not on this server: another replica made it, or it went with its replica or data
+        dir. Its files move to the new sandbox (every one with a stored copy, at its path); its kernel's memory
+        does not. Carrying files beats forwarding calls to the replica that made it: it works as well when that
+        replica is dead, and the files are the state the thread's messages point at."""
+        for record in self._container_files.store.all(previous):
+            if record.file_id is not None and self._files.exists(record.file_id):
+                await self._container_files.restore(container_id, record, record.file_id)
+        self._db.execute("INSERT INTO placed_files (container_id, file_id) SELECT ?, file_id FROM placed_files "
+                         "WHERE container_id = ?", (container_id, previous))
+        self._db.execute("DELETE FROM placed_files WHERE container_id = ?", (previous,))
+        self._container_files.forget_container(previous)
 
     async def _create(self, scope: str, key: str, project: str) -> str:
         spec = SandboxSpec(name=key[:256], memory_limit=self._memory_limit, labels={"scope": scope, "key": key[:256]})

@@ -33,6 +33,7 @@ from orchestrator.services.bindings import SandboxBindings
 from orchestrator.services.blobs import blobs_for
 from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.services.exports import ExportLimits, Exports
+from orchestrator.services.ingestion_leases import IngestionLeases
 from orchestrator.services.interpreter import Interpreter
 from orchestrator.services.keys import KeyRing
 from orchestrator.services.leases import Leases, replica_id
@@ -100,7 +101,9 @@ class Services:
         files = FileStore(db, settings.data_dir, byte_limit=lambda project: _size_or_none(
             settings.limits_of(project).stored_bytes), blobs=await asyncio.to_thread(blobs_for, settings))
         engine = VectorStoreEngine(settings.data_dir / "retrieval", **settings.engine_options())
-        vector_stores = VectorStores(engine, files, owners)
+        # Replicas on one database tell their runs, responses and ingestion jobs apart by lease holder.
+        replica = replica_id(settings.namespace)
+        vector_stores = VectorStores(engine, files, owners, IngestionLeases(db, settings.lease_seconds, replica))
         resumed = vector_stores.start()
         if resumed:
             log.info("resuming the indexing of %d files", resumed)
@@ -122,8 +125,6 @@ class Services:
         model = ModelClient(Endpoint(settings.model_base_url, settings.model_api_key) if settings.model_base_url
                             else None, endpoint_map(settings.model_map), timeout=settings.model_timeout,
                             max_retries=settings.model_max_retries)
-        # Replicas on one database tell their runs and responses apart by lease holder (services.leases).
-        replica = replica_id(settings.namespace)
         runs = Runs(assistants, model, tools, annotator,
                     Leases(db, "runs", DRIVEN, settings.lease_seconds, replica),
                     RunLimits(settings.model_context_tokens, settings.run_expiry_seconds,

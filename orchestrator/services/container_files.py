@@ -174,11 +174,20 @@ class ContainerFiles:
     async def copy_in(self, container_id: str, file_id: str) -> ContainerFile:
         """Place a Files-API file in /mnt/data under its original name."""
         stored = self._files.get(file_id)
-        blob = await asyncio.to_thread(self._files.blob_path, file_id)  # from a bucket: a download, off the loop
-        chunks = safefs.read_chunks(os.open(blob, os.O_RDONLY | os.O_CLOEXEC))
-        return await self.upload(container_id, stored.filename, chunks, file_id=file_id)
+        return await self.upload(container_id, stored.filename, await self._stored_bytes(file_id), file_id=file_id)
 
-    def _write(self, container_id: str, path: str, chunks: Iterable[bytes], file_id: str | None) -> ContainerFile:
+    async def restore(self, container_id: str, record: ContainerFile, file_id: str) -> ContainerFile:
+        """Write a container file of another sandbox back, at its path, from its stored copy `file_id`."""
+        chunks = await self._stored_bytes(file_id)
+        async with self._lock(container_id):
+            return await asyncio.to_thread(self._write, container_id, record.path, chunks, file_id, record.source)
+
+    async def _stored_bytes(self, file_id: str) -> Iterator[bytes]:
+        blob = await asyncio.to_thread(self._files.blob_path, file_id)  # from a bucket: a download, off the loop
+        return safefs.read_chunks(os.open(blob, os.O_RDONLY | os.O_CLOEXEC))
+
+    def _write(self, container_id: str, path: str, chunks: Iterable[bytes], file_id: str | None,
+               source: str = "user") -> ContainerFile:
         data_dir = self._workspaces.data_dir(container_id)
         try:
             self._workspaces.write_data(container_id, path, chunks)
@@ -193,7 +202,7 @@ class ContainerFiles:
             raise ContainerFileError(f"'{path}' was replaced inside the container while being written.",
                                      param="file") from exc
         os.close(fd)
-        return self.store.put(container_id, path, _stat_of(info), "user", file_id)
+        return self.store.put(container_id, path, _stat_of(info), source, file_id)
 
     # ---- reading and deleting ------------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 Stores are indexed side by side (a few at once, never one store twice at once), so a small file in one store is
 not queued behind a big file in another; the engine keeps each step short (bounded tokenizer windows, bounded
 embedding calls), so the steps of several stores interleave and the API stays responsive.
-Files still `in_progress` when the server starts (it was stopped or killed mid-way) are queued again, so nothing
-stays stuck; a file whose blob has vanished ends `failed`, and so does a batch that met a full disk (its rows
-rolled back whole: adding the files again once space is freed indexes them).
+Each queued file is this replica's under a lease (services.ingestion_leases), renewed every third of a lease: files
+still `in_progress` that nobody holds (the server was stopped or killed mid-way, or, with replicas, the replica
+indexing them died) are taken and queued again, at start and then every third of a lease, so nothing stays
+stuck; a file whose blob has vanished ends `failed`, and so does a batch that met a full disk (its rows rolled
+back whole: adding the files again once space is freed indexes them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator import logs
 from orchestrator.metrics import INGEST_SECONDS, INGESTED
+from orchestrator.services.ingestion_leases import IngestionLeases, Job
 from orchestrator.services.storage import FileNotFound, FileStore
 from retrieval.errors import DiskFull, RetrievalError
 from retrieval.vector_store import VectorStoreEngine
@@ -40,12 +43,14 @@ def _lower_priority() -> None:
 
 
 class IngestionQueue:
-    def __init__(self, engine: VectorStoreEngine, files: FileStore) -> None:
+    def __init__(self, engine: VectorStoreEngine, files: FileStore, leases: IngestionLeases) -> None:
         self._engine = engine
         self._files = files
+        self._leases = leases
         self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._busy: set[str] = set()  # stores being indexed now
         self._working: set[asyncio.Task[None]] = set()
         self._threads = ThreadPoolExecutor(_CONCURRENT_STORES, thread_name_prefix="ingest",
@@ -53,12 +58,27 @@ class IngestionQueue:
 
     def start(self) -> int:
         """Start the worker and re-queue interrupted files; returns how many were re-queued."""
-        pending = self._engine.pending()
-        for record in pending:
-            self._queue[(record.store_id, record.file_id)] = None
+        taken = self._leases.take(self._engine.pending(), restarted=True)
+        self._queue.update(dict.fromkeys(taken))
         self._task = asyncio.create_task(self._run())
+        self._keeper = asyncio.create_task(self._keep())
         self._nudge()
-        return len(pending)
+        return len(taken)
+
+    async def _keep(self) -> None:
+        """Every third of a lease: renew this replica's leases, and queue the files whose holder is gone."""
+        while True:
+            await asyncio.sleep(self._leases.seconds / 3)
+            try:
+                await asyncio.to_thread(self._leases.renew)
+                taken = await asyncio.to_thread(lambda: self._leases.take(self._engine.pending()))
+            except Exception:  # a database that did not answer this time: the next round tries again
+                log.exception("keeping the ingestion leases failed")
+                continue
+            if taken:
+                log.warning("queued %d files whose indexing replica had stopped", len(taken))
+                self._queue.update(dict.fromkeys(taken))
+                self._nudge()
 
     @property
     def backlog(self) -> int:
@@ -66,8 +86,9 @@ class IngestionQueue:
         return len(self._queue)
 
     def enqueue(self, store_id: str, file_ids: list[str]) -> None:
-        for file_id in file_ids:
-            self._queue[(store_id, file_id)] = None
+        jobs: list[Job] = [(store_id, file_id) for file_id in file_ids]
+        self._leases.claim(jobs)
+        self._queue.update(dict.fromkeys(jobs))
         self._nudge()
 
     def _nudge(self) -> None:
@@ -75,7 +96,7 @@ class IngestionQueue:
             self._wake.set()
 
     async def close(self) -> None:
-        for task in [t for t in (self._task, *self._working) if t is not None]:
+        for task in [t for t in (self._task, self._keeper, *self._working) if t is not None]:
             task.cancel()
             try:
                 await task
@@ -118,7 +139,14 @@ class IngestionQueue:
             self._fail(store_id, batch, "Indexing failed on the server.")
         finally:
             self._busy.discard(store_id)
+            self._release(store_id, batch)
             self._nudge()
+
+    def _release(self, store_id: str, batch: list[str]) -> None:
+        try:
+            self._leases.release((store_id, file_id) for file_id in batch)
+        except Exception:  # the leases run out by themselves; the files ended, so nobody takes them again
+            log.exception("could not end the ingestion leases of %s", store_id)
 
     def _fail(self, store_id: str, file_ids: list[str], reason: str) -> None:
         for file_id in file_ids:

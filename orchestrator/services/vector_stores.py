@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.metrics import SEARCH_SECONDS, SEARCHES
 from orchestrator.services.ingestion import IngestionQueue
+from orchestrator.services.ingestion_leases import IngestionLeases
 from orchestrator.services.projects import Owners
 from orchestrator.services.storage import FileStore
 from retrieval.models import Batch, ChunkingStrategy, Hit, IndexedChunk, SearchMode, Store, StoreFile
@@ -30,11 +31,11 @@ class Attachment:
 
 
 class VectorStores:
-    def __init__(self, engine: VectorStoreEngine, files: FileStore, owners: Owners) -> None:
+    def __init__(self, engine: VectorStoreEngine, files: FileStore, owners: Owners, leases: IngestionLeases) -> None:
         self._engine = engine
         self._files = files
         self._owners = owners
-        self._ingestion = IngestionQueue(engine, files)
+        self._ingestion = IngestionQueue(engine, files, leases)
         self._warming: asyncio.Task[Any] | None = None
 
     def start(self) -> int:
