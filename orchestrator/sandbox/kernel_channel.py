@@ -1,0 +1,198 @@
+"""A sandbox kernel reached without a shared filesystem (issue 33): its launch, and its five channels carried over
+a Docker exec's attached stdin/stdout.
+
+The kernel listens on tcp 127.0.0.1 inside the container, under a connection file the server generated. The Docker
+API authenticates the exec (over tcp:// by the TLS client certificate), the kernel's HMAC key stays on every
+message, and jupyter_client connects to IPC sockets in a 0700 folder of the server's own, which only this uid can
+reach; loopback ports would let any local user connect and read iopub, which is not signed for readers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import select
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+import zmq
+
+from orchestrator.sandbox import kernel_relay
+from orchestrator.sandbox.errors import SandboxStartFailed
+
+CONNECTION_ENV = "TOOLSHED_KERNEL_CONNECTION"
+SANDBOX_CONNECTION_FILE = "/tmp/toolshed-run/kernel.json"
+# The container's command. The connection file comes in through the environment, because nothing else reaches the
+# container before its kernel starts: a bind mount is a host path, put_archive cannot write to a read-only root
+# or a tmpfs, and an exec after start would make the kernel a child of the exec instead of the container's main
+# process (whose death is the container's). The variable is removed before the kernel starts; the file, in the
+# tmpfs /tmp, is readable by the sandbox user, who runs inside that kernel anyway.
+BOOTSTRAP = f"""import os
+info = os.environ.pop({CONNECTION_ENV!r})
+os.makedirs(os.path.dirname({SANDBOX_CONNECTION_FILE!r}), mode=0o700, exist_ok=True)
+fd = os.open({SANDBOX_CONNECTION_FILE!r}, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+os.write(fd, info.encode())
+os.close(fd)
+os.execvp("toolshed-kernel", ["toolshed-kernel", {SANDBOX_CONNECTION_FILE!r}])
+"""
+_DOCKER_HEADER = 8
+_STDOUT, _STDERR = 1, 2
+_STDERR_KEPT = 4096
+
+
+def new_sandbox_connection() -> dict[str, Any]:
+    """Connection info for a kernel listening on the container's loopback: fresh ports and a fresh HMAC key."""
+    ports = secrets.SystemRandom().sample(range(20000, 60000), len(kernel_relay.CHANNELS))
+    info: dict[str, Any] = {f"{name}_port": port for name, port in zip(kernel_relay.CHANNELS, ports, strict=True)}
+    return info | {"transport": "tcp", "ip": "127.0.0.1", "key": secrets.token_hex(32),
+                   "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
+
+
+def kernel_launch(connection: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment a sandbox container starts its kernel with."""
+    return ["python3", "-c", BOOTSTRAP], {CONNECTION_ENV: json.dumps(connection)}
+
+
+class ExecStream:
+    """A Docker exec's attached connection as a kernel_relay.Stream: what goes in is the relay's stdin; what comes
+    out is Docker's multiplexed stdout/stderr, of which stdout is returned and the end of stderr kept."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._header = bytearray()
+        self._left, self._kind = 0, 0
+        self.stderr_tail = b""
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self) -> bytes | None:
+        while True:
+            try:
+                raw = self._sock.recv(1 << 16)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return None
+            if not raw:
+                return b""
+            out = self._demux(memoryview(raw))
+            if out:
+                return out
+
+    def _demux(self, raw: memoryview) -> bytes:
+        out, pos = bytearray(), 0
+        while pos < len(raw):
+            if self._left == 0:
+                take = min(_DOCKER_HEADER - len(self._header), len(raw) - pos)
+                self._header += raw[pos:pos + take]
+                pos += take
+                if len(self._header) == _DOCKER_HEADER:
+                    self._kind, self._left = self._header[0], int.from_bytes(self._header[4:], "big")
+                    self._header.clear()
+                continue
+            take = min(self._left, len(raw) - pos)
+            if self._kind == _STDOUT:
+                out += raw[pos:pos + take]
+            elif self._kind == _STDERR:
+                self.stderr_tail = (self.stderr_tail + bytes(raw[pos:pos + take]))[-_STDERR_KEPT:]
+            pos, self._left = pos + take, self._left - take
+        return bytes(out)
+
+    def send(self, data: bytes) -> int:
+        try:
+            return self._sock.send(data)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return 0
+
+    def close(self) -> None:
+        """Ends the exec: the sandbox's relay reads the end of its stdin and exits."""
+        self._sock.close()
+
+
+class KernelChannel:
+    """One sandbox kernel's channels, relayed between IPC sockets of this server and the sandbox's loopback."""
+
+    def __init__(self, connection_info: dict[str, Any], relay: kernel_relay.Relay, stream: ExecStream,
+                 keep: object, folder: Path) -> None:
+        self.connection_info = connection_info
+        self._relay, self._stream, self._keep, self._folder = relay, stream, keep, folder
+        self._thread = threading.Thread(target=relay.run, name="kernel-relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def open(self) -> bool:
+        """False once the exec stream has ended (the container or its relay is gone) or close() was called."""
+        return self._thread.is_alive()
+
+    @property
+    def relay_errors(self) -> str:
+        """The end of what the sandbox's relay wrote to stderr, for diagnostics."""
+        return self._stream.stderr_tail.decode(errors="replace")
+
+    def close(self) -> None:
+        self._relay.stop()
+        self._thread.join(timeout=10)
+        with contextlib.suppress(OSError):
+            self._stream.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def open_channel(api: docker.APIClient, container_id: str, sandbox_connection: dict[str, Any], *,
+                 context: zmq.Context[zmq.Socket[bytes]], max_message_bytes: int = 16 << 20,
+                 timeout: float = 30.0) -> KernelChannel:
+    """Start the relay in the container and bind this server's end; its connection_info is for jupyter_client.
+    SandboxStartFailed if the relay does not answer in time."""
+    ports = [int(sandbox_connection[f"{name}_port"]) for name in kernel_relay.CHANNELS]
+    command = ["python3", "-c", Path(kernel_relay.__file__).read_text(), str(max_message_bytes), *map(str, ports)]
+    try:
+        exec_id = api.exec_create(container_id, command, stdin=True, stdout=True, stderr=True, tty=False)["Id"]
+        keep = api.exec_start(exec_id, socket=True)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxStartFailed(f"could not start the kernel relay: {exc}") from exc
+    # docker-py gives the socket of the upgraded connection (TLS) or its SocketIO (a Unix socket).
+    sock: socket.socket = getattr(keep, "_sock", keep)
+    stream = ExecStream(sock)
+    rest = _handshake(sock, stream, time.monotonic() + timeout)
+    folder = Path(tempfile.mkdtemp(prefix="tsk-"))  # mkdtemp makes it 0700
+    info = {**sandbox_connection, "transport": "ipc", "ip": str(folder / "k")}
+    sockets = _server_sockets(context, info)
+    relay = kernel_relay.Relay(sockets, stream, max_message_bytes=max_message_bytes, initial=rest)
+    return KernelChannel(info, relay, stream, keep, folder)
+
+
+def _handshake(sock: socket.socket, stream: ExecStream, deadline: float) -> bytes:
+    """Greet the sandbox's relay and wait for its greeting; what followed it."""
+    sock.settimeout(max(deadline - time.monotonic(), 0.1))
+    sock.sendall(kernel_relay.HELLO)
+    sock.setblocking(False)
+    got = b""
+    while len(got) < len(kernel_relay.HELLO) and time.monotonic() < deadline:
+        select.select([sock], [], [], 0.1)
+        data = stream.recv()
+        if data == b"":
+            break
+        got += data or b""
+    if not got.startswith(kernel_relay.HELLO):
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise SandboxStartFailed(f"the kernel relay did not answer: {stream.stderr_tail.decode(errors='replace')}")
+    return got[len(kernel_relay.HELLO):]
+
+
+def _server_sockets(context: zmq.Context[zmq.Socket[bytes]], info: dict[str, Any]) -> list[zmq.Socket[bytes]]:
+    """ROUTERs for the request channels (replies find their client by identity) and a PUB for iopub."""
+    sockets = []
+    for name in kernel_relay.CHANNELS:
+        sock = context.socket(zmq.PUB if name == "iopub" else zmq.ROUTER)
+        sock.bind(f"ipc://{info['ip']}-{info[f'{name}_port']}")
+        sockets.append(sock)
+    return sockets
