@@ -36,6 +36,7 @@ from orchestrator.web import auth
 from orchestrator.web.body_limit import BodyLimit
 from orchestrator.web.docs import install_docs
 from orchestrator.web.errors import ERROR_RESPONSES, install_error_handlers
+from orchestrator.web.forwarding import Forwarder
 from orchestrator.web.gate import Door, KeyGate, Refusal
 from orchestrator.wires.jupyter import face as jupyter_face
 from orchestrator.wires.librechat import face as librechat_face
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     doors = _doors(settings)
+    # After the key gate and the body caps: only a request with a valid key is passed on to another replica.
+    app.add_middleware(Forwarder, doors=doors, services=lambda: app.state.services)
     app.add_middleware(BodyLimit, json_bytes=settings.max_json_body_bytes, upload_bytes=settings.max_upload_bytes,
                        doors=doors)
     # Added last, so it runs first: no body is read, and no cap is counted, for a request without a valid key.

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # How long a replica's hold on a live run or response lasts unrenewed (it renews every third of it): a replica
     # that dies has its runs and responses ended `failed` by another within about this long and a third.
     lease_seconds: float = Field(30.0, ge=3)
+    # This replica's address as the other replicas reach it (http://10.0.0.5:8000). Set on every replica: a request
+    # for a container another replica holds is forwarded there. Empty: a server alone, nothing forwarded.
+    replica_url: str = ""
 
     embedding_model: str = "all-MiniLM-L6-v2"
     # openvino-int8 runs the same model about twice as fast on a CPU; torch runs it as trained.

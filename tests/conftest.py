@@ -119,9 +119,12 @@ def docker_ready() -> None:
 
 
 @contextmanager
-def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
-    """A `toolshed serve` subprocess for the block; its containers are removed after."""
+def running_server(data_dir: Path, *, replica: bool = False, **env: str) -> Iterator[Server]:
+    """A `toolshed serve` subprocess for the block (`replica`: with its own address as TOOLSHED_REPLICA_URL); its
+    containers are removed after."""
     srv = Server(data_dir, **env)
+    if replica:
+        srv.env["TOOLSHED_REPLICA_URL"] = srv.base_url
     srv.start()
     try:
         yield srv

@@ -46,7 +46,7 @@ def replica(data_dir: Path, pg_url: str, model: ScriptedModel | None = None, **e
 
     if model is not None:
         env["TOOLSHED_MODEL_BASE_URL"] = model.base_url
-    with running_server(data_dir, TOOLSHED_DATABASE_URL=pg_url, TOOLSHED_API_KEYS=json.dumps([KEY]),
+    with running_server(data_dir, replica=True, TOOLSHED_DATABASE_URL=pg_url, TOOLSHED_API_KEYS=json.dumps([KEY]),
                         TOOLSHED_POOL_SIZE="0",
                         TOOLSHED_SANDBOX_RUNTIME="runc", TOOLSHED_LEASE_SECONDS=str(LEASE), **env) as srv:
         yield srv

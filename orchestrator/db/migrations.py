@@ -266,4 +266,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (store_id, file_id)
     );
     """,
+    # 12: which replica holds each sandbox, so a request for a container reaching another replica is forwarded
+    # to it (orchestrator.services.sandbox_homes).
+    """
+    CREATE TABLE sandbox_homes (container_id TEXT PRIMARY KEY, replica_url TEXT NOT NULL);
+    """,
 ]

@@ -40,6 +40,7 @@ from orchestrator.services.leases import Leases, replica_id
 from orchestrator.services.librechat_files import LibreChatFiles
 from orchestrator.services.project_sandboxes import ProjectSandboxes
 from orchestrator.services.projects import Owners
+from orchestrator.services.sandbox_homes import SandboxHomes
 from orchestrator.services.storage import FileStore
 from orchestrator.services.vector_stores import VectorStores
 from orchestrator.tools.annotations import Annotator
@@ -85,6 +86,7 @@ class Services:
     responses: Responses
     conversations: Conversations
     model: ModelClient  # the model endpoint every run and response talks to
+    sandbox_homes: SandboxHomes  # which replica holds each sandbox (requests for others' are forwarded)
 
     def require_sandboxes(self) -> SandboxServices:
         """The sandbox side, or EngineUnavailable (a 503) saying why it is not running."""
@@ -108,8 +110,9 @@ class Services:
         if resumed:
             log.info("resuming the indexing of %d files", resumed)
         sandboxes, problem = None, None
+        homes = SandboxHomes(db, settings.replica_url)
         try:
-            sandboxes = await _start_sandboxes(settings, db, files, owners)
+            sandboxes = await _start_sandboxes(settings, db, files, owners, homes)
         except EngineUnavailable as exc:
             problem = str(exc)
             log.error("sandbox engine unavailable: %s", exc)
@@ -138,7 +141,8 @@ class Services:
         if ended:
             log.warning("%d responses were live when the server stopped; they ended failed", ended)
         return cls(settings, db, keys, owners, files, vector_stores, assistants, runs, tools, annotator, sandboxes,
-                   problem, LibreChatFiles(db), responses, Conversations(responses.store, responses.context), model)
+                   problem, LibreChatFiles(db), responses, Conversations(responses.store, responses.context), model,
+                   homes)
 
     async def close(self) -> None:
         await self.responses.close()
@@ -172,7 +176,8 @@ def _size_or_none(size: str | None) -> int | None:
     return None if size is None else parse_size(size)
 
 
-async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, owners: Owners) -> SandboxServices:
+async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, owners: Owners,
+                           homes: SandboxHomes) -> SandboxServices:
     """The sandbox engine as configured, with its running containers recovered; EngineUnavailable if Docker or
     the image is missing."""
     workspaces = WorkspaceStore(settings.data_dir.resolve() / "sandboxes", settings.run_dir / settings.namespace,
@@ -208,7 +213,8 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
     manager.start_watcher()
     manager.pool.fill()
     log.info("sandbox engine ready under %s (%d sandboxes recovered)", choice.name, len(recovered))
-    project_sandboxes = ProjectSandboxes(manager, owners, lambda project: settings.limits_of(project).sandboxes)
+    project_sandboxes = ProjectSandboxes(manager, owners, lambda project: settings.limits_of(project).sandboxes,
+                                         homes)
     bindings = SandboxBindings(db, project_sandboxes, manager, container_files, files,
                                memory_limit=settings.default_memory_limit)
     return SandboxServices(manager, project_sandboxes, container_files, bindings,

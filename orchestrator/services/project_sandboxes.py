@@ -13,12 +13,15 @@ from collections.abc import Callable
 
 from orchestrator.sandbox import Sandbox, SandboxManager, SandboxSpec
 from orchestrator.services.projects import OverLimit, Owners
+from orchestrator.services.sandbox_homes import SandboxHomes
 
 
 class ProjectSandboxes:
-    def __init__(self, manager: SandboxManager, owners: Owners, limit_of: Callable[[str], int | None]) -> None:
+    def __init__(self, manager: SandboxManager, owners: Owners, limit_of: Callable[[str], int | None],
+                 homes: SandboxHomes) -> None:
         self._manager = manager
         self._owners = owners
+        self._homes = homes
         self._limit_of = limit_of
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -64,6 +67,7 @@ class ProjectSandboxes:
     async def _create(self, project: str, spec: SandboxSpec) -> Sandbox:
         sandbox = await self._manager.create(spec, owner=project)
         self._owners.claim(project, sandbox.id)
+        self._homes.record(sandbox.id)
         return sandbox
 
     async def list(self, scope: str | None, *, running: bool = False) -> list[Sandbox]:
