@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     doors = _doors(settings)
     # After the key gate and the body caps: only a request with a valid key is passed on to another replica.
-    app.add_middleware(Forwarder, doors=doors, services=lambda: app.state.services)
+    app.add_middleware(Forwarder, doors=doors, services=lambda: app.state.services,
+                       answer_within=settings.max_execution_timeout + 60)
     app.add_middleware(BodyLimit, json_bytes=settings.max_json_body_bytes, upload_bytes=settings.max_upload_bytes,
                        doors=doors)
     # Added last, so it runs first: no body is read, and no cap is counted, for a request without a valid key.

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     # them); empty: SQLite files in data_dir.
     database_url: str = ""
     run_dir: Path = Field(default_factory=_default_run_dir)
-    namespace: str = "default"
+    # One server per namespace at a time; a replica id is `namespace/random`, so a namespace has no "/".
+    namespace: str = Field("default", pattern=r"^[^/]+$")
 
     image: str = ""
     image_build: str = "auto"

@@ -101,7 +101,8 @@ class _Redact(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+            # Numbers keep their type (%d needs one); anything else (a URL object) is logged as redacted text.
+            record.args = tuple(arg if isinstance(arg, int | float) else redact(str(arg)) for arg in record.args)
         return True
 
 
@@ -123,6 +124,8 @@ def configure(fmt: Literal["text", "json"], level: str = "INFO") -> None:
     handler.addFilter(_BindFilter())
     handler.addFilter(_Redact())
     logging.getLogger("uvicorn.access").addFilter(_QuietReads())
+    # httpx logs every request it makes at INFO (the forwarder's between replicas): the access log has them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -48,6 +48,15 @@ def test_renewing_keeps_a_lease_and_a_released_one_is_gone(db: Database) -> None
     assert b.take([pending("file_2", age=120)]) == []
 
 
+def test_a_file_attached_again_while_another_replica_indexes_it_stays_that_replicas(db: Database) -> None:
+    a, b = IngestionLeases(db, 30, replica="a/1"), IngestionLeases(db, 30, replica="b/1")
+    assert a.claim([("vs_1", "file_1")]) == [("vs_1", "file_1")]
+    assert b.claim([("vs_1", "file_1"), ("vs_1", "file_2")]) == [("vs_1", "file_2")]
+    assert holder(db, "file_1") == "a/1"
+    db.execute("UPDATE ingestion_leases SET expires_at = ?", (time.time() - 1,))
+    assert b.claim([("vs_1", "file_1")]) == [("vs_1", "file_1")]
+
+
 def test_a_file_with_no_lease_is_taken_only_once_older_than_a_lease(db: Database) -> None:
     sweeper = IngestionLeases(db, 30, replica="s/1")
     assert sweeper.take([pending("newborn")]) == []  # its replica writes the lease a moment after the file's row

@@ -1,13 +1,15 @@
 """A container made through replica A, used through replica B (orchestrator/web/forwarding.py): two real servers on
 one PostgreSQL database, each with its TOOLSHED_REPLICA_URL, driven by the official openai client and plain httpx.
-B forwards every request for A's container to A (kernel state and files are A's), streams included; a bad key is
-refused by B itself; once A is killed, B answers 503 saying the holder is gone.
+B forwards every request for A's container to A (kernel state and files are A's), streams included, and never
+logs the key; a caller leaving B mid-cell interrupts A's cell; a bad key, or another project's container, is
+answered by B itself; once A is killed, B answers 503 saying the holder is gone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +63,18 @@ def test_b_refuses_a_bad_key_itself_and_answers_503_once_a_is_gone(pair: tuple[S
     gone = httpx.get(f"{b.base_url}/v1/containers/{container.id}", headers={"Authorization": f"Bearer {KEY}"})
     assert gone.status_code == 503, gone.text
     assert "does not answer" in json.loads(gone.text)["error"]["message"]
+
+
+def test_a_caller_leaving_b_mid_cell_interrupts_it_on_a_and_no_key_is_logged(pair: tuple[Server, Server]) -> None:
+    a, b = pair
+    container = client_of(a).containers.create(name="interrupted")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{b.base_url}/v1/containers/{container.id}/execute", json={"code": "import time; time.sleep(90)"},
+                   headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    started = time.monotonic()
+    answer = execute(a, container.id, "print('free')")
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["logs"] == "free\n"
+    assert time.monotonic() - started < 60, "A's kernel kept running the cell the caller had left"
+    kernel = httpx.get(f"{b.base_url}/jupyter/api/kernels/{container.id}", params={"token": KEY})
+    assert kernel.status_code == 200 and kernel.json()["id"] == container.id
+    assert KEY not in b.log.read_text() and KEY not in a.log.read_text()

@@ -11,12 +11,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
 
 from orchestrator.localserver import Server
-from tests.replicas import client_of, replica
+from tests.replicas import client_of, replica, until
 from tests.run_helpers import ask
 from tests.s3_server import S3Server, new_bucket_name
 from tests.scripted_model import ScriptedModel, Turn
@@ -69,5 +70,8 @@ def test_a_file_code_wrote_through_a_downloads_through_b_and_b_finds_it_in_the_t
     through_b.beta.threads.messages.create(thread, role="user", content="Read it back.")
     seen = code_run(through_b, assistant, thread, model, "print(open('/mnt/data/out/table.csv').read())")
     assert "May,7" in seen
+    # A's sandbox, no longer the thread's, goes within a sweep (every lease).
+    until(lambda: httpx.get(f"{a.base_url}/health").json()["engine"]["sandboxes"] == 0, 60,
+          "A kept the sandbox the thread moved away from")
     # Found again as the same container file, not exported a second time as a new artifact.
     assert [f.filename for f in through_b.files.list(purpose="assistants_output").data].count("table.csv") == 1

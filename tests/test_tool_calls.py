@@ -42,6 +42,18 @@ def test_tools_lists_code_interpreter_as_a_function_tool(server: Server) -> None
     assert ci["type"] == "function" and ci["function"]["parameters"]["required"] == ["code"]
 
 
+def test_a_thread_whose_sandbox_was_deleted_gets_a_new_one_with_its_attachments(server: Server,
+                                                                               client: OpenAI) -> None:
+    thread = new_thread()
+    data = client.files.create(file=("input.csv", b"a\n1\n"), purpose="assistants")
+    listing = "import os\nprint(sorted(os.listdir('/mnt/data')))"
+    first = tool_call(server, thread, listing, file_ids=[data.id]).json()
+    assert first["output"] == "['input.csv']\n"
+    client.containers.delete(first["container_id"])
+    again = tool_call(server, thread, listing, file_ids=[data.id]).json()
+    assert again["container_id"] != first["container_id"] and again["output"] == "['input.csv']\n"
+
+
 def test_a_thread_keeps_one_sandbox_with_its_files_and_state(server: Server, client: OpenAI) -> None:
     thread = new_thread()
     data = client.files.create(file=("nums.csv", b"n\n1\n2\n3\n"), purpose="assistants")

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from orchestrator.db import Database
+from orchestrator.errors import ServiceError
 from orchestrator.sandbox import SandboxManager, SandboxNotFound, SandboxSpec
 from orchestrator.services.container_files import ContainerFiles
 from orchestrator.services.project_sandboxes import ProjectSandboxes
 from orchestrator.services.storage import FileStore
 
 TOOL_CALLS = "tool_calls"
+log = logging.getLogger("toolshed.bindings")
 
 
 @dataclass
@@ -62,6 +65,8 @@ class SandboxBindings:
         self._files = files
         self._memory_limit = memory_limit
         self._locks = KeyLocks()
+        self._making: set[str] = set()  # sandboxes made for a key and not bound yet
+        self._sweeper: asyncio.Task[None] | None = None
 
     def container_of(self, scope: str, key: str) -> str | None:
         """The id of the key's sandbox, if it ever ran code."""
@@ -76,9 +81,7 @@ class SandboxBindings:
         async with self._locks.hold((scope, key)):
             container_id = self.container_of(scope, key)
             if container_id is None or not await self._exists(container_id):
-                previous, container_id = container_id, await self._create(scope, key, project)
-                if previous is not None:
-                    await self._carry(previous, container_id)
+                container_id = await self._create(scope, key, project, previous=container_id)
             for file_id in file_ids:
                 if not self._db.one("SELECT 1 FROM placed_files WHERE container_id = ? AND file_id = ?",
                                     (container_id, file_id)):
@@ -109,20 +112,68 @@ class SandboxBindings:
     async def _carry(self, previous: str, container_id: str) -> None:
         """The key's sandbox is not on this server: another replica made it, or it went with its replica or data
         dir. Its files move to the new sandbox (every one with a stored copy, at its path); its kernel's memory
-        does not. Carrying files beats forwarding calls to the replica that made it: it works as well when that
-        replica is dead, and the files are the state the thread's messages point at."""
+        does not. Carrying files beats forwarding each call to the replica that made it: it works as well when
+        that replica is dead, and the files are the state the thread's messages point at."""
+        restored = set()
         for record in self._container_files.store.all(previous):
-            if record.file_id is not None and self._files.exists(record.file_id):
+            if record.file_id is None or not self._files.exists(record.file_id):
+                continue
+            try:
                 await self._container_files.restore(container_id, record, record.file_id)
-        self._db.execute("INSERT INTO placed_files (container_id, file_id) SELECT ?, file_id FROM placed_files "
-                         "WHERE container_id = ?", (container_id, previous))
+                restored.add(record.file_id)
+            except (OSError, ServiceError) as exc:  # a copy this replica cannot read (no shared bucket), a full disk
+                log.warning("could not carry %s into %s: %s", record.path, container_id, exc)
+        placed = {row[0] for row in self._db.all("SELECT file_id FROM placed_files WHERE container_id = ?",
+                                                 (previous,))}
+        for file_id in placed & restored:  # the others are placed again, from their Files-API copies
+            self._db.execute("INSERT INTO placed_files (container_id, file_id) VALUES (?, ?)", (container_id, file_id))
         self._db.execute("DELETE FROM placed_files WHERE container_id = ?", (previous,))
         self._container_files.forget_container(previous)
 
-    async def _create(self, scope: str, key: str, project: str) -> str:
+    async def _create(self, scope: str, key: str, project: str, previous: str | None) -> str:
+        """A new sandbox for the key, bound to it once `previous`'s files (if any) are in it."""
         spec = SandboxSpec(name=key[:256], memory_limit=self._memory_limit, labels={"scope": scope, "key": key[:256]})
         sandbox = await self._sandboxes.create(project, spec)
-        self._db.execute("INSERT INTO sandbox_bindings (scope, key, container_id, created_at) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT (scope, key) DO UPDATE SET container_id = excluded.container_id, "
-                         "created_at = excluded.created_at", (scope, key, sandbox.id, int(time.time())))
+        self._making.add(sandbox.id)
+        try:
+            if previous is not None:
+                await self._carry(previous, sandbox.id)
+            self._db.execute("INSERT INTO sandbox_bindings (scope, key, container_id, created_at) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (scope, key) DO UPDATE SET container_id = excluded.container_id, "
+                             "created_at = excluded.created_at", (scope, key, sandbox.id, int(time.time())))
+        finally:
+            self._making.discard(sandbox.id)
         return sandbox.id
+
+    async def sweep_unbound(self) -> list[str]:
+        """Delete this server's key sandboxes that no key is bound to any more: with replicas, the key's next call
+        reached another replica, which made a sandbox of its own and carried the files there. Returns their ids."""
+        swept = []
+        for sandbox in await self._manager.list():
+            if "scope" not in sandbox.labels or sandbox.id in self._making:
+                continue
+            if self._db.one("SELECT 1 FROM sandbox_bindings WHERE container_id = ?", (sandbox.id,)) is None:
+                with contextlib.suppress(SandboxNotFound):
+                    await self._manager.delete(sandbox.id)
+                swept.append(sandbox.id)
+        return swept
+
+    def sweep_every(self, seconds: float) -> None:
+        """With replicas on one database: sweep this server's unbound key sandboxes in the background."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    swept = await self.sweep_unbound()
+                except Exception:  # a database that did not answer this time: the next round tries again
+                    log.exception("sweeping unbound sandboxes failed")
+                    continue
+                if swept:
+                    log.info("deleted %d sandboxes whose keys moved to another replica", len(swept))
+
+        self._sweeper = asyncio.create_task(loop())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)

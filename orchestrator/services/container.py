@@ -149,6 +149,7 @@ class Services:
         await self.runs.close()
         await self.model.close()
         if self.sandboxes is not None:
+            await self.sandboxes.bindings.close()
             await self.sandboxes.manager.close()
         await self.vector_stores.close()
         self.db.close()
@@ -217,6 +218,10 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
                                          homes)
     bindings = SandboxBindings(db, project_sandboxes, manager, container_files, files,
                                memory_limit=settings.default_memory_limit)
+    if settings.database_url:  # replicas: a key whose calls moved to another replica leaves its sandbox here
+        bindings.sweep_every(settings.lease_seconds)
+    for sandbox_id in recovered:  # under this replica's address, which may be new since they started
+        homes.record(sandbox_id)
     return SandboxServices(manager, project_sandboxes, container_files, bindings,
                            Interpreter(manager, project_sandboxes, exports, max_images=settings.max_export_files),
                            choice)

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator import logs
 from orchestrator.metrics import INGEST_SECONDS, INGESTED
-from orchestrator.services.ingestion_leases import IngestionLeases, Job
+from orchestrator.services.ingestion_leases import IngestionLeases
 from orchestrator.services.storage import FileNotFound, FileStore
-from retrieval.errors import DiskFull, RetrievalError
+from retrieval.errors import CatalogUnavailable, DiskFull, RetrievalError
 from retrieval.vector_store import VectorStoreEngine
 
 log = logging.getLogger("toolshed.ingestion")
@@ -86,9 +86,8 @@ class IngestionQueue:
         return len(self._queue)
 
     def enqueue(self, store_id: str, file_ids: list[str]) -> None:
-        jobs: list[Job] = [(store_id, file_id) for file_id in file_ids]
-        self._leases.claim(jobs)
-        self._queue.update(dict.fromkeys(jobs))
+        claimed = self._leases.claim([(store_id, file_id) for file_id in file_ids])
+        self._queue.update(dict.fromkeys(claimed))
         self._nudge()
 
     def _nudge(self) -> None:
@@ -130,6 +129,10 @@ class IngestionQueue:
             await asyncio.get_running_loop().run_in_executor(self._threads, self._ingest, store_id, batch)
         except RetrievalError as exc:  # the store or file was deleted meanwhile
             log.info("ingestion into %s stopped: %s", store_id, exc)
+        except CatalogUnavailable:
+            # The files stay in_progress; their leases end with this batch, and the next sweep (this replica's or
+            # another's) takes them again, once the database answers.
+            log.error("ingestion into %s stopped: the database does not answer; it is retried", store_id)
         except DiskFull:
             log.error("ingestion into %s stopped: the disk is full", store_id)
             self._fail(store_id, batch, "The server's disk was full while indexing this file; nothing of "

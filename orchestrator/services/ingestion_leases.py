@@ -30,14 +30,15 @@ class IngestionLeases:
         self._earlier_lives = replica.rsplit("/", 1)[0] + "/"
         self._alone = isinstance(db, SQLiteDatabase)
 
-    def claim(self, jobs: Iterable[Job]) -> None:
-        """This replica indexes `jobs` from now on (files it has just attached)."""
-        expires = time.time() + self.seconds
-        for store_id, file_id in jobs:
-            self._db.execute(
-                "INSERT INTO ingestion_leases (store_id, file_id, holder, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (store_id, file_id) DO UPDATE SET holder = excluded.holder, "
-                "expires_at = excluded.expires_at", (store_id, file_id, self.replica, expires))
+    def claim(self, jobs: Iterable[Job]) -> list[Job]:
+        """This replica indexes `jobs` from now on (files it has just attached); returns those it claimed: a file
+        attached again while another replica still indexes it stays that replica's."""
+        now = time.time()
+        return [job for job in jobs if self._db.execute(
+            "INSERT INTO ingestion_leases (store_id, file_id, holder, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (store_id, file_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE ingestion_leases.holder = excluded.holder OR ingestion_leases.expires_at < ?",
+            (*job, self.replica, now + self.seconds, now)) == 1]
 
     def release(self, jobs: Iterable[Job]) -> None:
         """`jobs` are indexed, failed or gone: their leases end (unless another replica took them meanwhile)."""
