@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.sandbox.errors import SandboxNotFound
-from orchestrator.sandbox.runtime import ContainerState, Limits
+from orchestrator.sandbox.hardening import Limits
+from orchestrator.sandbox.runtime import ContainerState
 
 
 @dataclass

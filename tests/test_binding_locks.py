@@ -17,6 +17,7 @@ from orchestrator.services.container_files import ContainerFiles, ContainerFileS
 from orchestrator.services.exports import ExportLimits, Exports
 from orchestrator.services.project_sandboxes import ProjectSandboxes
 from orchestrator.services.projects import OverLimit, Owners
+from orchestrator.services.sandbox_homes import SandboxHomes
 from orchestrator.services.storage import FileStore
 from tests.fakes import LocalKernelRuntime
 
@@ -30,7 +31,7 @@ async def test_the_lock_of_a_session_key_goes_when_the_key_is_no_longer_in_use(t
     manager = SandboxManager(runtime, workspaces, SandboxPolicy())
     container_files = ContainerFiles(ContainerFileStore(db), files, workspaces,
                                      Exports(db, files, owners, ExportLimits(1 << 30, 0, 1 << 30)), ScanLimits())
-    no_room = ProjectSandboxes(manager, owners, lambda _: 0)  # every first use fails inside the key's lock
+    no_room = ProjectSandboxes(manager, owners, lambda _: 0, SandboxHomes(db, ""))  # each first use fails in the lock
     bindings = SandboxBindings(db, no_room, manager, container_files, files, memory_limit="1g")
     hint = "h" * (64 << 10)  # LibreChat passes its session hint through; the were 2 MB
     try:

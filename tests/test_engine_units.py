@@ -187,6 +187,7 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     from orchestrator.services.interpreter import Interpreter
     from orchestrator.services.project_sandboxes import ProjectSandboxes
     from orchestrator.services.projects import Owners
+    from orchestrator.services.sandbox_homes import SandboxHomes
     from orchestrator.services.storage import FileStore
     from orchestrator.tools.cells import Item, Logs
     from orchestrator.tools.code_interpreter import CodeInterpreterResult, CodeInterpreterTool
@@ -199,7 +200,7 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     exports = Exports(db, files, owners, ExportLimits(1 << 30, 0, 1 << 30))
     container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits())
     manager = make()
-    sandboxes = ProjectSandboxes(manager, owners, lambda _: None)
+    sandboxes = ProjectSandboxes(manager, owners, lambda _: None, SandboxHomes(db, ""))
     bindings = SandboxBindings(db, sandboxes, manager, container_files, files, memory_limit="1g")
     registry = ToolRegistry([CodeInterpreterTool(bindings, Interpreter(manager, sandboxes, exports, max_images=10),
                                                  max_chars=1000)])

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kubernetes import manifests
 from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
 from orchestrator.sandbox.kubernetes.manifests import KernelSpec
-from orchestrator.sandbox.runtime import Limits
 from tests.kubernetes_fake import FakeCluster, fake_api_server, kubeconfig, permission
 from tests.kubernetes_schemas import ROOT, validate
 

@@ -25,12 +25,13 @@ import requests.exceptions
 import zmq
 
 from orchestrator.sandbox.archive_files import FileRefused, get_file, put_file
+from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.kernel import KernelConnector, KernelSession, new_connection_info
 from orchestrator.sandbox.kernel_channel import KernelChannel, new_sandbox_connection, open_channel
 from orchestrator.sandbox.models import ImageOutput, TextOutput
 from orchestrator.sandbox.remote_container import create_data_volume, start_sandbox
-from orchestrator.sandbox.runtime import DockerRuntime, Limits
+from orchestrator.sandbox.runtime import DockerRuntime
 from tests.conftest import Evidence, skip_unless_required
 from tests.second_dockerd import SecondDockerd, network_snapshot
 

@@ -17,11 +17,12 @@ from typing import Any
 from orchestrator.sandbox import notices
 from orchestrator.sandbox.capacity import Slots
 from orchestrator.sandbox.errors import SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel import KernelConnector, KernelNotReady, KernelSession, new_connection_info
 from orchestrator.sandbox.policy import MEMORY_LIMITS, LifecycleHooks, SandboxPolicy
 from orchestrator.sandbox.pool import NoRoom, WarmPool
 from orchestrator.sandbox.registry import LiveSandbox, Registry, labels_for, new_sandbox
-from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Limits, Runtime
+from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Runtime
 from orchestrator.sandbox.workspace import UnsafeRunDir, WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")

@@ -16,15 +16,9 @@ import docker.types
 import requests.exceptions
 
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxStartFailed
+from orchestrator.sandbox.hardening import Limits, hardened_host_config
 from orchestrator.sandbox.kernel_channel import kernel_launch
-from orchestrator.sandbox.runtime import (
-    _GVISOR_OWN_TASKS,
-    _GVISOR_TASKS_PER_PROCESS,
-    CONTAINER_DATA_DIR,
-    LABEL_PREFIX,
-    MASKED_PATHS,
-    Limits,
-)
+from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX
 
 
 def data_volume_name(sandbox_id: str) -> str:
@@ -45,31 +39,9 @@ def create_data_volume(api: docker.APIClient, sandbox_id: str, *, size_bytes: in
 
 
 def host_config(api: docker.APIClient, limits: Limits, *, oci_runtime: str, data_volume: str) -> dict[str, Any]:
-    """Every protection runtime.DockerRuntime._host_config gives, with /mnt/data a volume and no run dir.
-
-    To merge: runtime.py's _host_config with `mounts=` in place of `binds=` (and no run dir) when the sandbox
-    host is not this machine.
-    """
-    gvisor = oci_runtime != "runc"
-    config: dict[str, Any] = api.create_host_config(
-        init=True,
-        network_mode="none",
-        ipc_mode="private",
-        read_only=True,
-        tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        pids_limit=limits.pids * _GVISOR_TASKS_PER_PROCESS + _GVISOR_OWN_TASKS if gvisor else limits.pids,
-        mem_limit=limits.memory_bytes,
-        memswap_limit=limits.memory_bytes,
-        nano_cpus=int(limits.cpus * 1e9),
-        ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)] + (
-            [docker.types.Ulimit(name="nproc", soft=limits.pids, hard=limits.pids)] if gvisor else []),
-        runtime=oci_runtime,
-        mounts=[docker.types.Mount(CONTAINER_DATA_DIR, data_volume, type="volume")],
-    )
-    config["MaskedPaths"] = MASKED_PATHS
-    return config
+    """Every protection a sandbox gets, with /mnt/data a volume and no run dir."""
+    return hardened_host_config(api, limits, oci_runtime,
+                                mounts=[docker.types.Mount(CONTAINER_DATA_DIR, data_volume, type="volume")])
 
 
 def start_sandbox(api: docker.APIClient, sandbox_id: str, *, image: str, uid: int, limits: Limits,

@@ -18,21 +18,12 @@ import docker.errors
 import requests.exceptions
 
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.hardening import Limits, hardened_host_config
 
 LABEL_PREFIX = "toolshed."
 CONTAINER_RUN_DIR = "/run/toolshed"
 CONTAINER_DATA_DIR = "/mnt/data"
 KERNEL_COMMAND = ["toolshed-kernel", f"{CONTAINER_RUN_DIR}/kernel.json"]
-# Docker's own defaults, plus what would let one sandbox see the others: each sandbox's disk is a loop device
-# whose sysfs entry names its backing file (the host path, with the sandbox id), and /proc/diskstats shows every
-# device's activity. Folders are hidden under an empty read-only tmpfs, files behind /dev/null.
-MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-    "/sys/devices/virtual/powercap", "/proc/diskstats", "/proc/partitions", "/sys/block", "/sys/class/block",
-    "/sys/dev/block", "/sys/devices/virtual/block"]
-
-
 @dataclass(frozen=True)
 class ContainerState:
     """What Docker says about a sandbox's container."""
@@ -42,21 +33,7 @@ class ContainerState:
     oom_killed: bool
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits applied to every sandbox container."""
-
-    memory_bytes: int
-    cpus: float
-    pids: int
-    tmp_size: str
-
-
 _PROBE_LIMITS = Limits(512 << 20, 1.0, 256, "16m")
-# Under gVisor the host's pids limit counts gVisor's tasks (~55, and ~6 per sandbox process) and, reached, kills
-# the whole sandbox (exit 2); so the sandbox's limit is RLIMIT_NPROC, which gVisor counts inside (fork gets EAGAIN),
-# and the host's is set above what that many processes cost.
-_GVISOR_TASKS_PER_PROCESS, _GVISOR_OWN_TASKS = 8, 128
 
 
 class Runtime(Protocol):
@@ -198,31 +175,10 @@ class DockerRuntime:
             raise _translate(exc) from exc
 
     def _host_config(self, limits: Limits, run_dir: Path, data_dir: Path) -> dict:
-        """Every protection a sandbox container gets, under this runtime."""
-        host_config = self._client.api.create_host_config(
-            init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
-            network_mode="none",
-            ipc_mode="private",
-            read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            pids_limit=limits.pids * _GVISOR_TASKS_PER_PROCESS + _GVISOR_OWN_TASKS if self.gvisor else limits.pids,
-            mem_limit=limits.memory_bytes,
-            memswap_limit=limits.memory_bytes,
-            nano_cpus=int(limits.cpus * 1e9),
-            # Under runc, RLIMIT_NPROC would count every process of the uid on the host: gVisor only.
-            ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)] + (
-                [docker.types.Ulimit(name="nproc", soft=limits.pids, hard=limits.pids)] if self.gvisor else []),
-            runtime=self._oci_runtime,
-            binds={
-                str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
-                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
-            },
-        )
-        # Not in docker-py's helper; the engine replaces its default list with this one.
-        host_config["MaskedPaths"] = MASKED_PATHS
-        return host_config
+        return hardened_host_config(self._client.api, limits, self._oci_runtime, binds={
+            str(run_dir): {"bind": CONTAINER_RUN_DIR, "mode": "rw"},
+            str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
+        })
 
     def _container(self, sandbox_id: str):  # noqa: ANN202 - docker-py's Container is untyped
         try:

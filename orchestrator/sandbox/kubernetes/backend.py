@@ -21,10 +21,11 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kubernetes import manifests
 from orchestrator.sandbox.kubernetes.manifests import GROUP, VERSION, KernelSpec
 from orchestrator.sandbox.kubernetes.status import KernelAddress, condition, gone, pod_state
-from orchestrator.sandbox.runtime import ContainerState, Limits
+from orchestrator.sandbox.runtime import ContainerState
 from orchestrator.sandbox.workspace import parse_size
 
 PLURALS = {"SandboxTemplate": "sandboxtemplates", "SandboxWarmPool": "sandboxwarmpools",
