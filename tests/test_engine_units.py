@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import requests.exceptions
 
 from orchestrator.sandbox import SandboxManager, SandboxSpec
+from orchestrator.sandbox.errors import EngineUnavailable
 from orchestrator.sandbox.models import TextOutput
 from orchestrator.sandbox.policy import SandboxPolicy
+from orchestrator.sandbox.runtime import engine_error
 from orchestrator.sandbox.workspace import WorkspaceStore
 from tests.fakes import LocalKernelRuntime
 
@@ -221,3 +224,10 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     unknown = await registry.call(ToolCall("call_3", "web_browser", "{}"), ToolContext("unit", "t", "p"))
     assert isinstance(unknown, ToolProblem) and unknown.code == "unknown_tool"
     db.close()
+
+
+@pytest.mark.parametrize("problem", [requests.exceptions.ReadTimeout("read timed out (read timeout=60)"),
+                                     requests.exceptions.ChunkedEncodingError("connection broken")])
+def test_a_docker_engine_too_slow_or_cut_off_is_unavailable_not_a_crash(problem: Exception) -> None:
+    """A force-remove under a fork bomb took over docker-py's 60 s read timeout: a 503, not a 500."""
+    assert isinstance(engine_error(problem, "cntr_x"), EngineUnavailable)

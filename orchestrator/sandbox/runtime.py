@@ -59,12 +59,14 @@ class StopStream(Protocol):
     def close(self) -> None: ...
 
 
-def _translate(exc: Exception, sandbox_id: str | None = None) -> Exception:
+def engine_error(exc: Exception, sandbox_id: str | None = None) -> Exception:
     """Maps docker-py's exceptions to the engine's tree, in one place."""
     if isinstance(exc, docker.errors.NotFound) and sandbox_id is not None:
         return SandboxNotFound(sandbox_id)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return EngineUnavailable(f"The Docker engine is not answering (it may be restarting); retry shortly. ({exc})")
+    if isinstance(exc, requests.exceptions.RequestException):  # a loaded engine: a force-remove took over a minute
+        return EngineUnavailable(f"The Docker engine did not answer in time; retry shortly. ({exc})")
     if isinstance(exc, docker.errors.DockerException):
         return EngineUnavailable(f"Docker engine error: {exc}")
     return exc
@@ -86,7 +88,7 @@ class DockerRuntime:
         try:
             client = docker.from_env(timeout=60)
             client.ping()
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineUnavailable(f"Docker engine is not reachable: {exc}") from exc
         return cls(client, image=image, namespace=namespace, uid=uid)
 
@@ -104,8 +106,8 @@ class DockerRuntime:
         """The OCI runtimes the engine knows (daemon.json `runtimes`, plus its built-in runc)."""
         try:
             return sorted(self._client.info().get("Runtimes") or {})
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc) from exc
 
     def probe(self, run_dir: Path, data_dir: Path, command: list[str], timeout: float = 60.0) -> tuple[int, str]:
         """Run `command` once in a throwaway container hardened like a sandbox, with these folders as its run dir
@@ -137,7 +139,7 @@ class DockerRuntime:
     def ping(self) -> bool:
         try:
             return bool(self._client.ping())
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError):
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
             return False
 
     def image_exists(self) -> bool:
@@ -146,8 +148,8 @@ class DockerRuntime:
             return True
         except docker.errors.ImageNotFound:
             return False
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc) from exc
 
     def create(self, sandbox_id: str, *, limits: Limits, run_dir: Path, data_dir: Path,
                labels: dict[str, str]) -> None:
@@ -171,8 +173,8 @@ class DockerRuntime:
             raise EngineUnavailable(f"Sandbox image {self._image} is missing; run `toolshed image build`.") from exc
         except docker.errors.APIError as exc:
             raise SandboxStartFailed(f"Could not start sandbox container: {exc.explanation or exc}") from exc
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc) from exc
 
     def _host_config(self, limits: Limits, run_dir: Path, data_dir: Path) -> dict:
         return hardened_host_config(self._client.api, limits, self._oci_runtime, binds={
@@ -183,8 +185,8 @@ class DockerRuntime:
     def _container(self, sandbox_id: str):  # noqa: ANN202 - docker-py's Container is untyped
         try:
             return self._client.containers.get(self.container_name(sandbox_id))
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc, sandbox_id) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc, sandbox_id) from exc
 
     def state(self, sandbox_id: str) -> ContainerState:
         info = self._container(sandbox_id).attrs["State"]
@@ -196,27 +198,27 @@ class DockerRuntime:
         try:
             # timeout=0: the kernel is already considered lost, so SIGKILL at once.
             container.restart(timeout=0)
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc, sandbox_id) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc, sandbox_id) from exc
 
     def remove(self, sandbox_id: str) -> None:
         try:
             self._container(sandbox_id).remove(force=True, v=True)
         except SandboxNotFound:
             return
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             if isinstance(exc, docker.errors.NotFound):
                 return
             if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
                 return  # "removal already in progress": somebody else is removing it
-            raise _translate(exc, sandbox_id) from exc
+            raise engine_error(exc, sandbox_id) from exc
 
     def stopped_containers(self) -> StopStream:
         try:
             events = self._client.events(decode=True, filters={
                 "type": "container", "event": "die", "label": f"{LABEL_PREFIX}namespace={self._namespace}"})
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc) from exc
         return _DieEvents(events)
 
     def list_labels(self) -> list[dict[str, str]]:
@@ -227,8 +229,8 @@ class DockerRuntime:
             containers = self._client.containers.list(
                 all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}namespace={self._namespace}"}
             )
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise _translate(exc) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise engine_error(exc) from exc
         return [
             {k.removeprefix(LABEL_PREFIX): v for k, v in (c.attrs.get("Labels") or {}).items()
              if k.startswith(LABEL_PREFIX)}
