@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,13 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> Non
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL 18 of its own on loopback, stopped and removed after (bench/replicas.py uses it too)."""
     root = Path(tempfile.mkdtemp(prefix="toolshed-pg-"))
     data = root / "data"
     data.mkdir()
