@@ -16,9 +16,9 @@ import docker.types
 import requests.exceptions
 
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxStartFailed
-from orchestrator.sandbox.hardening import Limits, hardened_host_config
+from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel_channel import kernel_launch
-from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX
+from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, hardened_host_config
 
 
 def data_volume_name(sandbox_id: str) -> str:

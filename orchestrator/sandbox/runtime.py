@@ -11,14 +11,14 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import docker
 import docker.errors
 import requests.exceptions
 
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
-from orchestrator.sandbox.hardening import Limits, hardened_host_config
+from orchestrator.sandbox.hardening import GVISOR_OWN_TASKS, GVISOR_TASKS_PER_PROCESS, MASKED_PATHS, Limits
 
 LABEL_PREFIX = "toolshed."
 CONTAINER_RUN_DIR = "/run/toolshed"
@@ -70,6 +70,33 @@ def engine_error(exc: Exception, sandbox_id: str | None = None) -> Exception:
     if isinstance(exc, docker.errors.DockerException):
         return EngineUnavailable(f"Docker engine error: {exc}")
     return exc
+
+
+def hardened_host_config(api: docker.APIClient, limits: Limits, oci_runtime: str, **storage: Any) -> dict:
+    """Every protection a sandbox container gets under `oci_runtime`; `storage` is where its files live (`binds`:
+    host folders, or `mounts`: a volume on an engine that shares no path with the server)."""
+    gvisor = oci_runtime != "runc"
+    host_config: dict[str, Any] = api.create_host_config(
+        init=True,  # tini reaps orphans and exits with the kernel, so a dead kernel is a dead container
+        network_mode="none",
+        ipc_mode="private",
+        read_only=True,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size},mode=1777"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=limits.pids * GVISOR_TASKS_PER_PROCESS + GVISOR_OWN_TASKS if gvisor else limits.pids,
+        mem_limit=limits.memory_bytes,
+        memswap_limit=limits.memory_bytes,
+        nano_cpus=int(limits.cpus * 1e9),
+        # Under runc, RLIMIT_NPROC would count every process of the uid on the host: gVisor only.
+        ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)] + (
+            [docker.types.Ulimit(name="nproc", soft=limits.pids, hard=limits.pids)] if gvisor else []),
+        runtime=oci_runtime,
+        **storage,
+    )
+    # Not in docker-py's helper; the engine replaces its default list with this one.
+    host_config["MaskedPaths"] = MASKED_PATHS
+    return host_config
 
 
 class DockerRuntime:
