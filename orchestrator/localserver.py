@@ -42,7 +42,7 @@ class Server:
                 [sys.executable, "-m", "orchestrator.cli", "serve", "--no-build"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # imports alone took ~28 s on this 2-core machine under a load of 12
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:

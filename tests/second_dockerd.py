@@ -1,7 +1,8 @@
 """A second, separate Docker engine on this machine for the remote-sandbox tests (issue 33): its own data-root,
 exec-root, pid file, managed containerd, config file and unix socket, and its API on a loopback TCP port behind
-mutual TLS (certificates made here). It has no bridge and writes no iptables rules, so the local engine's
-networking is left as it was; `network_snapshot` lets a test check that.
+mutual TLS (certificates made here). It has a bridge of its own, made here and removed at stop (`--bridge=none`
+is not an option: dockerd then deletes the host's `docker0`, the local engine's default bridge), and writes no
+iptables rules, so the local engine's networking is left as it was; `network_snapshot` lets a test check that.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -82,9 +84,9 @@ def make_certificates(folder: Path) -> Certificates:
                         folder / "client-key.pem")
 
 
-def network_snapshot(local: docker.DockerClient) -> dict[str, object]:
+def network_snapshot(local: docker.DockerClient, own_bridge: str = "") -> dict[str, object]:
     """What the second engine must never change: the local engine's networks, the host's firewall rules, its
-    interfaces and IP forwarding."""
+    interfaces (but the second engine's own bridge) and IP forwarding."""
     def rules(command: str) -> list[str]:
         out = subprocess.run([command], capture_output=True, text=True, check=False).stdout
         # Comments carry a timestamp and counters change with traffic: compare the rules themselves.
@@ -92,7 +94,7 @@ def network_snapshot(local: docker.DockerClient) -> dict[str, object]:
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
     return {"networks": sorted((n.id, n.name) for n in local.networks.list()),
             "iptables": rules("iptables-save"), "ip6tables": rules("ip6tables-save"),
-            "links": sorted(line.split(":")[1].strip() for line in links.splitlines()),
+            "links": sorted(name for line in links.splitlines() if (name := line.split(":")[1].strip()) != own_bridge),
             "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text()}
 
 
@@ -110,6 +112,7 @@ class SecondDockerd:
         self.certs = make_certificates(self.root / "certs")
         self.port = _free_port()
         self.socket = self.root / "docker.sock"
+        self.bridge = f"tsd{secrets.token_hex(4)}"  # at most 15 bytes, as Linux allows
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -124,13 +127,23 @@ class SecondDockerd:
                 f"--exec-root={self.root / 'exec'}", f"--pidfile={self.root / 'docker.pid'}",
                 f"-H=unix://{self.socket}", f"-H=tcp://127.0.0.1:{self.port}", "--tlsverify",
                 f"--tlscacert={c.ca}", f"--tlscert={c.server_cert}", f"--tlskey={c.server_key}",
-                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+                f"--bridge={self.bridge}", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
+                "--ip-masq=false",
                 # Its own containerd namespaces too, in case a system containerd's socket shows up and dockerd
                 # uses it instead of starting its own (it does when /run/containerd/containerd.sock exists).
                 "--containerd-namespace=toolshed-second", "--containerd-plugins-namespace=toolshed-second-plugins"]
 
+    def _make_bridge(self) -> None:
+        """Its own bridge, on an address from the benchmarking range (198.18.0.0/15), which no real network uses."""
+        subnet = f"198.18.{secrets.randbelow(250) + 1}"
+        for command in (["ip", "link", "add", "name", self.bridge, "type", "bridge"],
+                        ["ip", "addr", "add", f"{subnet}.1/24", "dev", self.bridge],
+                        ["ip", "link", "set", self.bridge, "up"]):
+            subprocess.run(command, check=True, capture_output=True)
+
     def start(self) -> None:
         """Start it and wait until its TLS API answers; RuntimeError (with its log) if it does not."""
+        self._make_bridge()
         log = (self.root / "dockerd.log").open("wb")
         self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
@@ -176,6 +189,7 @@ class SecondDockerd:
                 self._process.wait(timeout=_STOP_GRACE)
         self._kill_leftovers()
         self._unmount_all()
+        subprocess.run(["ip", "link", "delete", self.bridge], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _kill_leftovers(self) -> None:
@@ -206,4 +220,6 @@ class SecondDockerd:
             with contextlib.suppress(OSError):
                 if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
                     found.append(f"process {entry.name}")
-        return found + ([f"folder {marker}"] if self.root.exists() else [])
+        bridge = subprocess.run(["ip", "link", "show", self.bridge], capture_output=True, check=False).returncode == 0
+        return found + ([f"folder {marker}"] if self.root.exists() else []) + \
+            ([f"bridge {self.bridge}"] if bridge else [])

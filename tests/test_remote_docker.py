@@ -53,7 +53,8 @@ def engine(docker_ready: None) -> Iterator[SecondDockerd]:
     second = SecondDockerd()
     try:
         second.start()
-        assert network_snapshot(local) == before, "starting the second engine changed the host's networking"
+        assert network_snapshot(local, second.bridge) == before, \
+            "starting the second engine changed the host's networking"
         second.load_image(local, default_tag())
         yield second
     finally:
