@@ -43,12 +43,13 @@ class Server:
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 90  # imports alone took ~28 s on this 2-core machine under a load of 12
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
+        self.stop(kill=True)  # not left running behind the error
         raise RuntimeError(f"server did not start; log:\n{self.log.read_text()}")
 
     def stop(self, kill: bool = False) -> None:
