@@ -68,10 +68,12 @@ class Forwarder:
         door = door_of(self.doors, scope["path"])
         try:
             home = services.sandbox_homes.elsewhere(match.group(1))
+            if home is None:  # held here (or alone, with no replica address): no key looked up twice
+                return None
             caller = door.authenticate(services, headers, QueryParams(scope["query_string"])) if door else None
         except (errors.InvalidRequest, errors.Unavailable):  # the route answers both in its face's shape
             return None
-        if home is None or caller is None:  # a bad key: the route answers it, in its own shape
+        if caller is None:  # a bad key: the route answers it, in its own shape
             return None
         # Another project's container is as unknown here as anywhere: the route answers 404.
         return home if not isinstance(caller, Caller) or services.owners.sees(caller, match.group(1)) else None
