@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Tests build the image offline (no registry traffic); `make serve` tries a registry first.
 IMAGE_BUILD ?= auto
 
-.PHONY: serve test test-state unit venv docker image bench clean
+.PHONY: serve test test-state test-remote unit venv docker image bench clean
 
 $(BIN)/toolshed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,8 +71,18 @@ test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_SANDBOX_RUNTIME=runc TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \
 	  -m "not postgres and not s3 and not install and not cluster and not restarts_engine" \
-	  --ignore=tests/test_remote_docker.py --ignore=tests/test_kubernetes.py $(PYTEST_ARGS); status=$$?; \
+	  --ignore=tests/test_remote_docker.py --ignore=tests/test_remote_files.py --ignore=tests/test_sandbox_hosts.py \
+	  --ignore=tests/test_kubernetes.py $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
+# The sandbox and security suites again with every sandbox on a second, separate dockerd reached over mutual TLS,
+# sharing no path with the server (issue 33; tests/remote_switch.py).
+REMOTE_SUITES := tests/test_containers_api.py tests/test_container_files.py tests/test_artifacts.py \
+	tests/test_sandbox_security.py
+test-remote: venv docker
+	$(BIN)/toolshed image build --mode offline
+	TOOLSHED_TEST_REMOTE=1 TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(REMOTE_SUITES) $(PYTEST_ARGS); \
+	  status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
 # The fast tier alone: no Docker, no embedding model (fakes passed through the engines' constructors), no
 # clean-install venv.

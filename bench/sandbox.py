@@ -55,6 +55,7 @@ from orchestrator.db import Database
 from orchestrator.localserver import Server
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.kernel import new_connection_info
+from orchestrator.sandbox.local_host import LocalFiles
 from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
 from orchestrator.services.exports import ExportLimits, Exports
@@ -398,7 +399,8 @@ def bench_artifacts(runs: int, large_mb: int) -> dict:
     workspaces = WorkspaceStore(root / "sandboxes", Path(f"/run/toolshed/bench-{secrets.token_hex(3)}"),
                                 uid=1000, quota_bytes=(2 * large_mb + 256) << 20)
     exports = Exports(db, files, Owners(db), ExportLimits(1 << 40, 0, 4 * large_mb << 20))
-    collector = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(max_listed=1000))
+    collector = ContainerFiles(ContainerFileStore(db), files, lambda _: LocalFiles(workspaces), exports,
+                               ScanLimits(max_listed=1000))
     sandbox_id = f"cntr_bench{secrets.token_hex(4)}"
     data_dir = workspaces.create(sandbox_id, {}).data_dir
     loop = asyncio.new_event_loop()

@@ -27,7 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent)]
 
+from orchestrator.sandbox.hosts import Hosts
 from orchestrator.sandbox.image import default_tag
+from orchestrator.sandbox.local_host import LocalHost
 from orchestrator.sandbox.manager import SandboxManager
 from orchestrator.sandbox.models import SandboxSpec
 from orchestrator.sandbox.policy import SandboxPolicy
@@ -162,7 +164,7 @@ async def measure(runtime_name: str, alone: int, burst: int) -> dict[str, Any]:
     runtime = DockerRuntime.from_env(image=default_tag(), namespace=namespace, uid=1000).using(runtime_name)
     runtime._client.api = TimedApi(runtime._client.api, spans)  # the clock only; every call goes through
     policy = SandboxPolicy(pool_size=0, max_sandboxes=burst + 4, kernel_start_timeout=300, capacity_wait=300)
-    manager = SandboxManager(runtime, workspaces, policy)
+    manager = SandboxManager(Hosts([LocalHost(runtime, workspaces)]), policy)
     try:
         result: dict[str, Any] = {"runtime": runtime_name, "alone": []}
         for _ in range(alone):

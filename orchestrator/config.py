@@ -45,6 +45,9 @@ class ProjectLimits(BaseModel):
     jupyter_kernels: int | None = Field(None, ge=1)
 
 
+_HOST = r"(local|(tcp|ssh|unix)://[^,\s]+)"
+
+
 class Settings(BaseSettings):
     """Every knob of the server, read once from TOOLSHED_* variables (see README, "Configuration")."""
 
@@ -90,6 +93,16 @@ class Settings(BaseSettings):
     # warning); sandbox_gvisor_runtime is runsc's name in Docker's daemon.json.
     sandbox_runtime: Literal["auto", "runsc", "runc"] = "auto"
     sandbox_gvisor_runtime: str = "runsc"
+    # Where sandboxes run, comma-separated (issue 33): "local" (this machine's Docker Engine, sharing its disk:
+    # the fastest path, and the default), or Docker Engine endpoints reached through their API alone:
+    # tcp://host:2376 (TLS client certificates from sandbox_tls_dir), ssh://user@host, unix:///path.sock. A new
+    # sandbox goes to the host with the most memory left under its sandboxes' limits.
+    sandbox_hosts: str = Field("local", pattern=rf"^\s*{_HOST}(\s*,\s*{_HOST})*\s*$")
+    # Docker's client files for tcp:// hosts: ca.pem (the CA the engines' certificates are signed by), cert.pem
+    # and key.pem (this server's client certificate).
+    sandbox_tls_dir: Path | None = None
+    # Seconds between checks of the remote hosts; one that misses two in a row is down and its sandboxes lost.
+    sandbox_host_check_interval: float = Field(2.0, gt=0)
     sandbox_cpus: float = 1.0
     sandbox_pids_limit: int = 256
     sandbox_disk_quota: str = "1g"
@@ -198,6 +211,10 @@ class Settings(BaseSettings):
         return {"model": self.embedding_model, "runtime": self.embedding_runtime,
                 "model_cache": self.model_cache_dir, "dense_weight": self.search_dense_weight,
                 "parse_limits": self.parse_limits(), "database_url": self.database_url}
+
+    @property
+    def sandbox_host_list(self) -> list[str]:
+        return list(dict.fromkeys(host.strip() for host in self.sandbox_hosts.split(",")))
 
     def limits_of(self, project: str) -> ProjectLimits:
         """The project's limits, with the server's per-project defaults where they name no MCP session or

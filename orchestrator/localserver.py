@@ -60,8 +60,9 @@ class Server:
 
     def remove_containers(self) -> None:
         """Force-remove every container of this server's namespace and unmount its sandbox disks."""
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=toolshed.namespace={self.namespace}"],
-                             check=False, capture_output=True, text=True).stdout.split()
+        ids = [found for label in ("namespace", "keeper-namespace") for found in subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=toolshed.{label}={self.namespace}"],
+            check=False, capture_output=True, text=True).stdout.split()]
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)
         for disk in (self.data_dir / "sandboxes").glob("*/disk"):

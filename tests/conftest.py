@@ -25,6 +25,7 @@ from orchestrator.sandbox.image import default_tag, image_present
 from retrieval.embedding import Embedder
 from retrieval.runtimes import load_embedder
 from tests.postgres_server import postgres_server  # noqa: F401 - a fixture, for the PostgreSQL + S3 tier
+from tests.remote_switch import remote_settings, stop_engine
 from tests.replicas import db, pg_url  # noqa: F401 - fixtures
 from tests.s3_server import running_s3_server  # noqa: F401 - a fixture, for the PostgreSQL + S3 tier
 from tests.scripted_model import ScriptedModel
@@ -112,6 +113,13 @@ def embedder() -> Embedder:
     return load_embedder()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def remote_engine() -> Iterator[None]:
+    """Under TOOLSHED_TEST_REMOTE, the second engine the servers' sandboxes run on is stopped after the session."""
+    yield
+    stop_engine()
+
+
 @pytest.fixture(scope="session")
 def docker_ready() -> None:
     skip_unless_required(_docker_problem())
@@ -121,7 +129,7 @@ def docker_ready() -> None:
 def running_server(data_dir: Path, *, replica: bool = False, **env: str) -> Iterator[Server]:
     """A `toolshed serve` subprocess for the block (`replica`: with its own address as TOOLSHED_REPLICA_URL); its
     containers are removed after."""
-    srv = Server(data_dir, **env)
+    srv = Server(data_dir, **{**remote_settings(), **env})
     if replica:
         srv.env["TOOLSHED_REPLICA_URL"] = srv.base_url
     srv.start()

@@ -178,6 +178,13 @@ class SecondDockerd:
         self.client(timeout=900).api.load_image(local.api.get_image(tag, chunk_size=1 << 20))
         self.client().images.get(tag)  # ImageNotFound if the load did not take
 
+    def kill(self) -> None:
+        """SIGKILL the daemon alone, as a machine dying would look to its clients: its API and every stream it
+        served end at once (its containerd and containers are left to stop())."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(timeout=_STOP_GRACE)
+
     def stop(self) -> None:
         """SIGTERM, wait, then SIGKILL; then whatever it left: its processes, its mounts and its folders."""
         if self._process is not None and self._process.poll() is None:

@@ -10,6 +10,8 @@ import pytest
 
 from orchestrator.db import Database
 from orchestrator.sandbox import SandboxManager
+from orchestrator.sandbox.hosts import Hosts
+from orchestrator.sandbox.local_host import LocalFiles, LocalHost
 from orchestrator.sandbox.policy import SandboxPolicy
 from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.services.bindings import SandboxBindings
@@ -28,8 +30,8 @@ async def test_the_lock_of_a_session_key_goes_when_the_key_is_no_longer_in_use(t
     owners = Owners(db)
     workspaces = WorkspaceStore(tmp_path / "s", tmp_path / "r", uid=os.getuid(), quota_bytes=0)
     runtime = LocalKernelRuntime()
-    manager = SandboxManager(runtime, workspaces, SandboxPolicy())
-    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces,
+    manager = SandboxManager(Hosts([LocalHost(runtime, workspaces)]), SandboxPolicy())
+    container_files = ContainerFiles(ContainerFileStore(db), files, lambda _: LocalFiles(workspaces),
                                      Exports(db, files, owners, ExportLimits(1 << 30, 0, 1 << 30)), ScanLimits())
     no_room = ProjectSandboxes(manager, owners, lambda _: 0, SandboxHomes(db, ""))  # each first use fails in the lock
     bindings = SandboxBindings(db, no_room, manager, container_files, files, memory_limit="1g")

@@ -17,6 +17,8 @@ import requests.exceptions
 
 from orchestrator.sandbox import SandboxManager, SandboxSpec
 from orchestrator.sandbox.errors import EngineUnavailable
+from orchestrator.sandbox.hosts import Hosts
+from orchestrator.sandbox.local_host import LocalFiles, LocalHost
 from orchestrator.sandbox.models import TextOutput
 from orchestrator.sandbox.policy import SandboxPolicy
 from orchestrator.sandbox.runtime import engine_error
@@ -64,7 +66,7 @@ def make(parts: tuple[LocalKernelRuntime, WorkspaceStore, list[SandboxManager]])
 
     def build(hooks: Recorder | None = None, **policy: object) -> SandboxManager:
         settings = {"kernel_start_timeout": 30.0, "capacity_wait": 2.0, "interrupt_grace": 1.0, **policy}
-        manager = SandboxManager(runtime, workspaces, SandboxPolicy(**settings), hooks=hooks)  # type: ignore[arg-type]
+        manager = SandboxManager(Hosts([LocalHost(runtime, workspaces)]), SandboxPolicy(**settings), hooks=hooks)  # type: ignore[arg-type]
         managers.append(manager)
         return manager
 
@@ -201,7 +203,8 @@ async def test_a_tool_call_streams_its_cell_outputs_as_they_come(make: Make, par
     files = FileStore(db, tmp_path)
     owners = Owners(db)
     exports = Exports(db, files, owners, ExportLimits(1 << 30, 0, 1 << 30))
-    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits())
+    container_files = ContainerFiles(ContainerFileStore(db), files, lambda _: LocalFiles(workspaces), exports,
+                                     ScanLimits())
     manager = make()
     sandboxes = ProjectSandboxes(manager, owners, lambda _: None, SandboxHomes(db, ""))
     bindings = SandboxBindings(db, sandboxes, manager, container_files, files, memory_limit="1g")

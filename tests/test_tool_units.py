@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.db import Database
 from orchestrator.sandbox import safefs
+from orchestrator.sandbox.local_host import LocalFiles
 from orchestrator.sandbox.models import Artifact, Execution, ExecutionError
 from orchestrator.services.projects import Owners
 from orchestrator.tools.annotations import file_path_annotations
@@ -140,7 +141,7 @@ def test_a_full_server_disk_is_reported_per_file_not_raised(tmp_path: Path) -> N
         db = Database(tmp_path / "toolshed.db")
         workspaces = WorkspaceStore(tmp_path / "sandboxes", tmp_path / "run", uid=os.getuid(), quota_bytes=16 << 20)
         files = FileStore(db, blobs)
-        collector = ContainerFiles(ContainerFileStore(db), files, workspaces,
+        collector = ContainerFiles(ContainerFileStore(db), files, lambda _: LocalFiles(workspaces),
                                    Exports(db, files, Owners(db), ExportLimits(1 << 30, 0, 64 << 20)), ScanLimits())
         data = workspaces.create("cntr_full", {}).data_dir
         (data / "big.bin").write_bytes(os.urandom(2 << 20))

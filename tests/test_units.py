@@ -85,10 +85,10 @@ def test_app_state_holds_the_service_container_only() -> None:
 
 # Each foreign library is imported by exactly one module, which maps its exceptions to ours; `openai` also by the
 # module that documents the Assistants face's answers with its type models (it calls nothing).
-# The remote-engine groundwork (issue 33) reaches Docker on its own until it is folded into the runtime.
-REMOTE_GROUNDWORK = {f"orchestrator/sandbox/{name}.py"
-                     for name in ("archive_files", "kernel_channel", "remote_container")}
-FOREIGN = {"docker": {"orchestrator/sandbox/runtime.py", *REMOTE_GROUNDWORK},
+# A remote engine (issue 33) is reached through Docker's API alone: its containers, files and kernel channels.
+REMOTE_ENGINE = {f"orchestrator/sandbox/{name}.py"
+                 for name in ("kernel_channel", "remote_container", "remote_files", "remote_host")}
+FOREIGN = {"docker": {"orchestrator/sandbox/runtime.py", *REMOTE_ENGINE},
            "kubernetes": {"orchestrator/sandbox/kubernetes/backend.py"},
            "jupyter_client": {"orchestrator/sandbox/kernel.py"},
            "faiss": {"retrieval/index.py"}, "sentence_transformers": {"retrieval/embedding.py"},

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from orchestrator.sandbox import notices
 from orchestrator.sandbox.admission import RunQueue
-from orchestrator.sandbox.errors import InvalidRequest, SandboxNotFound
+from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.kernel import CellResult, KernelNotReady
 from orchestrator.sandbox.lifecycle import Lifecycle
 from orchestrator.sandbox.models import Execution, ExecutionError, ExecutionStatus, TextOutput
@@ -85,7 +85,7 @@ class Executor:
         session = live.session
         cell = asyncio.ensure_future(session.execute(
             code, timeout, interrupt_grace=self._policy.interrupt_grace, max_text_bytes=self._policy.max_output_bytes,
-            on_output=on_output, is_alive=lambda: self._lifecycle.is_running(live.sandbox.id)))
+            on_output=on_output, is_alive=lambda: self._lifecycle.kernel_alive(live)))
         try:
             return await asyncio.shield(cell), False
         except asyncio.CancelledError:
@@ -136,10 +136,19 @@ class Executor:
         return ("interrupted" if live.interrupt_requested else "failed"), error
 
     async def _death_error(self, live: LiveSandbox) -> ExecutionError:
+        host = self._lifecycle.host_of(live.sandbox.id)
         try:
-            state = await asyncio.to_thread(self._lifecycle.runtime.state, live.sandbox.id)
+            if self._lifecycle.hosts.is_down(host):
+                raise EngineUnavailable(host.name)
+            state = await asyncio.to_thread(host.runtime.state, live.sandbox.id)
         except SandboxNotFound:
             return ExecutionError("KernelDied", f"The sandbox container was removed from outside. {notices.LOST}")
+        except EngineUnavailable:
+            # Its machine is gone or going: nothing more is placed there until it answers the host watch again,
+            # and the next start places this sandbox on a host that answers.
+            self._lifecycle.hosts.mark_down(host)
+            self._lifecycle.lose(live)
+            return ExecutionError("SandboxLost", notices.HOST_LOST)
         if state.oom_killed:
             return ExecutionError("OutOfMemoryError", f"The sandbox ran out of memory (limit "
                                   f"{live.sandbox.memory_limit}) and its kernel was killed. {notices.LOST}")
@@ -155,22 +164,27 @@ class Executor:
             await lifecycle.restart_kernel(live, live.needs_restart)
             return True
         if live.session is not None:
-            return False
+            transport = live.session.transport
+            if transport is None or transport.open:
+                return False
+            live.close_session()  # a remote kernel's channel broke while idle: reconnected below if it still runs
         if live.sandbox.status == "expired":
             started = time.monotonic()
             await lifecycle.restart_kernel(live, None)
             lifecycle.hooks.acquired("rehydrate", time.monotonic() - started)
             return True
-        # First use after recovery: reconnect if the container survived, otherwise start a fresh kernel.
+        # First use after recovery (or a broken channel): reconnect if the container survived, else start afresh.
         if await lifecycle.is_running(live.sandbox.id):
+            host = lifecycle.host_of(live.sandbox.id)
             try:
-                info = lifecycle.workspaces.read_connection(live.sandbox.id)
+                info = await asyncio.to_thread(host.saved_connection, live.sandbox.id)
                 # Sealed and checked before connecting: a socket swapped for a link is never followed.
-                await asyncio.to_thread(lifecycle.workspaces.seal, live.sandbox.id, info)
-                live.session = lifecycle.connect(live.sandbox.id, info)
+                await asyncio.to_thread(host.seal, live.sandbox.id, info)
+                reached, transport = await asyncio.to_thread(host.reach, live.sandbox.id, info)
+                live.session = lifecycle.connector.connect(reached, transport)
                 await live.session.wait_ready(min(5.0, self._policy.kernel_start_timeout))
                 return False
-            except (KernelNotReady, OSError, ValueError, UnsafeRunDir) as exc:
+            except (KernelNotReady, OSError, ValueError, UnsafeRunDir, SandboxStartFailed) as exc:
                 log.warning("could not reconnect to the kernel (%s); starting a fresh one", exc,
                             extra={"container_id": live.sandbox.id})
         await lifecycle.restart_kernel(live, None)

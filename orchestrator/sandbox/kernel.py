@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import zmq
 from jupyter_client.blocking import BlockingKernelClient
@@ -23,6 +23,14 @@ from orchestrator.sandbox.models import ExecutionError, Output, TextOutput
 from orchestrator.sandbox.outputs import Message, OutputCollector, OutputHook, read_message
 
 AliveProbe = Callable[[], Awaitable[bool]]
+
+
+class Transport(Protocol):
+    """What carries a session's sockets to a kernel on another machine (kernel_channel.KernelChannel)."""
+
+    @property
+    def open(self) -> bool: ...
+    def close(self) -> None: ...
 Channel = Literal["shell", "iopub"]
 
 # How often a silent kernel is checked for death while a cell runs.
@@ -61,8 +69,10 @@ class KernelSession:
     after its cell returned would pile messages up in this process: until the next cell they are discarded.
     """
 
-    def __init__(self, connection_info: dict[str, Any], context: zmq.Context[zmq.Socket[bytes]]) -> None:
+    def __init__(self, connection_info: dict[str, Any], context: zmq.Context[zmq.Socket[bytes]],
+                 transport: Transport | None = None) -> None:
         self._info, self._context = connection_info, context
+        self.transport = transport
         self._connect()
         # Set when a cell ended by its shell reply because "idle" never came: the iopub socket may be dead.
         self._iopub_lost = False
@@ -80,6 +90,11 @@ class KernelSession:
             inbox.socket.setsockopt(zmq.SNDTIMEO, 0)
 
     def close(self) -> None:
+        self._close_sockets()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _close_sockets(self) -> None:
         for inbox in self._inboxes.values():
             inbox.close()
 
@@ -180,7 +195,7 @@ class KernelSession:
     async def _reconnect(self) -> bool:
         """New sockets to the same kernel: ZMQ does not reconnect a subscription it dropped for an oversized
         frame. False if the kernel does not answer on them."""
-        self.close()
+        self._close_sockets()
         self._connect()
         try:
             await self.wait_ready(5.0)
@@ -278,8 +293,8 @@ class KernelConnector:
         self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._context.setsockopt(zmq.RCVHWM, queue_length)
 
-    def connect(self, connection_info: dict[str, Any]) -> KernelSession:
-        return KernelSession(connection_info, self._context)
+    def connect(self, connection_info: dict[str, Any], transport: Transport | None = None) -> KernelSession:
+        return KernelSession(connection_info, self._context, transport)
 
     def close(self) -> None:
         # destroy, not term: term() blocks for as long as any session's sockets are still open.

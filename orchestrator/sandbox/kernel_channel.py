@@ -113,10 +113,6 @@ class ExecStream:
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return 0
 
-    def close(self) -> None:
-        """Ends the exec: the sandbox's relay reads the end of its stdin and exits."""
-        self._sock.close()
-
 
 class KernelChannel:
     """One sandbox kernel's channels, relayed between IPC sockets of this server and the sandbox's loopback."""
@@ -141,9 +137,18 @@ class KernelChannel:
     def close(self) -> None:
         self._relay.stop()
         self._thread.join(timeout=10)
-        with contextlib.suppress(OSError):
-            self._stream.close()
+        close_attached(self._keep)
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def close_attached(attached: Any) -> None:
+    """Close what docker-py's exec_start(socket=True) gave for good. The socket stays open while a file made of it
+    is, and the HTTP response that read the upgrade holds one: that response goes first (closing it after its
+    file is an error), then the socket, then the wrapper."""
+    for closable in (getattr(attached, "_response", None), getattr(attached, "_sock", None), attached):
+        if closable is not None:
+            with contextlib.suppress(OSError, ValueError):
+                closable.close()
 
 
 def open_channel(api: docker.APIClient, container_id: str, sandbox_connection: dict[str, Any], *,
@@ -161,7 +166,7 @@ def open_channel(api: docker.APIClient, container_id: str, sandbox_connection: d
     # docker-py gives the socket of the upgraded connection (TLS) or its SocketIO (a Unix socket).
     sock: socket.socket = getattr(keep, "_sock", keep)
     stream = ExecStream(sock)
-    rest = _handshake(sock, stream, time.monotonic() + timeout)
+    rest = _handshake(keep, sock, stream, time.monotonic() + timeout)
     folder = Path(tempfile.mkdtemp(prefix="tsk-"))  # mkdtemp makes it 0700
     info = {**sandbox_connection, "transport": "ipc", "ip": str(folder / "k")}
     sockets = _server_sockets(context, info)
@@ -169,21 +174,22 @@ def open_channel(api: docker.APIClient, container_id: str, sandbox_connection: d
     return KernelChannel(info, relay, stream, keep, folder)
 
 
-def _handshake(sock: socket.socket, stream: ExecStream, deadline: float) -> bytes:
+def _handshake(keep: Any, sock: socket.socket, stream: ExecStream, deadline: float) -> bytes:
     """Greet the sandbox's relay and wait for its greeting; what followed it."""
     sock.settimeout(max(deadline - time.monotonic(), 0.1))
     sock.sendall(kernel_relay.HELLO)
     sock.setblocking(False)
     got = b""
+    readable = select.poll()  # poll, not select: a busy server's descriptors pass 1024
+    readable.register(sock, select.POLLIN)
     while len(got) < len(kernel_relay.HELLO) and time.monotonic() < deadline:
-        select.select([sock], [], [], 0.1)
+        readable.poll(100)
         data = stream.recv()
         if data == b"":
             break
         got += data or b""
     if not got.startswith(kernel_relay.HELLO):
-        with contextlib.suppress(OSError):
-            sock.close()
+        close_attached(keep)
         raise SandboxStartFailed(f"the kernel relay did not answer: {stream.stderr_tail.decode(errors='replace')}")
     return got[len(kernel_relay.HELLO):]
 

@@ -18,6 +18,7 @@ import select
 import ssl
 import struct
 import sys
+import threading
 from typing import Protocol
 
 import zmq
@@ -149,6 +150,7 @@ class Relay:
         self._initial = initial
         self._pending = bytearray()
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_lock = threading.Lock()
         self._stopping = False
         # iopub goes one way: the server's PUB only sends, the sandbox's SUB only receives.
         self._readable = [sock.type != zmq.PUB for sock in sockets]
@@ -167,9 +169,11 @@ class Relay:
         return self._decoder.dropped
 
     def stop(self) -> None:
-        """Ask run() to return; safe from any thread."""
+        """Ask run() to return; safe from any thread, and after run() has returned."""
         self._stopping = True
-        os.write(self._wake_w, b"x")
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
 
     def run(self) -> None:
         try:
@@ -179,8 +183,10 @@ class Relay:
         finally:
             for sock in self._sockets:
                 sock.close(linger=0)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._wake_lock:  # a stop() after this must not write to a descriptor reused meanwhile
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_w = -1
 
     def _pump(self) -> bool:
         """One round: wait for anything, then move what can move. False once the stream has ended."""

@@ -8,6 +8,7 @@ block, so they run in worker threads. This is the state the other parts of the e
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -16,14 +17,15 @@ from typing import Any
 
 from orchestrator.sandbox import notices
 from orchestrator.sandbox.capacity import Slots
-from orchestrator.sandbox.errors import SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
-from orchestrator.sandbox.kernel import KernelConnector, KernelNotReady, KernelSession, new_connection_info
+from orchestrator.sandbox.host import SandboxHost
+from orchestrator.sandbox.hosts import Hosts
+from orchestrator.sandbox.kernel import KernelConnector, KernelNotReady
 from orchestrator.sandbox.policy import MEMORY_LIMITS, LifecycleHooks, SandboxPolicy
 from orchestrator.sandbox.pool import NoRoom, WarmPool
 from orchestrator.sandbox.registry import LiveSandbox, Registry, labels_for, new_sandbox
-from orchestrator.sandbox.runtime import CONTAINER_RUN_DIR, Runtime
-from orchestrator.sandbox.workspace import UnsafeRunDir, WorkspaceStore
+from orchestrator.sandbox.workspace import UnsafeRunDir
 
 log = logging.getLogger("toolshed.sandbox")
 
@@ -37,12 +39,11 @@ def warm_up_code(modules: tuple[str, ...]) -> str:
 
 
 class Lifecycle:
-    def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
-                 hooks: LifecycleHooks, owner_of: Callable[[str], str | None] | None = None) -> None:
-        self.runtime = runtime
+    def __init__(self, hosts: Hosts, policy: SandboxPolicy, hooks: LifecycleHooks,
+                 owner_of: Callable[[str], str | None] | None = None) -> None:
+        self.hosts = hosts
         # Who a sandbox belongs to (None: nobody known); without it every idle sandbox may be reclaimed.
         self.owner_of = owner_of or (lambda _: None)
-        self.workspaces = workspaces
         self.policy = policy
         self.hooks = hooks
         self.registry = Registry()
@@ -70,33 +71,33 @@ class Lifecycle:
 
     async def start_container(self, live: LiveSandbox, restart: bool = False, owner: str | None = None) -> None:
         """Start (or restart) the sandbox's container and wait for its kernel; the run dir is sealed after. At the
-        cap it makes room among `owner`'s sandboxes (by default, the sandbox's own owner's)."""
+        cap it makes room among `owner`'s sandboxes (by default, the sandbox's own owner's). A sandbox whose host
+        is down starts afresh on another."""
         sandbox = live.sandbox
         owner = owner if owner is not None else self.owner_of(sandbox.id)
-        container_info = new_connection_info(f"{CONTAINER_RUN_DIR}/kernel")
-        ws = await asyncio.to_thread(self.workspaces.create, sandbox.id, container_info)
+        memory = MEMORY_LIMITS[sandbox.memory_limit]
+        host = await asyncio.to_thread(self.hosts.place, sandbox.id, memory)
+        connection = await asyncio.to_thread(host.prepare, sandbox.id)
+        limits = Limits(memory, self.policy.cpus, self.policy.pids, self.policy.tmp_size)
+        launch = functools.partial(host.launch, sandbox.id, limits=limits, labels=labels_for(sandbox),
+                                   connection=connection)
         if restart and await self.container_exists(sandbox.id):
-            await asyncio.to_thread(self.runtime.restart, sandbox.id)
+            await asyncio.to_thread(launch, replace=True)
         else:
             waited = await self.slots.take(sandbox.id, lambda: self.make_room(owner))
             self.hooks.waited_for_capacity(waited)
-            limits = Limits(MEMORY_LIMITS[sandbox.memory_limit], self.policy.cpus, self.policy.pids,
-                            self.policy.tmp_size)
             try:
-                await asyncio.to_thread(
-                    self.runtime.create, sandbox.id, limits=limits,
-                    run_dir=self.workspaces.run_dir_source(sandbox.id), data_dir=ws.data_dir,
-                    labels=labels_for(sandbox),
-                )
+                await asyncio.to_thread(launch, replace=False)
             except BaseException:
                 self.slots.release(sandbox.id)
                 raise
         live.started = time.monotonic()
-        live.session = self.connect(sandbox.id, container_info)
+        info, transport = await asyncio.to_thread(host.reach, sandbox.id, connection)
+        live.session = self.connector.connect(info, transport)
         try:
             await live.session.wait_ready(self.policy.kernel_start_timeout)
             # Only the image's own start-up has run in the container so far; from now on its code is hostile.
-            await asyncio.to_thread(self.workspaces.seal, sandbox.id, container_info)
+            await asyncio.to_thread(host.seal, sandbox.id, connection)
         except KernelNotReady as exc:
             raise SandboxStartFailed(f"the sandbox kernel did not start: {exc}") from exc
         except UnsafeRunDir as exc:
@@ -128,21 +129,31 @@ class Lifecycle:
         self.slots.changed()  # a caller waiting under the cap may take this one's slot now
         return live
 
-    def connect(self, sandbox_id: str, container_info: dict[str, Any]) -> KernelSession:
-        host_info = dict(container_info, ip=str(self.workspaces.get(sandbox_id).run_dir / "kernel"))
-        return self.connector.connect(host_info)
+    def host_of(self, sandbox_id: str) -> SandboxHost:
+        return self.hosts.of(sandbox_id)
 
     async def container_exists(self, sandbox_id: str) -> bool:
         try:
-            await asyncio.to_thread(self.runtime.state, sandbox_id)
+            await asyncio.to_thread(self.host_of(sandbox_id).runtime.state, sandbox_id)
             return True
         except SandboxNotFound:
             return False
 
     async def is_running(self, sandbox_id: str) -> bool:
         try:
-            return (await asyncio.to_thread(self.runtime.state, sandbox_id)).running
+            return (await asyncio.to_thread(self.host_of(sandbox_id).runtime.state, sandbox_id)).running
         except SandboxNotFound:
+            return False
+
+    async def kernel_alive(self, live: LiveSandbox) -> bool:
+        """Whether the sandbox's kernel can still answer: its transport open, its host up, its container
+        running. An engine that does not answer counts as dead: a cell must not wait on it until its deadline."""
+        session, host = live.session, self.host_of(live.sandbox.id)
+        if session is None or self.hosts.is_down(host) or (session.transport and not session.transport.open):
+            return False
+        try:
+            return await self.is_running(live.sandbox.id)
+        except EngineUnavailable:
             return False
 
     # ---- stopping ------------------------------------------------------------------------------------------
@@ -160,8 +171,9 @@ class Lifecycle:
             if unless_running and await self.is_running(live.sandbox.id):
                 return False
             live.close_session()
-            await asyncio.to_thread(self.runtime.remove, live.sandbox.id)
-            await asyncio.to_thread(self.workspaces.release, live.sandbox.id)
+            host = self.host_of(live.sandbox.id)
+            await asyncio.to_thread(host.runtime.remove, live.sandbox.id)
+            await asyncio.to_thread(host.release, live.sandbox.id)
             self.slot_freed(live.sandbox.id)
             live.needs_restart = None
             live.sandbox = replace(live.sandbox, status="expired")
@@ -187,6 +199,17 @@ class Lifecycle:
                 return True
         return False
 
+    def lose(self, live: LiveSandbox) -> None:
+        """The sandbox's host stopped answering: its container, kernel and files are out of reach. Its slot goes
+        back and its home is forgotten, so its next start is a fresh sandbox on a host that answers."""
+        live.close_session()
+        self.hosts.forget(live.sandbox.id)
+        self.slot_freed(live.sandbox.id)
+        live.needs_restart = None
+        live.sandbox = replace(live.sandbox, status="expired")
+        live.unreported_reset = notices.HOST_LOST
+        self.hooks.reclaimed("host_lost")
+
     async def abandon(self, live: LiveSandbox) -> None:
         """Tear down a sandbox nobody was given: its kernel connection, container and files."""
         live.close_session()
@@ -194,10 +217,12 @@ class Lifecycle:
 
     async def destroy(self, sandbox_id: str) -> None:
         """Remove a sandbox's container and files, and give back its slot."""
+        host = self.host_of(sandbox_id)
         try:
-            await asyncio.to_thread(self.runtime.remove, sandbox_id)
-            await asyncio.to_thread(self.workspaces.remove, sandbox_id)
+            await asyncio.to_thread(host.runtime.remove, sandbox_id)
+            await asyncio.to_thread(host.discard, sandbox_id)
         finally:
+            self.hosts.forget(sandbox_id)
             self.slot_freed(sandbox_id)
 
     def slot_freed(self, sandbox_id: str) -> None:

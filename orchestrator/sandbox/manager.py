@@ -23,6 +23,8 @@ from dataclasses import replace
 from orchestrator.sandbox.capacity import Slots
 from orchestrator.sandbox.errors import InvalidRequest
 from orchestrator.sandbox.execution import Executor
+from orchestrator.sandbox.host_watch import HostWatch
+from orchestrator.sandbox.hosts import Hosts
 from orchestrator.sandbox.lifecycle import Lifecycle
 from orchestrator.sandbox.models import Execution, Sandbox, SandboxSpec
 from orchestrator.sandbox.outputs import OutputHook
@@ -38,22 +40,20 @@ from orchestrator.sandbox.pool import WarmPool
 from orchestrator.sandbox.reaper import Reaper
 from orchestrator.sandbox.recovery import recover
 from orchestrator.sandbox.registry import LiveSandbox, labels_for, new_sandbox
-from orchestrator.sandbox.runtime import Runtime
 from orchestrator.sandbox.watcher import EngineWatcher
-from orchestrator.sandbox.workspace import WorkspaceStore
 
 log = logging.getLogger("toolshed.sandbox")
 
 
 class SandboxManager:
-    def __init__(self, runtime: Runtime, workspaces: WorkspaceStore, policy: SandboxPolicy,
-                 artifacts: ArtifactSink | None = None, hooks: LifecycleHooks | None = None,
-                 owner_of: Callable[[str], str | None] | None = None) -> None:
+    def __init__(self, hosts: Hosts, policy: SandboxPolicy, artifacts: ArtifactSink | None = None,
+                 hooks: LifecycleHooks | None = None, owner_of: Callable[[str], str | None] | None = None) -> None:
         """`owner_of` names who a sandbox belongs to; at the cap, only the same owner's idle ones are reclaimed."""
-        self._lifecycle = Lifecycle(runtime, workspaces, policy, hooks or NoHooks(), owner_of)
+        self._lifecycle = Lifecycle(hosts, policy, hooks or NoHooks(), owner_of)
         self._executor = Executor(self._lifecycle, artifacts or NoArtifacts())
         self._reaper = Reaper(self._lifecycle)
-        self._watcher = EngineWatcher(self._lifecycle, self._reaper)
+        self._watchers = [EngineWatcher(self._lifecycle, self._reaper, host) for host in hosts.all()]
+        self._host_watch = HostWatch(self._lifecycle)
         self._policy = policy
 
     @property
@@ -73,8 +73,11 @@ class SandboxManager:
     def start_reaper(self, interval: float) -> None:
         self._reaper.start(interval)
 
-    def start_watcher(self) -> None:
-        self._watcher.start()
+    def start_watcher(self, host_check_interval: float = 2.0) -> None:
+        """Follow every host's engine events, and notice a remote host that stops answering."""
+        for watcher in self._watchers:
+            watcher.start()
+        self._host_watch.start(host_check_interval)
 
     async def reap_idle(self) -> list[str]:
         return await self._reaper.reap_idle()
@@ -85,12 +88,14 @@ class SandboxManager:
     async def close(self) -> None:
         """Disconnect from every kernel. Containers keep running, to be recovered by the next start; idle pooled
         ones are removed."""
-        self._watcher.close()
+        for watcher in self._watchers:
+            watcher.close()
         await self._lifecycle.close()
 
     async def engine_alive(self) -> bool:
-        """Whether the container engine answers."""
-        return await asyncio.to_thread(self._lifecycle.runtime.ping)
+        """Whether a container engine answers (with several hosts: any of them)."""
+        answers = await asyncio.gather(*(asyncio.to_thread(host.alive) for host in self._lifecycle.hosts.all()))
+        return any(answers)
 
     # ---- sandboxes -----------------------------------------------------------------------------------------
 
@@ -114,8 +119,8 @@ class SandboxManager:
         try:
             if warm is None:
                 await lifecycle.start_container(live, owner=owner)
-            await asyncio.to_thread(lifecycle.workspaces.save_meta, sandbox.id, {"id": sandbox.id,
-                                                                                 **labels_for(sandbox)})
+            await asyncio.to_thread(lifecycle.host_of(sandbox.id).save_meta, sandbox.id,
+                                    {"id": sandbox.id, **labels_for(sandbox)})
         except BaseException:
             await lifecycle.abandon(live)
             raise

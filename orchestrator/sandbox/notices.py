@@ -9,6 +9,8 @@ from orchestrator.sandbox.models import Sandbox
 RESET = "a fresh kernel was started. Variables and imports were lost; files in /mnt/data were kept."
 LOST = "The kernel was restarted; variables and imports were lost (files in /mnt/data were kept)."
 STOPPED = f"This sandbox's container stopped while idle (for example, the Docker engine restarted); {RESET}"
+HOST_LOST = ("The machine running this sandbox stopped answering, and the sandbox was lost with it: its variables "
+             "and its files in /mnt/data are gone. The next call starts a fresh sandbox on another machine.")
 KERNEL_STOPPED = ("The sandbox's kernel had stopped and was restarted: variables and imports were lost (files in "
                   "/mnt/data were kept).")
 

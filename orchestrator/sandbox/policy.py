@@ -49,7 +49,7 @@ class LifecycleHooks(Protocol):
         """A container start took a slot under the cap after waiting this long (0 when one was free)."""
 
     def reclaimed(self, reason: str) -> None:
-        """A container was reclaimed: reason "idle", "lifetime", "capacity" or "stopped"."""
+        """A container was reclaimed: reason "idle", "lifetime", "capacity", "stopped" or "host_lost"."""
 
 
 class NoHooks:

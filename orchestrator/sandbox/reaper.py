@@ -10,6 +10,7 @@ import logging
 import time
 
 from orchestrator.sandbox import notices
+from orchestrator.sandbox.host import SandboxHost
 from orchestrator.sandbox.lifecycle import Lifecycle
 
 log = logging.getLogger("toolshed.sandbox")
@@ -61,7 +62,7 @@ class Reaper:
                 continue
             async with live.lock:
                 if live.sandbox.status == "expired" and self._lifecycle.registry.holds(live):
-                    await asyncio.to_thread(self._lifecycle.workspaces.release, live.sandbox.id)
+                    await asyncio.to_thread(self._lifecycle.host_of(live.sandbox.id).release, live.sandbox.id)
 
     async def sweep_orphans(self) -> list[str]:
         """Remove this namespace's containers that hold no slot: ones whose removal failed while the engine was
@@ -70,13 +71,17 @@ class Reaper:
         given back, so the cap cannot shrink by accounting drift."""
         lifecycle = self._lifecycle
         slots = lifecycle.slots
-        orphans = [labels["id"] for labels in await asyncio.to_thread(lifecycle.runtime.list_labels)
-                   if not slots.holds(labels["id"])]
-        for sandbox_id in orphans:
-            if not slots.holds(sandbox_id):  # re-checked: a start may have taken it while we listed
-                await asyncio.to_thread(lifecycle.runtime.remove, sandbox_id)
-                await self._drop_disk(sandbox_id)
-                log.info("removed an orphaned container", extra={"container_id": sandbox_id})
+        orphans = []
+        for host in lifecycle.hosts.up():
+            for labels in await asyncio.to_thread(host.runtime.list_labels):
+                sandbox_id = labels["id"]
+                # Re-checked after the listing: a start may have taken the slot meanwhile. A sandbox lost with a
+                # host and placed elsewhere holds a slot, but not for the container its old host still runs.
+                if not self._held(sandbox_id, host):
+                    await asyncio.to_thread(host.runtime.remove, sandbox_id)
+                    await self._drop_disk(host, sandbox_id)
+                    orphans.append(sandbox_id)
+                    log.info("removed an orphaned container", extra={"container_id": sandbox_id})
         accounted = {live.sandbox.id for live in lifecycle.registry.all() if live.sandbox.status == "running"}
         suspects = slots.held() - accounted - {item.sandbox.id for item in lifecycle.pool.items()}
         now = time.monotonic()
@@ -92,11 +97,17 @@ class Reaper:
                 del self._slot_suspects[sandbox_id]
         return orphans
 
-    async def _drop_disk(self, sandbox_id: str) -> None:
+    def _held(self, sandbox_id: str, host: SandboxHost) -> bool:
+        hosts = self._lifecycle.hosts
+        return self._lifecycle.slots.holds(sandbox_id) and (not hosts.is_placed(sandbox_id)
+                                                            or hosts.of(sandbox_id) is host)
+
+    async def _drop_disk(self, host: SandboxHost, sandbox_id: str) -> None:
         """An orphan's disk goes with its container, or its loop device stays mounted for good: a known sandbox
-        (expired, files kept) only lets go of its mount; an unknown one (a lost pooled start) had no files."""
-        workspaces = self._lifecycle.workspaces
-        if sandbox_id in self._lifecycle.registry:
-            await asyncio.to_thread(workspaces.release, sandbox_id)
+        of this host (expired, files kept) only lets go of its mount; an unknown one (a lost pooled start) had no
+        files."""
+        lifecycle = self._lifecycle
+        if sandbox_id in lifecycle.registry and lifecycle.host_of(sandbox_id) is host:
+            await asyncio.to_thread(host.release, sandbox_id)
         else:
-            await asyncio.to_thread(workspaces.remove, sandbox_id)
+            await asyncio.to_thread(host.discard, sandbox_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -83,7 +83,7 @@ def open_regular(root: Path, relative: str) -> tuple[int, os.stat_result]:
     return fd, info
 
 
-def read_chunks(fd: int, limit: int | None = None) -> Iterator[bytes]:
+def read_chunks(fd: int, limit: int | None = None) -> Generator[bytes, None, None]:
     """The bytes of an open fd, chunk by chunk (at most `limit` bytes); closes the fd when done."""
     remaining = limit
     try:

@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from orchestrator.sandbox import notices
+from orchestrator.sandbox.host import SandboxHost
 from orchestrator.sandbox.lifecycle import Lifecycle
 from orchestrator.sandbox.reaper import Reaper
 from orchestrator.sandbox.runtime import StopStream
@@ -20,9 +21,12 @@ log = logging.getLogger("toolshed.sandbox")
 
 
 class EngineWatcher:
-    def __init__(self, lifecycle: Lifecycle, reaper: Reaper) -> None:
+    """Follows one host's engine."""
+
+    def __init__(self, lifecycle: Lifecycle, reaper: Reaper, host: SandboxHost) -> None:
         self._lifecycle = lifecycle
         self._reaper = reaper
+        self._host = host
         self._stop = threading.Event()
         self._stream: StopStream | None = None
 
@@ -32,11 +36,11 @@ class EngineWatcher:
 
     def close(self) -> None:
         """Stop following the engine (at server stop). From then on nobody releases a sandbox's disk when its
-        container goes, so the disks are detached from the host now and each goes with its container."""
+        container goes, so the host lets go of them now (SandboxHost.close) and each goes with its container."""
         self._stop.set()
         if self._stream is not None:
             self._stream.close()
-        self._lifecycle.workspaces.detach_all()
+        self._host.close()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         def on_loop(check: Coroutine[Any, Any, None]) -> None:
@@ -45,12 +49,13 @@ class EngineWatcher:
         connected_before = False
         while not self._stop.is_set():
             try:
-                self._stream = stream = self._lifecycle.runtime.stopped_containers()
+                self._stream = stream = self._host.runtime.stopped_containers()
             except Exception:  # noqa: BLE001 - the engine is down; retry until it is back
                 self._stop.wait(1.0)
                 continue
             if connected_before:
-                log.warning("the Docker engine's event stream was cut (engine restarted?); checking every sandbox")
+                log.warning("the event stream of Docker engine %s was cut (engine restarted?); checking its "
+                            "sandboxes", self._host.name)
                 on_loop(self.check_all())
             connected_before = True
             for sandbox_id in stream:
@@ -59,6 +64,8 @@ class EngineWatcher:
 
     async def check_stopped(self, sandbox_id: str) -> None:
         lifecycle = self._lifecycle
+        if lifecycle.host_of(sandbox_id) is not self._host:
+            return  # a container a lost host still ran: the sandbox lives elsewhere now
         if sandbox_id in lifecycle.registry:
             await lifecycle.reclaim(lifecycle.registry.get(sandbox_id), "stopped", notices.STOPPED,
                                     unless_running=True)
@@ -69,8 +76,10 @@ class EngineWatcher:
         lifecycle = self._lifecycle
         await self._reaper.sweep_orphans()
         for live in lifecycle.registry.all():
-            await lifecycle.reclaim(live, "stopped", notices.STOPPED, unless_running=True)
-        running = {item.sandbox.id: await lifecycle.is_running(item.sandbox.id) for item in lifecycle.pool.items()}
+            if lifecycle.host_of(live.sandbox.id) is self._host:
+                await lifecycle.reclaim(live, "stopped", notices.STOPPED, unless_running=True)
+        running = {item.sandbox.id: await lifecycle.is_running(item.sandbox.id) for item in lifecycle.pool.items()
+                   if lifecycle.host_of(item.sandbox.id) is self._host}
         for pooled in lifecycle.pool.remove_where(lambda item: not running.get(item.sandbox.id, True)):
             await lifecycle.abandon(pooled)
         lifecycle.pool.fill()

@@ -24,11 +24,10 @@ from orchestrator.responses.service import Limits, Responses
 from orchestrator.responses.store import LIVE, ResponseStore
 from orchestrator.responses.tools import ResponseTools
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
-from orchestrator.sandbox.gvisor import RuntimeChoice, choose_runtime
+from orchestrator.sandbox.gvisor import RuntimeChoice
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.policy import SandboxPolicy
-from orchestrator.sandbox.runtime import DockerRuntime
-from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
+from orchestrator.sandbox.workspace import parse_size
 from orchestrator.services.bindings import SandboxBindings
 from orchestrator.services.blobs import blobs_for
 from orchestrator.services.container_files import ContainerFiles, ContainerFileStore, ScanLimits
@@ -41,6 +40,7 @@ from orchestrator.services.librechat_files import LibreChatFiles
 from orchestrator.services.project_sandboxes import ProjectSandboxes
 from orchestrator.services.projects import Owners
 from orchestrator.services.sandbox_homes import SandboxHomes
+from orchestrator.services.sandbox_hosts import connect_hosts
 from orchestrator.services.storage import FileStore
 from orchestrator.services.vector_stores import VectorStores
 from orchestrator.tools.annotations import Annotator
@@ -181,21 +181,12 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
                            homes: SandboxHomes) -> SandboxServices:
     """The sandbox engine as configured, with its running containers recovered; EngineUnavailable if Docker or
     the image is missing."""
-    workspaces = WorkspaceStore(settings.data_dir.resolve() / "sandboxes", settings.run_dir / settings.namespace,
-                                uid=settings.sandbox_uid, quota_bytes=parse_size(settings.sandbox_disk_quota))
-    if not workspaces.enforces_quota:
-        log.warning("not running as root: the /mnt/data size quota (%s) is NOT enforced", settings.sandbox_disk_quota)
+    image = settings.image or default_tag()
+    hosts, choice = await asyncio.to_thread(connect_hosts, settings, image)
     exports = Exports(db, files, owners, ExportLimits(parse_size(settings.sandbox_export_budget),
                                               parse_size(settings.min_free_disk), settings.max_export_bytes))
-    container_files = ContainerFiles(ContainerFileStore(db), files, workspaces, exports, ScanLimits(
+    container_files = ContainerFiles(ContainerFileStore(db), files, hosts.files_of, exports, ScanLimits(
         settings.scan_max_entries, settings.scan_max_depth, settings.max_export_files))
-    image = settings.image or default_tag()
-    runtime = DockerRuntime.from_env(image=image, namespace=settings.namespace, uid=settings.sandbox_uid)
-    if not runtime.image_exists():
-        raise EngineUnavailable(f"Sandbox image {image} is missing; build it with `toolshed image build`.")
-    choice = await asyncio.to_thread(choose_runtime, runtime, settings.sandbox_runtime,
-                                     settings.sandbox_gvisor_runtime, settings.run_dir / settings.namespace)
-    runtime = runtime.using(choice.name)
     policy = SandboxPolicy(
         cpus=settings.sandbox_cpus, pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
         kernel_start_timeout=settings.kernel_start_timeout, interrupt_grace=settings.interrupt_grace,
@@ -207,11 +198,11 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
         max_message_bytes=settings.max_kernel_message_bytes, cell_slots=settings.cell_slots,
         cell_quantum=settings.cell_quantum,
     )
-    manager = SandboxManager(runtime, workspaces, policy, container_files, LifecycleMetrics(), owner_of=owners.owner)
+    manager = SandboxManager(hosts, policy, container_files, LifecycleMetrics(), owner_of=owners.owner)
     recovered = await manager.recover()
     owners.adopt(recovered)  # sandboxes started before projects existed are the default project's
     manager.start_reaper(settings.reap_interval)
-    manager.start_watcher()
+    manager.start_watcher(settings.sandbox_host_check_interval)
     manager.pool.fill()
     log.info("sandbox engine ready under %s (%d sandboxes recovered)", choice.name, len(recovered))
     project_sandboxes = ProjectSandboxes(manager, owners, lambda project: settings.limits_of(project).sandboxes,

@@ -1,34 +1,33 @@
 """Container files (`cfile_…`): the files under a sandbox's /mnt/data, as the Containers API sees them.
 
-The bytes live in the sandbox's workspace; the database keeps one row per path with the version (size, mtime,
-inode) last registered. After every cell, `collect` compares the folder with those rows: whatever is new or
-changed is a generated artifact, registered as a container file (`source: "assistant"`) and exported as a
-Files-API file (`purpose: "assistants_output"`). The rows are the baseline, so detection survives restarts and
-never depends on the model mentioning a file.
+The bytes live on the sandbox's host (sandbox.host.SandboxFiles); the database keeps one row per path with the
+version (size, mtime, inode) last registered. After every cell, `collect` compares the folder with those rows:
+whatever is new or changed is a generated artifact, registered as a container file (`source: "assistant"`) and
+exported as a Files-API file (`purpose: "assistants_output"`). The rows are the baseline, so detection survives
+restarts and never depends on the model mentioning a file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.db import Database
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.sandbox import safefs
+from orchestrator.sandbox.host import SandboxFiles
 from orchestrator.sandbox.models import Artifact, Collected
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR
-from orchestrator.sandbox.workspace import WorkspaceStore
 from orchestrator.services.exports import Exports
 from orchestrator.services.storage import FileStore, safe_filename
 from retrieval.ids import new_id
 from retrieval.sqlite import PageRequest, keyset_page
 
-_CHUNK = 1 << 20
 # Files a look after a cell checks on the event loop itself before leaving the scan to a thread.
 _LOOK_ENTRIES = 32
 _COLUMNS = "id, container_id, path, bytes, created_at, source, file_id, mtime_ns, inode"
@@ -145,11 +144,12 @@ class ScanLimits:
 class ContainerFiles:
     """Container files over a sandbox's workspace: upload, copy in, read, delete, and artifact collection."""
 
-    def __init__(self, store: ContainerFileStore, files: FileStore, workspaces: WorkspaceStore, exports: Exports,
-                 limits: ScanLimits) -> None:
+    def __init__(self, store: ContainerFileStore, files: FileStore, sandbox_files: Callable[[str], SandboxFiles],
+                 exports: Exports, limits: ScanLimits) -> None:
+        """`sandbox_files` gives the /mnt/data of a sandbox, on whichever host it lives."""
         self.store = store
         self._files = files
-        self._workspaces = workspaces
+        self._sandbox_files = sandbox_files
         self._exports = exports
         self._limits = limits
         # An upload and a collection must not interleave, or a half-written upload looks like an artifact.
@@ -188,10 +188,8 @@ class ContainerFiles:
 
     def _write(self, container_id: str, path: str, chunks: Iterable[bytes], file_id: str | None,
                source: str = "user") -> ContainerFile:
-        data_dir = self._workspaces.data_dir(container_id)
         try:
-            self._workspaces.write_data(container_id, path, chunks)
-            fd, info = safefs.open_regular(data_dir, path)
+            stat = self._sandbox_files(container_id).write(container_id, path, chunks)
         except IsADirectoryError as exc:
             raise ContainerFileError(f"A folder named '{path}' is in the way in {CONTAINER_DATA_DIR}.",
                                      param="file") from exc
@@ -201,8 +199,7 @@ class ContainerFiles:
         except safefs.UnsafePath as exc:
             raise ContainerFileError(f"'{path}' was replaced inside the container while being written.",
                                      param="file") from exc
-        os.close(fd)
-        return self.store.put(container_id, path, _stat_of(info), source, file_id)
+        return self.store.put(container_id, path, stat, source, file_id)
 
     # ---- reading and deleting ------------------------------------------------------------------------------
 
@@ -210,15 +207,15 @@ class ContainerFiles:
         """The file's row and its current bytes; ContainerFileNotFound if it is gone from the sandbox."""
         record = self.store.get(container_id, cfile_id)
         try:
-            fd, _ = safefs.open_regular(self._workspaces.data_dir(container_id), record.path)
+            _, chunks = self._sandbox_files(container_id).read(container_id, record.path)
         except safefs.UnsafePath as exc:
             raise ContainerFileNotFound(cfile_id) from exc
-        return record, safefs.read_chunks(fd)
+        return record, chunks
 
     async def delete(self, container_id: str, cfile_id: str) -> None:
         record = self.store.get(container_id, cfile_id)
         async with self._lock(container_id):
-            await asyncio.to_thread(safefs.remove_file, self._workspaces.data_dir(container_id), record.path)
+            await asyncio.to_thread(self._sandbox_files(container_id).remove, container_id, record.path)
             self.store.delete([cfile_id])
 
     def forget_container(self, container_id: str) -> None:
@@ -239,20 +236,20 @@ class ContainerFiles:
         """Whether a short look finds /mnt/data just as registered: the usual answer after a cell, given on the
         event loop instead of after two thread hand-offs. The look is bounded (a few dozen entries and rows, no
         mounting), so a sandbox full of files costs the loop no more; anything else is left to `_collect`."""
-        data_dir = self._workspaces.mounted_data_dir(container_id)
-        if data_dir is None:
+        scan = self._sandbox_files(container_id).glance(container_id, max_entries=_LOOK_ENTRIES,
+                                                         max_depth=self._limits.max_depth)
+        if scan is None:
             return False
-        scan = safefs.scan(data_dir, max_entries=_LOOK_ENTRIES, max_depth=self._limits.max_depth)
         known = self.store.all(container_id, limit=_LOOK_ENTRIES + 1)
         return scan.complete and len(known) == len(scan.files) and all(
             record.path in scan.files and record.same_version(scan.files[record.path]) for record in known)
 
     def _collect(self, container_id: str) -> Collected:
-        data_dir = self._workspaces.data_dir(container_id)
-        if not data_dir.is_dir():  # workspace gone or not mounted: seeing nothing must not delete every row
-            return Collected()
         limits = self._limits
-        scan = safefs.scan(data_dir, max_entries=limits.max_entries, max_depth=limits.max_depth)
+        files = self._sandbox_files(container_id)
+        scan = files.scan(container_id, max_entries=limits.max_entries, max_depth=limits.max_depth)
+        if scan is None:  # the files cannot be seen now: seeing nothing must not delete every row
+            return Collected()
         known = {record.path: record for record in self.store.all(container_id)}
         if scan.complete:  # a partial scan cannot tell a deleted file from one it did not reach
             gone = [record.id for path, record in known.items() if path not in scan.files]
@@ -261,7 +258,7 @@ class ContainerFiles:
         changed = sorted(path for path, stat in scan.files.items()
                          if path not in known or not known[path].same_version(stat))
         listed, rest = changed[:limits.max_listed], changed[limits.max_listed:]
-        exports = [export for path in listed if (export := self._export(container_id, data_dir, path))]
+        exports = [export for path in listed if (export := self._export(container_id, files, path))]
         records = self.store.put_many(container_id, [version for version, _ in exports])
         # The rest are registered too (in the same kind of batch), so the next cell does not see them as new.
         self.store.put_many(container_id, [(path, scan.files[path], "assistant", None) for path in rest])
@@ -269,20 +266,15 @@ class ContainerFiles:
                           for record, (_, error) in zip(records, exports, strict=True))
         return Collected(artifacts, omitted=len(rest), complete=scan.complete)
 
-    def _export(self, container_id: str, data_dir: Path,
+    def _export(self, container_id: str, files: SandboxFiles,
                 path: str) -> tuple[tuple[str, safefs.FileStat, str, str | None], str | None] | None:
         """The version to register for `path` and why it was not exported, if it was not; None if it is gone."""
         try:
-            fd, info = safefs.open_regular(data_dir, path)
+            stat, chunks = files.read(container_id, path)
         except safefs.UnsafePath:
             return None  # removed or replaced by a link since the scan
-        stat = _stat_of(info)
-        with os.fdopen(fd, "rb", buffering=0) as source:
-            exported = self._exports.store(container_id, iter(lambda: source.read(_CHUNK), b""),
-                                           posixpath.basename(path), stat.size)
+        with contextlib.closing(chunks):
+            exported = self._exports.store(container_id, chunks, posixpath.basename(path), stat.size)
         error = f"{exported.error} It can still be downloaded as a container file." if exported.error else None
         return (path, stat, "assistant", exported.file_id), error
 
-
-def _stat_of(info: os.stat_result) -> safefs.FileStat:
-    return safefs.FileStat(info.st_size, info.st_mtime_ns, info.st_ino)
