@@ -58,8 +58,9 @@ def remote_settings() -> dict[str, str]:
         _engine = start_engine()
         os.environ.update({"DOCKER_HOST": _engine.url, "DOCKER_TLS_VERIFY": "1",
                            "DOCKER_CERT_PATH": str(tls_dir(_engine))})
-        # requests would verify the engine against this bundle instead of the engine's own CA.
-        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        # requests would verify the engine against these bundles instead of the engine's own CA.
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            os.environ.pop(name, None)
     return host_settings(_engine)
 
 

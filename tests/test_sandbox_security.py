@@ -82,7 +82,7 @@ def test_data_quota_fills_inside_the_sandbox_not_on_the_host(client: OpenAI, con
         "print(json.dumps([outcome, written]))"
     ))
     assert result[0] == "ENOSPC"
-    assert result[1] < 64
+    assert result[1] <= 64  # a loop disk's ext4 keeps some of the 64 MiB; a remote host's tmpfs volume none
     assert logs(run(client, container, "import os; os.remove('/mnt/data/big.bin'); print('freed')")) == "freed\n"
     evidence(f"{result[0]} after {result[1]} MiB (quota 64 MiB); space freed")
 

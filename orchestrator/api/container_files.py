@@ -80,7 +80,7 @@ async def container_file_content(container_id: str, file_id: str, manager: Manag
                                  container_files: ContainerFilesDep) -> StreamingResponse:
     """The file's current bytes, streamed from the sandbox's disk."""
     await manager.get(container_id)
-    record, chunks = container_files.open(container_id, file_id)
+    record, chunks = await container_files.open(container_id, file_id)
     name = record.path.rsplit("/", 1)[-1]
     return StreamingResponse(chunks, media_type=media_type(name), headers={"Content-Disposition": _attachment(name)})
 

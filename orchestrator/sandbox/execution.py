@@ -144,9 +144,14 @@ class Executor:
         except SandboxNotFound:
             return ExecutionError("KernelDied", f"The sandbox container was removed from outside. {notices.LOST}")
         except EngineUnavailable:
-            # Its machine is gone or going: nothing more is placed there until it answers the host watch again,
-            # and the next start places this sandbox on a host that answers.
-            self._lifecycle.hosts.mark_down(host)
+            hosts = self._lifecycle.hosts
+            # The local engine restarting is answered as it always was (503, the sandbox kept); a remote one is
+            # down only if it does not answer a ping either: one failed request is not a dead machine.
+            if not hosts.is_watched(host) or (not hosts.is_down(host) and await asyncio.to_thread(host.alive)):
+                raise
+            # Nothing more is placed there until the host watch hears it again, and the next start places this
+            # sandbox on a host that answers.
+            hosts.mark_down(host)
             self._lifecycle.lose(live)
             return ExecutionError("SandboxLost", notices.HOST_LOST)
         if state.oom_killed:

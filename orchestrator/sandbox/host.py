@@ -10,7 +10,7 @@ stream, and nothing assumes the container is on this machine.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol
 
 from orchestrator.sandbox.hardening import Limits
@@ -113,8 +113,9 @@ class SandboxHost(Protocol):
         """A running container of a previous server run is taken over: make its files reachable again."""
         ...
 
-    def prune(self, keep: set[str]) -> None:
-        """Delete the files of every sandbox of this server's namespace on the host but `keep`."""
+    def prune(self, keep: Callable[[str], bool]) -> None:
+        """Delete the files of every sandbox of this server's namespace on the host that `keep` (asked as late as
+        possible, for each) does not keep."""
         ...
 
     def close(self) -> None:

@@ -15,7 +15,6 @@ import logging
 
 from orchestrator.sandbox.host import SandboxHost
 from orchestrator.sandbox.lifecycle import Lifecycle
-from orchestrator.sandbox.local_host import LOCAL
 
 log = logging.getLogger("toolshed.sandbox")
 _MISSES_TO_DOWN = 2
@@ -27,7 +26,7 @@ class HostWatch:
         self._misses: dict[str, int] = {}
 
     def start(self, interval: float) -> None:
-        hosts = [host for host in self._lifecycle.hosts.all() if host.name != LOCAL]
+        hosts = [host for host in self._lifecycle.hosts.all() if self._lifecycle.hosts.is_watched(host)]
         if not hosts:
             return
 
@@ -46,8 +45,9 @@ class HostWatch:
         for host, alive in zip(hosts, answers, strict=True):
             if alive:
                 self._misses[host.name] = 0
-                if self._lifecycle.hosts.mark_up(host):
-                    await self._clear(host)
+                if self._lifecycle.hosts.is_down(host):
+                    await self._clear(host)  # while still down: nothing is placed there meanwhile
+                    self._lifecycle.hosts.mark_up(host)
                 continue
             self._misses[host.name] = self._misses.get(host.name, 0) + 1
             if self._misses[host.name] >= _MISSES_TO_DOWN:
@@ -57,24 +57,23 @@ class HostWatch:
     async def lose_all(self, host: SandboxHost) -> None:
         """Every sandbox of a down host is lost; a busy one is left to its running cell, which sees the host
         down and loses it itself."""
-        lifecycle = self._lifecycle
-        for pooled in lifecycle.pool.remove_where(lambda item: lifecycle.host_of(item.sandbox.id) is host):
+        lifecycle, hosts = self._lifecycle, self._lifecycle.hosts
+        for pooled in lifecycle.pool.remove_where(lambda item: hosts.home_of(item.sandbox.id) is host):
             pooled.close_session()
-            lifecycle.hosts.forget(pooled.sandbox.id)
+            hosts.forget(pooled.sandbox.id)
             lifecycle.slot_freed(pooled.sandbox.id)
         for live in lifecycle.registry.all():
-            if lifecycle.host_of(live.sandbox.id) is not host or live.lock.locked():
+            if hosts.home_of(live.sandbox.id) is not host or live.lock.locked():
                 continue
             async with live.lock:
-                if lifecycle.registry.holds(live) and lifecycle.host_of(live.sandbox.id) is host:
+                if lifecycle.registry.holds(live) and hosts.home_of(live.sandbox.id) is host:
                     lifecycle.lose(live)
 
     async def _clear(self, host: SandboxHost) -> None:
         """A host back from the dead still runs what was lost with it: remove every container and file of ours
-        there that no sandbox lives in now."""
-        lifecycle = self._lifecycle
-        kept = set(lifecycle.hosts.on(host))
+        there that no sandbox lives in now (nothing is placed on it until this is done)."""
+        hosts = self._lifecycle.hosts
         for labels in await asyncio.to_thread(host.runtime.list_labels):
-            if labels["id"] not in kept:
+            if hosts.home_of(labels["id"]) is not host:
                 await asyncio.to_thread(host.runtime.remove, labels["id"])
-        await asyncio.to_thread(host.prune, kept)
+        await asyncio.to_thread(host.prune, lambda sandbox_id: hosts.home_of(sandbox_id) is host)

@@ -11,6 +11,7 @@ import logging
 
 from orchestrator.sandbox.errors import EngineUnavailable
 from orchestrator.sandbox.host import SandboxFiles, SandboxHost
+from orchestrator.sandbox.local_host import LOCAL
 
 log = logging.getLogger("toolshed.sandbox")
 
@@ -42,33 +43,56 @@ class Hosts:
         return sandbox_id in self._home
 
     def home(self, sandbox_id: str, host: SandboxHost, memory_bytes: int) -> None:
-        self._home[sandbox_id], self._memory[sandbox_id] = host.name, memory_bytes
+        self._memory[sandbox_id] = memory_bytes
+        self._home[sandbox_id] = host.name
 
     def forget(self, sandbox_id: str) -> None:
         self._home.pop(sandbox_id, None)
         self._memory.pop(sandbox_id, None)
 
+    def unmeasured(self) -> list[SandboxHost]:
+        """Up hosts whose memory is not known yet: `measure` them (blocking) before `place`."""
+        return [host for host in self.up() if host.name not in self._capacity]
+
+    def measure(self, host: SandboxHost) -> None:
+        """Ask the host's memory, once; a host that does not answer stays unmeasured (nothing is placed there)."""
+        try:
+            self._capacity[host.name] = host.memory_bytes()
+        except EngineUnavailable as exc:
+            log.warning("sandbox host %s did not say its memory: %s", host.name, exc)
+
     def place(self, sandbox_id: str, memory_bytes: int) -> SandboxHost:
-        """The sandbox's host if it has one that is up; else the up host with the most memory left (blocking: a
-        host's memory is asked once). EngineUnavailable when every host is down."""
-        home = self._home.get(sandbox_id)
-        if home is not None and home not in self._down:
-            return self._hosts[home]
-        candidates = self.up()
+        """The up, measured host with the most memory left, now the sandbox's home. On the event loop (the
+        bookkeeping is not shared with threads). EngineUnavailable when no host is up and measured."""
+        candidates = [host for host in self.up() if host.name in self._capacity]
         if not candidates:
             raise EngineUnavailable("No sandbox host is answering; retry shortly.")
-        host = max(candidates, key=self._free)
+        used: dict[str, int] = {}
+        for sandbox, name in self._home.items():
+            used[name] = used.get(name, 0) + self._memory.get(sandbox, 0)
+        host = max(candidates, key=lambda h: self._capacity[h.name] - used.get(h.name, 0))
         self.home(sandbox_id, host, memory_bytes)
         return host
 
-    def _free(self, host: SandboxHost) -> int:
-        if host.name not in self._capacity:
-            self._capacity[host.name] = host.memory_bytes()
-        used = sum(self._memory[s] for s, name in self._home.items() if name == host.name)
-        return self._capacity[host.name] - used
+    def home_of(self, sandbox_id: str) -> SandboxHost | None:
+        """The host the sandbox lives on, if it has been placed."""
+        name = self._home.get(sandbox_id)
+        return None if name is None else self._hosts[name]
+
+    def is_watched(self, host: SandboxHost) -> bool:
+        """Whether the host can be down: a remote one. The local engine restarting is the engine watcher's job,
+        and a local sandbox's files stay on this machine."""
+        return host.name != LOCAL
 
     def on(self, host: SandboxHost) -> list[str]:
         return [sandbox_id for sandbox_id, name in self._home.items() if name == host.name]
+
+    def leave_out(self, host: SandboxHost) -> None:
+        """Use the host no more in this process (its sandboxes could not be recovered: nothing of it may be
+        taken for an orphan and removed)."""
+        if len(self._hosts) > 1:
+            del self._hosts[host.name]
+            log.warning("sandbox host %s is left out until the server restarts", host.name)
 
     def is_down(self, host: SandboxHost) -> bool:
         return host.name in self._down

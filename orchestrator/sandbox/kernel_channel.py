@@ -30,20 +30,25 @@ import zmq
 from orchestrator.sandbox import kernel_relay
 from orchestrator.sandbox.errors import SandboxStartFailed
 
-CONNECTION_ENV = "TOOLSHED_KERNEL_CONNECTION"
 SANDBOX_CONNECTION_FILE = "/tmp/toolshed-run/kernel.json"
-# The container's command. The connection file comes in through the environment, because nothing else reaches the
-# container before its kernel starts: a bind mount is a host path, put_archive cannot write to a read-only root
-# or a tmpfs, and an exec after start would make the kernel a child of the exec instead of the container's main
-# process (whose death is the container's). The variable is removed before the kernel starts; the file, in the
-# tmpfs /tmp, is readable by the sandbox user, who runs inside that kernel anyway.
-BOOTSTRAP = f"""import os
-info = os.environ.pop({CONNECTION_ENV!r})
-os.makedirs(os.path.dirname({SANDBOX_CONNECTION_FILE!r}), mode=0o700, exist_ok=True)
-fd = os.open({SANDBOX_CONNECTION_FILE!r}, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-os.write(fd, info.encode())
-os.close(fd)
+# The container's command: wait for the connection file, which the server writes with an exec once the container
+# runs, then become the kernel (still the container's main process, so its death is the container's). Nothing
+# else reaches a container before its kernel starts: a bind mount is a host path, the archive endpoint cannot
+# write to a tmpfs, and in the environment the key would stay readable in /proc/1/environ all the sandbox's life.
+BOOTSTRAP = f"""import os, time
+while not os.path.exists({SANDBOX_CONNECTION_FILE!r}):
+    time.sleep(0.01)
 os.execvp("toolshed-kernel", ["toolshed-kernel", {SANDBOX_CONNECTION_FILE!r}])
+"""
+KERNEL_COMMAND = ["python3", "-c", BOOTSTRAP]
+# Run by that exec, as the sandbox uid, before any code of the sandbox's runs: the file appears whole (renamed).
+_DELIVER = f"""import os, sys
+os.makedirs(os.path.dirname({SANDBOX_CONNECTION_FILE!r}), mode=0o700, exist_ok=True)
+part = {SANDBOX_CONNECTION_FILE!r} + ".part"
+fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+os.write(fd, sys.argv[1].encode())
+os.close(fd)
+os.rename(part, {SANDBOX_CONNECTION_FILE!r})
 """
 _DOCKER_HEADER = 8
 _STDOUT, _STDERR = 1, 2
@@ -58,9 +63,18 @@ def new_sandbox_connection() -> dict[str, Any]:
                    "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
 
 
-def kernel_launch(connection: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """The command and environment a sandbox container starts its kernel with."""
-    return ["python3", "-c", BOOTSTRAP], {CONNECTION_ENV: json.dumps(connection)}
+def deliver_connection(api: docker.APIClient, container_id: str, connection: dict[str, Any]) -> None:
+    """Give a started sandbox its kernel's connection file (blocking); SandboxStartFailed if that fails."""
+    try:
+        exec_id = api.exec_create(container_id, ["python3", "-I", "-c", _DELIVER, json.dumps(connection)],
+                                  stdout=True, stderr=True)["Id"]
+        output = api.exec_start(exec_id)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxStartFailed(f"could not hand the kernel its connection: {exc}") from exc
+    if code != 0:
+        raise SandboxStartFailed(f"could not hand the kernel its connection (exit {code}): "
+                                 f"{bytes(output)[-400:].decode(errors='replace')}")
 
 
 class ExecStream:

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.sandbox import notices
 from orchestrator.sandbox.capacity import Slots
-from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.errors import SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.host import SandboxHost
 from orchestrator.sandbox.hosts import Hosts
@@ -76,18 +76,19 @@ class Lifecycle:
         sandbox = live.sandbox
         owner = owner if owner is not None else self.owner_of(sandbox.id)
         memory = MEMORY_LIMITS[sandbox.memory_limit]
-        host = await asyncio.to_thread(self.hosts.place, sandbox.id, memory)
+        host = await self.place(live, memory)
         connection = await asyncio.to_thread(host.prepare, sandbox.id)
         limits = Limits(memory, self.policy.cpus, self.policy.pids, self.policy.tmp_size)
         launch = functools.partial(host.launch, sandbox.id, limits=limits, labels=labels_for(sandbox),
                                    connection=connection)
-        if restart and await self.container_exists(sandbox.id):
-            await asyncio.to_thread(launch, replace=True)
-        else:
+        exists = restart and await self.container_exists(sandbox.id)
+        if self.slots.holds(sandbox.id):
+            await asyncio.to_thread(launch, replace=exists)
+        else:  # a first start, or a sandbox that lost its slot with its host
             waited = await self.slots.take(sandbox.id, lambda: self.make_room(owner))
             self.hooks.waited_for_capacity(waited)
             try:
-                await asyncio.to_thread(launch, replace=False)
+                await asyncio.to_thread(launch, replace=exists)
             except BaseException:
                 self.slots.release(sandbox.id)
                 raise
@@ -132,6 +133,18 @@ class Lifecycle:
     def host_of(self, sandbox_id: str) -> SandboxHost:
         return self.hosts.of(sandbox_id)
 
+    async def place(self, live: LiveSandbox, memory: int) -> SandboxHost:
+        """The sandbox's host: its own while that is up; else (first start, or its host went down: it is lost,
+        and told so) the host with the most memory left."""
+        home = self.hosts.home_of(live.sandbox.id)
+        if home is not None and not self.hosts.is_down(home):
+            return home
+        if home is not None:
+            self.lose(live)
+        for host in self.hosts.unmeasured():
+            await asyncio.to_thread(self.hosts.measure, host)
+        return self.hosts.place(live.sandbox.id, memory)
+
     async def container_exists(self, sandbox_id: str) -> bool:
         try:
             await asyncio.to_thread(self.host_of(sandbox_id).runtime.state, sandbox_id)
@@ -147,14 +160,11 @@ class Lifecycle:
 
     async def kernel_alive(self, live: LiveSandbox) -> bool:
         """Whether the sandbox's kernel can still answer: its transport open, its host up, its container
-        running. An engine that does not answer counts as dead: a cell must not wait on it until its deadline."""
+        running (an engine that does not answer raises EngineUnavailable, as it always has)."""
         session, host = live.session, self.host_of(live.sandbox.id)
         if session is None or self.hosts.is_down(host) or (session.transport and not session.transport.open):
             return False
-        try:
-            return await self.is_running(live.sandbox.id)
-        except EngineUnavailable:
-            return False
+        return await self.is_running(live.sandbox.id)
 
     # ---- stopping ------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ and written in the host folder with safefs; the kernel is reached over IPC socke
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from orchestrator.sandbox import safefs
@@ -90,7 +90,7 @@ class LocalHost:
             self._runtime.restart(sandbox_id)
             return
         self._runtime.create(sandbox_id, limits=limits, run_dir=self.workspaces.run_dir_source(sandbox_id),
-                             data_dir=self.workspaces.get(sandbox_id).data_dir, labels=labels)
+                             data_dir=self.workspaces.get(sandbox_id).data_dir, labels=labels | {"host": LOCAL})
 
     def reach(self, sandbox_id: str, connection: dict[str, Any]) -> tuple[dict[str, Any], Transport | None]:
         return dict(connection, ip=str(self.workspaces.get(sandbox_id).run_dir / "kernel")), None
@@ -123,8 +123,8 @@ class LocalHost:
         # After a host reboot a recovered sandbox's disk is no longer mounted; files must not land beside it.
         self.workspaces.ensure_mounted(self.workspaces.get(sandbox_id))
 
-    def prune(self, keep: set[str]) -> None:
-        """Never asked: the local host is not watched for going down (its files stay on this machine)."""
+    def prune(self, keep: Callable[[str], bool]) -> None:
+        """Nothing: the local host's workspaces are recovered at start and removed with their sandboxes."""
 
     def close(self) -> None:
         self.workspaces.detach_all()

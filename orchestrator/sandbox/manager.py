@@ -91,6 +91,8 @@ class SandboxManager:
         for watcher in self._watchers:
             watcher.close()
         await self._lifecycle.close()
+        for host in self._lifecycle.hosts.all():  # after the sessions: a remote host's relays use its context
+            host.close()
 
     async def engine_alive(self) -> bool:
         """Whether a container engine answers (with several hosts: any of them)."""

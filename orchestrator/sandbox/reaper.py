@@ -6,6 +6,7 @@ Reclaimed sandboxes keep their files and ids; the next cell starts a fresh kerne
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -82,6 +83,8 @@ class Reaper:
                     await self._drop_disk(host, sandbox_id)
                     orphans.append(sandbox_id)
                     log.info("removed an orphaned container", extra={"container_id": sandbox_id})
+            # A remote sandbox's files outlive its container in a keeper: one left by a removal that failed goes.
+            await asyncio.to_thread(host.prune, functools.partial(self._homed_on, host))
         accounted = {live.sandbox.id for live in lifecycle.registry.all() if live.sandbox.status == "running"}
         suspects = slots.held() - accounted - {item.sandbox.id for item in lifecycle.pool.items()}
         now = time.monotonic()
@@ -96,6 +99,9 @@ class Reaper:
                 lifecycle.slot_freed(sandbox_id)
                 del self._slot_suspects[sandbox_id]
         return orphans
+
+    def _homed_on(self, host: SandboxHost, sandbox_id: str) -> bool:
+        return self._lifecycle.hosts.home_of(sandbox_id) is host
 
     def _held(self, sandbox_id: str, host: SandboxHost) -> bool:
         hosts = self._lifecycle.hosts

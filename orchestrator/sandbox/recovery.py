@@ -34,7 +34,9 @@ async def recover(lifecycle: Lifecycle) -> list[str]:
         except EngineUnavailable as exc:
             if len(lifecycle.hosts.all()) == 1:
                 raise
+            # Its containers would otherwise be taken for orphans (no slot) and removed with their files.
             log.warning("sandbox host %s is not answering; nothing recovered from it: %s", host.name, exc)
+            lifecycle.hosts.leave_out(host)
     return lifecycle.registry.ids()
 
 

@@ -1,9 +1,8 @@
 """A sandbox container that shares no path with the server (issue 33): runtime.py's protections, no bind mounts.
 
-/mnt/data is a Docker volume of the engine's own (the local driver over a size-limited tmpfs), so the archive
-endpoints can reach it (they cannot reach a container's own tmpfs mounts) and the size limit is the filesystem's:
-ENOSPC inside the sandbox. The run dir is gone: the kernel's connection file lives in the tmpfs /tmp (see
-kernel_channel.BOOTSTRAP).
+/mnt/data is a Docker volume of the engine's own (the local driver over a size-limited tmpfs), which the keeper
+container mounts too (remote_host.py), and the size limit is the filesystem's: ENOSPC inside the sandbox. The run
+dir is gone: the kernel's connection file lives in the tmpfs /tmp (see kernel_channel.BOOTSTRAP).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import requests.exceptions
 
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
-from orchestrator.sandbox.kernel_channel import kernel_launch
+from orchestrator.sandbox.kernel_channel import KERNEL_COMMAND, deliver_connection
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, hardened_host_config
 
 
@@ -48,11 +47,10 @@ def start_sandbox(api: docker.APIClient, sandbox_id: str, *, image: str, uid: in
                   oci_runtime: str, data_volume: str, connection: dict[str, Any],
                   labels: dict[str, str]) -> str:
     """Create and start a sandbox container whose kernel listens on its loopback with `connection`; its id."""
-    command, environment = kernel_launch(connection)
     try:
         created = api.create_container(
-            image, command, name=f"toolshed-{sandbox_id}", user=f"{uid}:{uid}", working_dir=CONTAINER_DATA_DIR,
-            environment=environment | {"MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+            image, KERNEL_COMMAND, name=f"toolshed-{sandbox_id}", user=f"{uid}:{uid}", working_dir=CONTAINER_DATA_DIR,
+            environment={"MPLBACKEND": "module://matplotlib_inline.backend_inline"},
             labels={f"{LABEL_PREFIX}{k}": v for k, v in labels.items()} | {f"{LABEL_PREFIX}id": sandbox_id},
             host_config=host_config(api, limits, oci_runtime=oci_runtime, data_volume=data_volume))
         api.start(created["Id"])
@@ -60,4 +58,5 @@ def start_sandbox(api: docker.APIClient, sandbox_id: str, *, image: str, uid: in
         raise SandboxStartFailed(f"Could not start sandbox container: {exc.explanation or exc}") from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EngineUnavailable(f"Docker engine error: {exc}") from exc
+    deliver_connection(api, created["Id"], connection)
     return str(created["Id"])

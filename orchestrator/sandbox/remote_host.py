@@ -11,6 +11,8 @@ operations run in it (remote_files.py), so they work whether the kernel runs or 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import zmq
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel import Transport
-from orchestrator.sandbox.kernel_channel import CONNECTION_ENV, new_sandbox_connection, open_channel
+from orchestrator.sandbox.kernel_channel import new_sandbox_connection, open_channel
 from orchestrator.sandbox.remote_container import create_data_volume, data_volume_name, start_sandbox
 from orchestrator.sandbox.remote_files import RemoteFiles
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, DockerRuntime, hardened_host_config
@@ -32,7 +34,7 @@ from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, Docke
 # Not the sandboxes' namespace label: a keeper is never listed, watched or swept as a sandbox.
 KEEPER_LABEL = f"{LABEL_PREFIX}keeper-namespace"
 _KEEPER_LIMITS = Limits(128 << 20, 0.5, 32, "1m")
-_META_FILE = "/tmp/toolshed-meta.json"
+_META_FILE, _CONNECTION_FILE = "/tmp/toolshed-meta.json", "/tmp/toolshed-connection.json"
 _PING_TIMEOUT = 3
 _API_TIMEOUT = 60
 _ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -121,13 +123,17 @@ class RemoteHost:
 
     def prepare(self, sandbox_id: str) -> dict[str, Any]:
         if not self.has_files(sandbox_id):
+            # A keeper that stopped (its engine restarted) took the tmpfs with it: what is left goes first.
+            self.discard(sandbox_id)
             self._make_keeper(sandbox_id)
         return new_sandbox_connection()
 
     def _make_keeper(self, sandbox_id: str) -> None:
         labels = {"keeper-namespace": self._namespace, "keeper-of": sandbox_id}
         volume = create_data_volume(self._api, sandbox_id, size_bytes=self._disk_bytes, uid=self._uid, labels=labels)
-        config = hardened_host_config(self._api, _KEEPER_LIMITS, "runc", mounts=[
+        # tmpfs pages are charged to the memory of whoever writes them: the keeper's file agent writes uploads.
+        limits = replace(_KEEPER_LIMITS, memory_bytes=_KEEPER_LIMITS.memory_bytes + self._disk_bytes)
+        config = hardened_host_config(self._api, limits, "runc", mounts=[
             docker.types.Mount(CONTAINER_DATA_DIR, volume, type="volume")])
         try:
             created = self._api.create_container(
@@ -143,6 +149,8 @@ class RemoteHost:
                replace: bool) -> None:
         if replace:  # a new container, not a restart: its connection (key, ports) comes in at creation
             self._runtime.remove(sandbox_id)
+        # Kept where the sandbox cannot reach, to reconnect after a server restart.
+        self._keep(sandbox_id, _CONNECTION_FILE, connection)
         start_sandbox(self._api, sandbox_id, image=self._image, uid=self._uid, limits=limits,
                       oci_runtime=self._oci_runtime, data_volume=data_volume_name(sandbox_id), connection=connection,
                       labels=labels | {"namespace": self._namespace, "runtime": self._oci_runtime,
@@ -158,13 +166,9 @@ class RemoteHost:
 
     def saved_connection(self, sandbox_id: str) -> dict[str, Any]:
         try:
-            env = self._api.inspect_container(DockerRuntime.container_name(sandbox_id))["Config"]["Env"] or []
-        except _ERRORS as exc:
-            raise ValueError(f"no container to reconnect to: {exc}") from exc
-        for item in env:
-            if item.startswith(f"{CONNECTION_ENV}="):
-                return dict(json.loads(item.split("=", 1)[1]))
-        raise ValueError("the container has no kernel connection")
+            return dict(json.loads(self._exec(keeper_name(sandbox_id), ["cat", _CONNECTION_FILE])))
+        except EngineUnavailable as exc:
+            raise ValueError(f"no kernel connection kept: {exc}") from exc
 
     def release(self, sandbox_id: str) -> None:
         """The keeper holds the files."""
@@ -192,9 +196,13 @@ class RemoteHost:
             raise EngineUnavailable(f"sandbox host {self._endpoint}: {exc}") from exc
 
     def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
-        # In the keeper's own /tmp, which the sandbox cannot reach: a label cannot be changed after creation.
-        code = f"import sys\nopen({_META_FILE!r}, 'w').write(sys.argv[1])"
-        self._exec(keeper_name(sandbox_id), ["python3", "-c", code, json.dumps(meta)])
+        self._keep(sandbox_id, _META_FILE, meta)
+
+    def _keep(self, sandbox_id: str, path: str, value: dict[str, Any]) -> None:
+        """Write `value` to a file of the keeper's own /tmp, which the sandbox cannot reach (a label cannot be
+        changed after creation)."""
+        code = "import sys\nopen(sys.argv[1], 'w').write(sys.argv[2])"
+        self._exec(keeper_name(sandbox_id), ["python3", "-I", "-c", code, path, json.dumps(value)])
 
     def _keepers(self) -> list[dict[str, Any]]:
         try:
@@ -202,10 +210,10 @@ class RemoteHost:
         except _ERRORS as exc:
             raise EngineUnavailable(f"sandbox host {self._endpoint}: {exc}") from exc
 
-    def prune(self, keep: set[str]) -> None:
+    def prune(self, keep: Callable[[str], bool]) -> None:
         for keeper in self._keepers():
             sandbox_id = (keeper.get("Labels") or {}).get(f"{LABEL_PREFIX}keeper-of", "")
-            if sandbox_id and sandbox_id not in keep:
+            if sandbox_id and not keep(sandbox_id):
                 self.discard(sandbox_id)
 
     def load_metas(self) -> list[dict[str, Any]]:

@@ -36,11 +36,11 @@ class EngineWatcher:
 
     def close(self) -> None:
         """Stop following the engine (at server stop). From then on nobody releases a sandbox's disk when its
-        container goes, so the host lets go of them now (SandboxHost.close) and each goes with its container."""
+        container goes: the manager closes the hosts next (SandboxHost.close), and each disk goes with its
+        container."""
         self._stop.set()
         if self._stream is not None:
             self._stream.close()
-        self._host.close()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         def on_loop(check: Coroutine[Any, Any, None]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from orchestrator.agent.chat import Endpoint, ModelClient, endpoint_map
@@ -183,6 +184,10 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
     the image is missing."""
     image = settings.image or default_tag()
     hosts, choice = await asyncio.to_thread(connect_hosts, settings, image)
+    if any(hosts.is_watched(host) for host in hosts.all()):
+        # Engine calls run in worker threads; a remote engine that hangs holds one per call for up to the API
+        # timeout, and the default pool (cores + 4) would leave the other hosts none.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
     exports = Exports(db, files, owners, ExportLimits(parse_size(settings.sandbox_export_budget),
                                               parse_size(settings.min_free_disk), settings.max_export_bytes))
     container_files = ContainerFiles(ContainerFileStore(db), files, hosts.files_of, exports, ScanLimits(

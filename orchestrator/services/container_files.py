@@ -203,11 +203,12 @@ class ContainerFiles:
 
     # ---- reading and deleting ------------------------------------------------------------------------------
 
-    def open(self, container_id: str, cfile_id: str) -> tuple[ContainerFile, Iterator[bytes]]:
-        """The file's row and its current bytes; ContainerFileNotFound if it is gone from the sandbox."""
+    async def open(self, container_id: str, cfile_id: str) -> tuple[ContainerFile, Iterator[bytes]]:
+        """The file's row and its current bytes; ContainerFileNotFound if it is gone from the sandbox. Opened in a
+        worker thread: on a remote host, opening is a round trip to its engine."""
         record = self.store.get(container_id, cfile_id)
         try:
-            _, chunks = self._sandbox_files(container_id).read(container_id, record.path)
+            _, chunks = await asyncio.to_thread(self._sandbox_files(container_id).read, container_id, record.path)
         except safefs.UnsafePath as exc:
             raise ContainerFileNotFound(cfile_id) from exc
         return record, chunks

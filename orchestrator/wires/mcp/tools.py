@@ -138,7 +138,7 @@ class McpTools:
             return text(f"No file /mnt/data/{wanted}; list_files shows what there is.", error=True)
         # The size seen at the last scan may be stale (a background thread can grow the file since): the bytes
         # are counted as they are read, and reading stops one past the limit.
-        _, chunks = sandboxes.container_files.open(container, found.id)
+        _, chunks = await sandboxes.container_files.open(container, found.id)
         data = await asyncio.to_thread(_read_at_most, chunks, MAX_INLINE_BYTES)
         if data is None:
             if found.file_id and found.bytes > MAX_INLINE_BYTES:  # the exported copy is this big one too
