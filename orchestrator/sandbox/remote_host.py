@@ -174,18 +174,15 @@ class RemoteHost:
         """The keeper holds the files."""
 
     def discard(self, sandbox_id: str) -> None:
-        try:
-            self._api.remove_container(keeper_name(sandbox_id), force=True)
-        except docker.errors.NotFound:
-            pass
-        except _ERRORS as exc:
-            raise EngineUnavailable(f"sandbox host {self._endpoint}: {exc}") from exc
-        try:
-            self._api.remove_volume(data_volume_name(sandbox_id), force=True)
-        except docker.errors.NotFound:
-            pass
-        except _ERRORS as exc:
-            raise EngineUnavailable(f"sandbox host {self._endpoint}: {exc}") from exc
+        # The keeper first: a volume in use cannot be removed.
+        for remove, name in ((self._api.remove_container, keeper_name(sandbox_id)),
+                             (self._api.remove_volume, data_volume_name(sandbox_id))):
+            try:
+                remove(name, force=True)
+            except docker.errors.NotFound:
+                pass
+            except _ERRORS as exc:
+                raise EngineUnavailable(f"sandbox host {self._endpoint}: {exc}") from exc
 
     def has_files(self, sandbox_id: str) -> bool:
         try:

@@ -1,0 +1,106 @@
+"""What a remote sandbox host costs (issue 33): two `toolshed serve` servers on this machine, one whose sandboxes
+run on the local engine (the baseline: shared disk, IPC sockets) and one whose sandboxes run on a second,
+separate dockerd reached over mutual TLS (tests/second_dockerd.py: files through an exec in the keeper, the
+kernel's channels over an exec stream). Interleaved in blocks, so both see the same machine: a trivial cell, a
+cell that writes a file (found and exported after the cell), a 1 MiB container-file read, a 64 KiB upload, and
+a cold sandbox start with its first cell. Sandboxes under runc on both. Prints JSON, keeps the raw samples.
+
+Run: .venv/bin/python bench/hosts.py [--runs 100] [--out bench/results/hosts.json]   (needs root, Docker, image)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path; the repository root is where tests/ and the shared
+# helpers (bench/sandbox.py, bench/replicas.py) live.
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent)]
+
+import httpx
+
+from bench.replicas import BLOCK, interleaved
+from bench.sandbox import Samples
+from orchestrator.localserver import Server
+from tests.remote_switch import host_settings, start_engine
+
+RESULTS = ROOT / "bench" / "results" / "hosts.json"
+COMMON = {"TOOLSHED_POOL_SIZE": "0", "TOOLSHED_SANDBOX_RUNTIME": "runc"}
+
+
+def figures(server: Server) -> dict[str, Callable[[], bool]]:
+    http = httpx.Client(base_url=f"{server.base_url}/v1", timeout=120)
+    container = http.post("/containers", json={"name": "bench"}).json()["id"]
+    data = os.urandom(1 << 20)
+    cfile = http.post(f"/containers/{container}/files", files={"file": ("blob.bin", data)}).json()["id"]
+    upload = os.urandom(64 << 10)
+    counter = iter(range(1 << 30))
+
+    def execute() -> bool:
+        return bool(http.post(f"/containers/{container}/execute", json={"code": "print(1 + 1)"})
+                    .json()["outputs"][0]["logs"] == "2\n")
+
+    def write_file() -> bool:
+        code = f"open('/mnt/data/out-{next(counter) % 8}.txt', 'w').write('x' * 1000)"
+        return len(http.post(f"/containers/{container}/execute", json={"code": code}).json()["artifacts"]) == 1
+
+    def read() -> bool:
+        return http.get(f"/containers/{container}/files/{cfile}/content").content == data
+
+    def put() -> bool:
+        return http.post(f"/containers/{container}/files", files={"file": ("up.bin", upload)}).status_code == 200
+
+    def cold() -> bool:
+        made = http.post("/containers", json={"name": "cold"}).json()["id"]
+        try:
+            return bool(http.post(f"/containers/{made}/execute", json={"code": "print(1 + 1)"})
+                        .json()["outputs"][0]["logs"] == "2\n")
+        finally:
+            http.delete(f"/containers/{made}")
+
+    return {"execute": execute, "write_file": write_file, "read_1mib": read, "upload_64kib": put, "cold": cold}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--cold-runs", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    engine = start_engine()
+    servers: list[Server] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Server(Path(tmp) / "local", **COMMON)
+            remote = Server(Path(tmp) / "remote", **COMMON, **host_settings(engine))
+            for server in (local, remote):
+                server.start()
+                servers.append(server)
+            on = {"local": figures(local), "remote": figures(remote)}
+            samples: dict[str, Samples] = {}
+            for name in on["local"]:
+                runs = args.cold_runs if name == "cold" else args.runs
+                samples |= interleaved(runs, {f"{name}_{where}": on[where][name] for where in on})
+    finally:
+        for server in servers:
+            server.stop()
+            server.remove_containers()
+        engine.stop()
+    summary = {name: s.summary() for name, s in samples.items()}
+    ratio = {name: round(summary[f"{name}_remote"]["p50_ms"] / summary[f"{name}_local"]["p50_ms"], 3)
+             for name in on["local"] if summary[f"{name}_local"].get("n") and summary[f"{name}_remote"].get("n")}
+    result = {"machine": {"cpus": os.cpu_count()}, "runs": args.runs, "cold_runs": args.cold_runs, "block": BLOCK,
+              "summary": summary, "remote_over_local_p50": ratio,
+              "samples_ms": {name: [round(x * 1000, 3) for x in s.seconds] for name, s in samples.items()}}
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "samples_ms"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
