@@ -29,9 +29,11 @@ from bench.replicas import BLOCK, interleaved
 from bench.sandbox import Samples
 from orchestrator.localserver import Server
 from tests.remote_switch import host_settings, start_engine
+from tests.second_dockerd import SecondDockerd
 
 RESULTS = ROOT / "bench" / "results" / "hosts.json"
 COMMON = {"TOOLSHED_POOL_SIZE": "0", "TOOLSHED_SANDBOX_RUNTIME": "runc"}
+FIGURES = ("execute", "write_file", "read_1mib", "upload_64kib", "cold")
 
 
 def figures(server: Server) -> dict[str, Callable[[], bool]]:
@@ -48,7 +50,7 @@ def figures(server: Server) -> dict[str, Callable[[], bool]]:
 
     def write_file() -> bool:
         code = f"open('/mnt/data/out-{next(counter) % 8}.txt', 'w').write('x' * 1000)"
-        return len(http.post(f"/containers/{container}/execute", json={"code": code}).json()["artifacts"]) == 1
+        return len(http.post(f"/containers/{container}/execute", json={"code": code}).json()["files"]) == 1
 
     def read() -> bool:
         return http.get(f"/containers/{container}/files/{cfile}/content").content == data
@@ -64,7 +66,27 @@ def figures(server: Server) -> dict[str, Callable[[], bool]]:
         finally:
             http.delete(f"/containers/{made}")
 
-    return {"execute": execute, "write_file": write_file, "read_1mib": read, "upload_64kib": put, "cold": cold}
+    return dict(zip(FIGURES, (execute, write_file, read, put, cold), strict=True))
+
+
+def measure(engine: SecondDockerd, folder: Path, runs: int, cold_runs: int) -> dict[str, Samples]:
+    servers: list[Server] = []
+    try:
+        local = Server(folder / "local", **COMMON)
+        remote = Server(folder / "remote", **COMMON, **host_settings(engine))
+        for server in (local, remote):
+            server.start()
+            servers.append(server)
+        on = {"local": figures(local), "remote": figures(remote)}
+        samples: dict[str, Samples] = {}
+        for name in FIGURES:
+            count = cold_runs if name == "cold" else runs
+            samples |= interleaved(count, {f"{name}_{where}": on[where][name] for where in on})
+        return samples
+    finally:  # before the folder goes: a local sandbox's disk is mounted in it
+        for server in servers:
+            server.stop()
+            server.remove_containers()
 
 
 def main() -> None:
@@ -74,27 +96,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     engine = start_engine()
-    servers: list[Server] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            local = Server(Path(tmp) / "local", **COMMON)
-            remote = Server(Path(tmp) / "remote", **COMMON, **host_settings(engine))
-            for server in (local, remote):
-                server.start()
-                servers.append(server)
-            on = {"local": figures(local), "remote": figures(remote)}
-            samples: dict[str, Samples] = {}
-            for name in on["local"]:
-                runs = args.cold_runs if name == "cold" else args.runs
-                samples |= interleaved(runs, {f"{name}_{where}": on[where][name] for where in on})
+            samples = measure(engine, Path(tmp), args.runs, args.cold_runs)
     finally:
-        for server in servers:
-            server.stop()
-            server.remove_containers()
         engine.stop()
     summary = {name: s.summary() for name, s in samples.items()}
     ratio = {name: round(summary[f"{name}_remote"]["p50_ms"] / summary[f"{name}_local"]["p50_ms"], 3)
-             for name in on["local"] if summary[f"{name}_local"].get("n") and summary[f"{name}_remote"].get("n")}
+             for name in FIGURES if summary[f"{name}_local"].get("n") and summary[f"{name}_remote"].get("n")}
     result = {"machine": {"cpus": os.cpu_count()}, "runs": args.runs, "cold_runs": args.cold_runs, "block": BLOCK,
               "summary": summary, "remote_over_local_p50": ratio,
               "samples_ms": {name: [round(x * 1000, 3) for x in s.seconds] for name, s in samples.items()}}
