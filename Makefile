@@ -71,7 +71,8 @@ test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_SANDBOX_RUNTIME=runc TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \
 	  -m "not postgres and not s3 and not install and not cluster and not restarts_engine" \
-	  --ignore=tests/test_remote_docker.py --ignore=tests/test_remote_files.py --ignore=tests/test_sandbox_hosts.py \
+	  --ignore=tests/test_remote_docker.py --ignore=tests/test_remote_files.py \
+	  --ignore=tests/test_remote_file_agent.py --ignore=tests/test_sandbox_hosts.py \
 	  --ignore=tests/test_kubernetes.py $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 

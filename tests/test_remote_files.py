@@ -8,7 +8,6 @@ import errno
 import hashlib
 import itertools
 import os
-import statistics
 import time
 import tracemalloc
 import uuid
@@ -259,42 +258,3 @@ def test_scans_are_bounded_and_say_so(api: docker.APIClient, sandbox: str, files
     assert 50 < len(scan.files) < 2250 and SCAN_LIMIT // 2 < listed < SCAN_LIMIT
     evidence(f"{len(scan.files)} of 2250 files listed, {listed} bytes of names (paths of up to "
              f"{max(map(len, scan.files))} bytes), marked incomplete")
-
-
-def test_a_read_releases_its_exec_when_done_or_closed_early(api: docker.APIClient, sandbox: str,
-                                                            files: RemoteFiles) -> None:
-    def open_fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
-
-    files.write(sandbox, "big", [bytes(5 * MiB)])
-    before = open_fds()
-    _, chunks = files.read(sandbox, "big")
-    assert open_fds() == before + 1
-    assert len(b"".join(chunks)) == 5 * MiB and open_fds() == before
-    _, chunks = files.read(sandbox, "big")
-    assert len(next(chunks)) > 0
-    chunks.close()
-    assert open_fds() == before
-    files.read(sandbox, "big")[1].close()  # never iterated: released all the same
-    assert open_fds() == before
-    deadline = time.monotonic() + 10
-    while any("python3 -I" in row[-1] for row in api.top(keeper_of(sandbox))["Processes"]):
-        assert time.monotonic() < deadline, "a file agent kept running after its reader went away"
-        time.sleep(0.2)
-
-
-def test_time_small_reads_writes_and_scans_over_tls(sandbox: str, files: RemoteFiles,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """Numbers for the report, not a speed assertion."""
-    operations = {"write": lambda: files.write(sandbox, "small.txt", [b"y" * 1000]),
-                  "read": lambda: b"".join(files.read(sandbox, "small.txt")[1]),
-                  "scan": lambda: files.scan(sandbox, max_entries=1000, max_depth=8)}
-    times: dict[str, list[float]] = {name: [] for name in operations}
-    for _ in range(30):
-        for name, operation in operations.items():
-            start = time.perf_counter()
-            operation()
-            times[name].append((time.perf_counter() - start) * 1000)
-    with capsys.disabled():
-        print("\nremote files over TLS, median of 30: " +
-              ", ".join(f"{name} {statistics.median(ms):.1f} ms" for name, ms in times.items()))

@@ -87,7 +87,7 @@ def test_app_state_holds_the_service_container_only() -> None:
 # module that documents the Assistants face's answers with its type models (it calls nothing).
 # A remote engine (issue 33) is reached through Docker's API alone: its containers, files and kernel channels.
 REMOTE_ENGINE = {f"orchestrator/sandbox/{name}.py"
-                 for name in ("kernel_channel", "remote_container", "remote_files", "remote_host")}
+                 for name in ("agent_channel", "kernel_channel", "remote_container", "remote_files", "remote_host")}
 FOREIGN = {"docker": {"orchestrator/sandbox/runtime.py", *REMOTE_ENGINE},
            "kubernetes": {"orchestrator/sandbox/kubernetes/backend.py"},
            "jupyter_client": {"orchestrator/sandbox/kernel.py"},

@@ -174,6 +174,7 @@ class RemoteHost:
         """The keeper holds the files."""
 
     def discard(self, sandbox_id: str) -> None:
+        self._files.forget(sandbox_id)  # its file agent runs in the keeper
         # The keeper first: a volume in use cannot be removed.
         for remove, name in ((self._api.remove_container, keeper_name(sandbox_id)),
                              (self._api.remove_volume, data_volume_name(sandbox_id))):
@@ -239,6 +240,7 @@ class RemoteHost:
         """The files never left the engine."""
 
     def close(self) -> None:
+        self._files.close()
         self._client.close()
         self._pinger.close()
         self._context.destroy(linger=0)
