@@ -31,6 +31,8 @@ class Transport(Protocol):
     @property
     def open(self) -> bool: ...
     def close(self) -> None: ...
+
+
 Channel = Literal["shell", "iopub"]
 
 # How often a silent kernel is checked for death while a cell runs.
@@ -108,9 +110,7 @@ class KernelSession:
 
     async def wait_ready(self, timeout: float) -> None:
         """Block until the kernel answers kernel_info and iopub delivers; raise KernelNotReady at the deadline.
-
-        Heartbeats falsely report death under load, so readiness is probed with real requests.
-        """
+        Heartbeats falsely report death under load, so readiness is probed with real requests."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg_id = self._send("shell", "kernel_info_request", {})
@@ -262,10 +262,8 @@ def _verified(session: Session, frames: list[bytes]) -> dict[str, Any]:
 
 
 def new_connection_info(ip_prefix: str) -> dict[str, Any]:
-    """Fresh ipc connection info: a new HMAC key and new socket names for every kernel start.
-
-    Rotating both means a request still queued for a dead kernel can never be delivered to its successor.
-    """
+    """Fresh ipc connection info: a new HMAC key and new socket names for every kernel start. Rotating both means
+    a request still queued for a dead kernel can never be delivered to its successor."""
     base = secrets.randbelow(1 << 20) * 8
     return {
         "transport": "ipc",
