@@ -45,7 +45,7 @@ class ProjectLimits(BaseModel):
     jupyter_kernels: int | None = Field(None, ge=1)
 
 
-_HOST = r"(local|(tcp|ssh|unix)://[^,\s]+)"
+_HOST = r"(local|kubernetes|(tcp|ssh|unix)://[^,\s]+)"
 
 
 class Settings(BaseSettings):
@@ -95,14 +95,21 @@ class Settings(BaseSettings):
     sandbox_gvisor_runtime: str = "runsc"
     # Where sandboxes run, comma-separated (issue 33): "local" (this machine's Docker Engine, sharing its disk:
     # the fastest path, and the default), or Docker Engine endpoints reached through their API alone:
-    # tcp://host:2376 (TLS client certificates from sandbox_tls_dir), ssh://user@host, unix:///path.sock. A new
-    # sandbox goes to the host with the most memory left under its sandboxes' limits.
+    # tcp://host:2376 (TLS client certificates from sandbox_tls_dir), ssh://user@host, unix:///path.sock; or
+    # "kubernetes" (kernel pods through agent-sandbox, docs/kubernetes.md). A new sandbox goes to the host with
+    # the most memory left under its sandboxes' limits.
     sandbox_hosts: str = Field("local", pattern=rf"^\s*{_HOST}(\s*,\s*{_HOST})*\s*$")
     # Docker's client files for tcp:// hosts: ca.pem (the CA the engines' certificates are signed by), cert.pem
     # and key.pem (this server's client certificate).
     sandbox_tls_dir: Path | None = None
     # Seconds between checks of the remote hosts; one that misses two in a row is down and its sandboxes lost.
     sandbox_host_check_interval: float = Field(2.0, gt=0)
+    # The "kubernetes" host: the kubeconfig file (unset: the service account of the pod the server runs in), the
+    # namespace the kernel pods run in, and the RuntimeClass that is gVisor there ("" for the cluster's default
+    # runtime). The pods run TOOLSHED_IMAGE, as the nodes pull it.
+    kubernetes_kubeconfig: Path | None = None
+    kubernetes_namespace: str = "toolshed"
+    kubernetes_runtime_class: str = "gvisor"
     sandbox_cpus: float = 1.0
     sandbox_pids_limit: int = 256
     sandbox_disk_quota: str = "1g"

@@ -1,20 +1,20 @@
 """A fake Kubernetes API server for the backend's tests: a real HTTP server on 127.0.0.1 (a thread) that answers the
 requests the official client makes with what the API server answers (objects with resourceVersion and uid,
 lists, Status objects for 404/409/422), stores what it is sent, validates custom resources against the pinned CRDs,
-and plays the agent-sandbox controller: a new claim is bound, after `bind_after` seconds, to a Running pod whose
-Ready condition is True (unless `bind` is False). The shapes follow tests/kubernetes/*.json."""
+and plays the agent-sandbox controller (tests/kubernetes_cluster.py). The shapes follow tests/kubernetes/*.json.
+
+With a `kubelet` (tests/kubernetes_kubelet.py) the pods really run, as Docker containers: their status is what
+Docker says of them, deleting a pod removes them, and pods/exec works over WebSocket (tests/kubernetes_exec.py)."""
 
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import re
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,22 +22,15 @@ from urllib.parse import parse_qs
 
 import jsonschema
 
+from tests.kubernetes_cluster import FakeCluster, now, shape
+from tests.kubernetes_exec import serve_exec
 from tests.kubernetes_schemas import validate_custom
 
-SHAPES = Path(__file__).resolve().parent / "kubernetes"
 AGENTS = "extensions.agents.x-k8s.io"
 KINDS = {"sandboxtemplates": "SandboxTemplate", "sandboxwarmpools": "SandboxWarmPool",
-         "sandboxclaims": "SandboxClaim", "networkpolicies": "NetworkPolicy", "pods": "Pod"}
+         "sandboxclaims": "SandboxClaim", "networkpolicies": "NetworkPolicy", "pods": "Pod", "secrets": "Secret"}
 ROUTE = re.compile(r"^/(?:apis/(?P<group>[^/]+)/(?P<version>[^/]+)|api/v1)/namespaces/(?P<ns>[^/]+)/"
-                   r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def shape(name: str) -> dict[str, Any]:
-    return json.loads((SHAPES / name).read_text())
+                   r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
 
 def status(code: int, reason: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
@@ -48,63 +41,6 @@ def status(code: int, reason: str, message: str, details: dict[str, Any]) -> dic
 
 def qualified(plural: str, group: str | None) -> str:
     return f"{plural}.{group}" if group else plural
-
-
-class FakeCluster:
-    """The API server's state and behaviour, under one lock."""
-
-    def __init__(self, *, bind: bool = True, bind_after: float = 0.2, crds: bool = True) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.bind, self.bind_after, self.crds = bind, bind_after, crds
-        self.lock = threading.RLock()
-        self._versions = itertools.count(1000)
-        self._ips = itertools.count(10)
-        self.requests: list[tuple[str, str]] = []
-
-    def stamp(self, obj: dict[str, Any]) -> None:
-        obj["metadata"]["resourceVersion"] = str(next(self._versions))
-
-    # ---- the controller's part ---------------------------------------------------------------------------
-
-    def claim_created(self, ns: str, claim: dict[str, Any]) -> None:
-        if self.bind:
-            threading.Timer(self.bind_after, self.bind_claim, (ns, claim["metadata"]["name"])).start()
-
-    def bind_claim(self, ns: str, name: str) -> None:
-        """What the claim controller does: a pod from the pool's template, Ready, and the claim's status."""
-        with self.lock:
-            claim = self.objects.get(("sandboxclaims", ns, name))
-            if claim is None:
-                return
-            pool = self.objects[("sandboxwarmpools", ns, claim["spec"]["warmPoolRef"]["name"])]
-            template = self.objects[("sandboxtemplates", ns, pool["spec"]["sandboxTemplateRef"]["name"])]
-            sandbox = f"{pool['metadata']['name']}-{uuid.uuid4().hex[:5]}"
-            ip = f"10.244.1.{next(self._ips)}"
-            pod = shape("pod_ready.json")
-            pod["metadata"] |= {"name": sandbox, "namespace": ns, "uid": str(uuid.uuid4()),
-                                "creationTimestamp": now(),
-                                "labels": dict(template["spec"]["podTemplate"]["metadata"]["labels"])}
-            pod["spec"] = copy.deepcopy(template["spec"]["podTemplate"]["spec"])
-            pod["status"] |= {"podIP": ip, "podIPs": [{"ip": ip}], "startTime": now()}
-            self.stamp(pod)
-            self.objects[("pods", ns, sandbox)] = pod
-            claim["status"] = shape("claim_status_bound.json")
-            claim["status"]["sandbox"] = {"name": sandbox, "podIPs": [ip]}
-            self.stamp(claim)
-
-    def lose_pod(self, ns: str, name: str, *, oom: bool = False) -> None:
-        """The node or the kernel went: the pod is deleted (evicted, node gone) or, with oom, its kernel killed."""
-        with self.lock:
-            if not oom:
-                del self.objects[("pods", ns, name)]
-                return
-            pod = self.objects[("pods", ns, name)]
-            pod["status"] |= shape("pod_oom_killed_status.json")
-            self.stamp(pod)
-
-    def pods(self, ns: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [obj for (plural, space, _), obj in self.objects.items() if plural == "pods" and space == ns]
 
 
 def _matches(obj: dict[str, Any], selector: str) -> bool:
@@ -137,11 +73,26 @@ class _Handler(BaseHTTPRequestHandler):
         found = ROUTE.match(path)
         if not found or found["plural"] not in KINDS or (found["group"] == AGENTS and not self.cluster.crds):
             return self._send(404, "404 page not found\n")  # what the API server says of an unknown group
+        if found["plural"] == "pods" and method == "GET" and not found["sub"]:
+            self.cluster.refresh(found["ns"], found["name"])
+        if found["sub"]:
+            return self._subresource(method, found, query)
         params = {key: values[-1] for key, values in parse_qs(query).items()}
         with self.cluster.lock:
             code, body = _Verbs(self.cluster, found).run(method, self._body() if method in ("POST", "PUT") else {},
                                                          params.get("labelSelector", ""))
+        self.cluster.reap()
         self._send(code, body)
+
+    def _subresource(self, method: str, found: re.Match[str], query: str) -> None:
+        if (found["plural"], found["sub"]) != ("pods", "exec") or method not in ("GET", "POST"):
+            return self._send(404, "404 page not found\n")
+        with self.cluster.lock:  # the status as last reported, as the API server has it
+            verbs = _Verbs(self.cluster, found)
+            pod = copy.deepcopy(self.cluster.objects.get(verbs.key))
+        if pod is None:
+            return self._send(*verbs.not_found())
+        serve_exec(self, self._send, self.cluster.kubelet, pod, query)
 
     def do_GET(self) -> None:
         self._route("GET")
@@ -239,8 +190,9 @@ class _Verbs:
         del self.cluster.objects[self.key]
         if self.plural == "sandboxclaims":  # the claim owns its sandbox and pod: garbage collection
             pod = ((current.get("status") or {}).get("sandbox") or {}).get("name")
-            self.cluster.objects.pop(("pods", self.ns, pod or ""), None)
+            self.cluster.doomed.extend(filter(None, [self.cluster.objects.pop(("pods", self.ns, pod or ""), None)]))
         if self.plural == "pods":
+            self.cluster.doomed.append(current)
             return 200, current
         return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                      "details": {**self._details(self.name), "uid": current["metadata"]["uid"]}}
@@ -262,10 +214,14 @@ def fake_api_server(cluster: FakeCluster) -> Iterator[str]:
 
 
 def permission(method: str, path: str) -> tuple[str, str, str]:
-    """The RBAC (apiGroup, resource, verb) a request to a namespaced resource needs."""
+    """The RBAC (apiGroup, resource, verb) a request to a namespaced resource needs. A subresource is
+    "resource/sub"; a websocket exec (a GET that upgrades) needs `create` on pods/exec, as a POST does."""
     parts = path.strip("/").split("/")
     group = "" if parts[0] == "api" else parts[1]
     rest = parts[parts.index("namespaces") + 2:]
+    if len(rest) > 2:
+        return group, f"{rest[0]}/{rest[2]}", "create" if rest[2] in ("exec", "attach", "portforward") else \
+            {"PUT": "update", "PATCH": "patch"}.get(method, "get")
     verb = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method) or ("get" if len(rest) > 1 else "list")
     return group, rest[0], verb
 

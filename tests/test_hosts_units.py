@@ -16,6 +16,7 @@ GIB = 1 << 30
 class Sized:
     def __init__(self, name: str, memory: int | None) -> None:
         self.name, self._memory = name, memory
+        self.watched = name.startswith("tcp://")
         self.asked = 0
 
     def memory_bytes(self) -> int:

@@ -5,6 +5,7 @@ cluster, a real one. Everything but the last needs nothing but Python (the fast 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import re
@@ -19,8 +20,10 @@ import yaml
 
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
+from orchestrator.sandbox.kernel import KernelConnector
 from orchestrator.sandbox.kubernetes import manifests
 from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
+from orchestrator.sandbox.kubernetes.host import KubernetesHost
 from orchestrator.sandbox.kubernetes.manifests import KernelSpec
 from tests.kubernetes_fake import FakeCluster, fake_api_server, kubeconfig, permission
 from tests.kubernetes_schemas import ROOT, validate
@@ -101,26 +104,28 @@ def test_the_kernel_pod_has_the_docker_backends_protections() -> None:
     assert kernel["resources"]["limits"] == {"cpu": "1000m", "memory": "4096Mi", "ephemeral-storage": "1088Mi"}
     assert pod["volumes"] == [
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
-        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "files-tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         {"name": "data", "emptyDir": {"sizeLimit": "1024Mi"}}]
-    # The rlimits Docker sets: open files always, processes only where gVisor counts them inside the sandbox.
-    assert "ulimit -n 4096 && ulimit -p 256 && " in kernel["command"][2]
+    # No port, no probe, no key: the kernel is reached through exec alone, with a key handed in per start.
+    assert not any(key in kernel for key in ("ports", "readinessProbe", "livenessProbe"))
+    assert kernel["env"] == [{"name": "MPLBACKEND", "value": "module://matplotlib_inline.backend_inline"}]
+    # The supervisor's rlimits, as Docker's: open files always, processes only where gVisor counts them inside.
+    assert kernel["command"][:3] == ["python3", "-I", "-c"] and kernel["command"][4:] == ["4096", "256"]
     plain = manifests.pod_spec(PLAIN, 1 << 30)
-    assert "runtimeClassName" not in plain and "ulimit -p" not in plain["containers"][0]["command"][2]
+    assert "runtimeClassName" not in plain and plain["containers"][0]["command"][4:] == ["4096", "0"]
+    # The files container: the same protections, the same /mnt/data, its own /tmp.
+    files = pod["containers"][1]
+    assert files["name"] == "files" and files["securityContext"] == kernel["securityContext"]
+    assert files["volumeMounts"] == [{"name": "files-tmp", "mountPath": "/tmp"},
+                                     {"name": "data", "mountPath": "/mnt/data"}]
 
 
-def test_the_network_policy_lets_only_the_server_in_and_nothing_out() -> None:
+def test_the_network_policy_lets_nothing_in_and_nothing_out() -> None:
     policy = manifests.network_policy(SPEC)["spec"]
     assert policy["podSelector"]["matchLabels"] == manifests.kernel_labels(SPEC)
-    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
-    assert policy["ingress"] == [{
-        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "toolshed",
-                                                  "app.kubernetes.io/component": "server"}}}],
-        "ports": [{"protocol": "TCP", "port": port} for port in (50001, 50002, 50003, 50004, 50005)]}]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == [] and policy["ingress"] == []
     deployed = next(obj for obj in deploy_objects() if obj["kind"] == "NetworkPolicy")
     assert deployed == manifests.network_policy(KernelSpec(image="any", k8s_namespace=NS))
-    server = next(obj for obj in deploy_objects() if obj["kind"] == "Deployment")
-    assert server["spec"]["template"]["metadata"]["labels"] == manifests.SERVER_LABELS
 
 
 def test_claim_labels_are_valid_label_values_and_every_label_survives() -> None:
@@ -151,9 +156,8 @@ def backend(config: Path, spec: KernelSpec = SPEC, **options: Any) -> Kubernetes
 def test_create_claims_a_ready_kernel_pod(cluster: FakeCluster, kube: Path) -> None:
     engine = backend(kube)
     engine.apply()
-    address = engine.create("cntr_one", limits=LIMITS, labels={"project": "acme"})
-    pod = cluster.objects[("pods", NS, address.pod)]
-    assert address.ip == pod["status"]["podIP"] and address.ports == manifests.KERNEL_PORTS
+    name = engine.create("cntr_one", limits=LIMITS, labels={"project": "acme"})
+    pod = cluster.objects[("pods", NS, name)]
     assert pod["spec"] == manifests.pod_spec(SPEC, 1 << 30)
     claim = cluster.objects[("sandboxclaims", NS, "toolshed-cntr-one")]
     assert claim["spec"]["warmPoolRef"] == {"name": "toolshed-default-pool-1g"}
@@ -174,10 +178,10 @@ def test_a_pod_never_ready_is_a_clear_error_and_its_claim_is_given_back(kube: Pa
 def test_remove_gives_the_claim_and_its_pod_back(kube: Path, cluster: FakeCluster) -> None:
     engine = backend(kube)
     engine.apply()
-    address = engine.create("cntr_two", limits=LIMITS, labels={})
+    pod = engine.create("cntr_two", limits=LIMITS, labels={})
     engine.remove("cntr_two")
     assert ("sandboxclaims", NS, "toolshed-cntr-two") not in cluster.objects
-    assert ("pods", NS, address.pod) not in cluster.objects
+    assert ("pods", NS, pod) not in cluster.objects
     with pytest.raises(SandboxNotFound):
         engine.state("cntr_two")
     engine.remove("cntr_two")  # already gone: nothing to do
@@ -211,12 +215,12 @@ def test_a_lost_pod_is_noticed(kube: Path, cluster: FakeCluster, oom: bool) -> N
     kept, lost = engine.create("cntr_kept", limits=LIMITS, labels={}), engine.create("cntr_lost", limits=LIMITS,
                                                                                      labels={})
     assert engine.lost() == []
-    cluster.lose_pod(NS, lost.pod, oom=oom)
+    cluster.lose_pod(NS, lost, oom=oom)
     assert engine.lost() == ["cntr_lost"]
     assert engine.state("cntr_lost").running is False
     assert (engine.state("cntr_lost").exit_code, engine.state("cntr_lost").oom_killed) == \
         ((137, True) if oom else (None, False))
-    assert engine.state("cntr_kept").running is True and kept.pod != lost.pod
+    assert engine.state("cntr_kept").running is True and kept != lost
 
 
 def test_a_memory_limit_without_a_pool_is_refused(kube: Path) -> None:
@@ -251,6 +255,9 @@ def test_the_deploy_role_grants_exactly_what_the_backend_uses(kube: Path, cluste
     engine.lost()
     engine.remove("cntr_rbac")
     used = {permission(method, path) for method, path in cluster.requests if path.rstrip("/") != "/version"}
+    # The host's execs in the pods (tests/test_kubernetes_host.py drives them): create where the API server asks
+    # it of a WebSocket exec, get where an older one does.
+    used |= {("", "pods/exec", "create"), ("", "pods/exec", "get")}
     role = next(obj for obj in deploy_objects() if obj["kind"] == "Role")
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
@@ -278,19 +285,36 @@ NO_CLUSTER = _no_cluster()
 @pytest.mark.cluster
 @pytest.mark.skipif(NO_CLUSTER is not None, reason=NO_CLUSTER or "")
 def test_end_to_end_on_a_real_cluster() -> None:
-    """Needs agent-sandbox's CRDs and controller, the namespace, the kernel-key Secret and the sandbox image there
-    (docs/kubernetes.md); TOOLSHED_TEST_K8S_IMAGE / TOOLSHED_TEST_K8S_NAMESPACE name them."""
+    """Needs agent-sandbox's CRDs and controller, the namespace and the sandbox image there (docs/kubernetes.md);
+    TOOLSHED_TEST_K8S_IMAGE / TOOLSHED_TEST_K8S_NAMESPACE / TOOLSHED_TEST_K8S_RUNTIME_CLASS name them. The host
+    claims a pod, hands its kernel a key, runs a cell over the relay and moves a file through the agent."""
     spec = KernelSpec(image=os.environ.get("TOOLSHED_TEST_K8S_IMAGE", "toolshed-sandbox:latest"),
                       k8s_namespace=os.environ.get("TOOLSHED_TEST_K8S_NAMESPACE", NS),
                       namespace="toolshed-e2e", pools={"1g": 1},  # one namespace: reruns update, not pile up
                       runtime_class=os.environ.get("TOOLSHED_TEST_K8S_RUNTIME_CLASS", "gvisor"))
     engine = KubernetesBackend.from_kubeconfig(spec, os.environ["KUBECONFIG"], ready_timeout=300.0)
     engine.apply()
+    host = KubernetesHost(engine, max_message_bytes=16 << 20)
+    connector = KernelConnector()
     sandbox_id = f"cntr_e2e{os.getpid()}"
     try:
-        address = engine.create(sandbox_id, limits=LIMITS, labels={"project": "e2e"})
-        assert address.ip and engine.state(sandbox_id).running is True
+        connection = host.prepare(sandbox_id)
+        host.launch(sandbox_id, limits=LIMITS, labels={"project": "e2e"}, connection=connection, replace=False)
+        host.files.write(sandbox_id, "in.txt", [b"41"])
+        info, transport = host.reach(sandbox_id, connection)
+        session = connector.connect(info, transport)
+
+        async def cell() -> str:
+            await session.wait_ready(60)
+            result = await session.execute("print(int(open('/mnt/data/in.txt').read()) + 1)", 60,
+                                           interrupt_grace=1.0, max_text_bytes=4096)
+            return "".join(str(output) for output in result.outputs)
+
+        assert "42" in asyncio.run(cell())
+        assert host.runtime.state(sandbox_id).running is True
         assert sandbox_id in [labels["id"] for labels in engine.list_labels()]
-        assert sandbox_id not in engine.lost()
+        session.close()
     finally:
-        engine.remove(sandbox_id)
+        host.discard(sandbox_id)
+        host.close()
+        connector.close()

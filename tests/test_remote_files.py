@@ -24,7 +24,7 @@ from orchestrator.sandbox.errors import SandboxNotFound
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.image import default_tag
 from orchestrator.sandbox.remote_container import create_data_volume
-from orchestrator.sandbox.remote_files import SCAN_LIMIT, RemoteFiles
+from orchestrator.sandbox.remote_files import SCAN_LIMIT, RemoteFiles, docker_agents
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, hardened_host_config
 from orchestrator.sandbox.safefs import FileStat, Scan, UnsafePath
 from tests.conftest import Evidence
@@ -73,7 +73,7 @@ def sandbox(api: docker.APIClient) -> Iterator[str]:
 
 @pytest.fixture
 def files(api: docker.APIClient) -> RemoteFiles:
-    return RemoteFiles(api, keeper_of, uid=UID)
+    return RemoteFiles(docker_agents(api, keeper_of, uid=UID))
 
 
 def inside(api: docker.APIClient, sandbox_id: str, code: str) -> str:

@@ -85,11 +85,12 @@ def test_app_state_holds_the_service_container_only() -> None:
 
 # Each foreign library is imported by exactly one module, which maps its exceptions to ours; `openai` also by the
 # module that documents the Assistants face's answers with its type models (it calls nothing).
-# A remote engine (issue 33) is reached through Docker's API alone: its containers, files and kernel channels.
+# A remote engine (issue 33) is reached through Docker's API alone: its containers, files and kernel channels; a
+# kernel pod through the API server's, its execs included.
 REMOTE_ENGINE = {f"orchestrator/sandbox/{name}.py"
-                 for name in ("agent_channel", "kernel_channel", "remote_container", "remote_files", "remote_host")}
+                 for name in ("kernel_channel", "remote_container", "remote_files", "remote_host")}
 FOREIGN = {"docker": {"orchestrator/sandbox/runtime.py", *REMOTE_ENGINE},
-           "kubernetes": {"orchestrator/sandbox/kubernetes/backend.py"},
+           "kubernetes": {f"orchestrator/sandbox/kubernetes/{name}.py" for name in ("backend", "pod_exec")},
            "jupyter_client": {"orchestrator/sandbox/kernel.py"},
            "faiss": {"retrieval/index.py"}, "sentence_transformers": {"retrieval/embedding.py"},
            "pypdf": {"retrieval/parsing.py"},

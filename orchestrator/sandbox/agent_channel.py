@@ -17,13 +17,9 @@ from collections.abc import Generator, Iterable
 from contextlib import suppress
 from typing import Any, NoReturn
 
-import docker
-import docker.errors
-import requests.exceptions
-
 from orchestrator.sandbox import file_agent, safefs
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound
-from orchestrator.sandbox.kernel_channel import ExecStream, close_attached
+from orchestrator.sandbox.kernel_channel import ExecLink
 
 _STATUS_LIMIT = 64 << 10
 SCAN_LIMIT = 16 << 20
@@ -32,18 +28,15 @@ _CHUNK = file_agent.MAX_INPUT_CHUNK
 _SEND_BATCH = 256 << 10
 # How long one send or receive may wait; a large transfer may take longer in all.
 _IO_TIMEOUT = 120.0
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 class AgentExec:
-    """One agent: its attached connection, read through ExecStream's demultiplexing, blocking."""
+    """One agent: its attached exec (kernel_channel.ExecLink), read blocking."""
 
-    def __init__(self, api: docker.APIClient, sandbox_id: str, keeper: str, result: Any) -> None:
-        self._api, self._sandbox_id, self._keeper, self._result = api, sandbox_id, keeper, result
-        # docker-py gives the socket of the upgraded connection (TLS) or its SocketIO (a Unix socket).
-        self._sock: socket.socket = getattr(result, "_sock", result)
+    def __init__(self, sandbox_id: str, link: ExecLink) -> None:
+        self._sandbox_id, self._link = sandbox_id, link
+        self._sock = link.sock
         self._sock.settimeout(_IO_TIMEOUT)
-        self._stream = ExecStream(self._sock)
         self._buffer = bytearray()
         # idle: between requests. answered: the request got a byte back. lent_since: when a reader got a chunk.
         self.idle, self.answered, self.closed = True, False, False
@@ -56,7 +49,7 @@ class AgentExec:
         with suppress(OSError, ValueError):
             self._sock.shutdown(socket.SHUT_RDWR)
         if release:
-            close_attached(self._result)
+            self._link.close()
 
     def usable(self) -> bool:
         """False if anything came between two requests: the connection ended (the agent or its keeper died)."""
@@ -113,12 +106,12 @@ class AgentExec:
             raise EngineUnavailable(f"the file agent of sandbox {self._sandbox_id} was closed while its reader "
                                     "kept it (too long without taking a chunk, or its sandbox forgotten)")
         try:
-            data = self._stream.recv()
+            data = self._link.recv()
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return False
         except (OSError, ValueError) as exc:
             self._lost(f"lost its connection ({exc})")
-        if data is None:  # ExecStream's "nothing yet": a blocking socket gives it only amid a TLS record
+        if data is None:  # the link's "nothing yet": a blocking socket gives it only amid a TLS record
             return True
         self._buffer += data
         self.answered = self.answered or bool(data)
@@ -167,16 +160,10 @@ class AgentExec:
 
     def _lost(self, detail: str) -> NoReturn:
         """The connection failed: the keeper is gone or stopped (its tmpfs with it), or the agent is."""
-        try:
-            running = self._api.inspect_container(self._keeper)["State"].get("Running")
-        except docker.errors.NotFound as exc:
-            raise SandboxNotFound(self._sandbox_id) from exc
-        except ENGINE_ERRORS:
-            running = True
-        if not running:
+        if self._link.target_running() is False:
             raise SandboxNotFound(self._sandbox_id)
         raise EngineUnavailable(f"the file agent of sandbox {self._sandbox_id} {detail}: "
-                                f"{self._stream.stderr_tail.decode(errors='replace')[-1000:]}")
+                                f"{self._link.stderr_tail.decode(errors='replace')[-1000:]}")
 
     def _garbled(self, what: str) -> EngineUnavailable:
         return EngineUnavailable(f"the file agent of sandbox {self._sandbox_id} sent {what}")

@@ -5,7 +5,8 @@ Two kinds exist. The local host (local_host.py) shares this machine's disk with 
 folders, a quota'd loop disk, the kernel's IPC sockets in its run dir; the fastest path, and the default. A remote
 host (remote_host.py) is any Docker Engine reached over its API alone (tcp:// with TLS client certificates,
 ssh://, or a unix:// socket): files go through the engine's exec endpoint, the kernel's channels through an exec
-stream, and nothing assumes the container is on this machine.
+stream, and nothing assumes the container is on this machine. Kubernetes (kubernetes/host.py) is reached the
+same way, through the API server's pod exec.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel import Transport
-from orchestrator.sandbox.runtime import Runtime
+from orchestrator.sandbox.runtime import ContainerState, StopStream
 from orchestrator.sandbox.safefs import FileStat, Scan
 
 
@@ -43,6 +44,18 @@ class SandboxFiles(Protocol):
         ...
 
 
+class HostRuntime(Protocol):
+    """The container verbs the engine uses on any host (runtime.Runtime's, less the local host's own)."""
+
+    @property
+    def namespace(self) -> str: ...
+    def state(self, sandbox_id: str) -> ContainerState: ...
+    def remove(self, sandbox_id: str) -> None: ...
+    def list_labels(self) -> list[dict[str, str]]: ...
+    def ping(self) -> bool: ...
+    def stopped_containers(self) -> StopStream: ...
+
+
 class SandboxHost(Protocol):
     """One Docker Engine that runs sandboxes, and how their files and kernels are reached on it."""
 
@@ -52,7 +65,14 @@ class SandboxHost(Protocol):
         ...
 
     @property
-    def runtime(self) -> Runtime: ...
+    def watched(self) -> bool:
+        """Whether the host watch pings it, and a host that stops answering loses its sandboxes: a machine that
+        can die with them (a remote Docker engine). Not the local engine (its restart is the engine watcher's,
+        and its files stay on this machine), nor Kubernetes (an API server out of reach leaves its pods running)."""
+        ...
+
+    @property
+    def runtime(self) -> HostRuntime: ...
 
     @property
     def files(self) -> SandboxFiles: ...

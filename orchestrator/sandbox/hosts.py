@@ -11,7 +11,6 @@ import logging
 
 from orchestrator.sandbox.errors import EngineUnavailable
 from orchestrator.sandbox.host import SandboxFiles, SandboxHost
-from orchestrator.sandbox.local_host import LOCAL
 
 log = logging.getLogger("toolshed.sandbox")
 
@@ -80,9 +79,8 @@ class Hosts:
         return None if name is None else self._hosts[name]
 
     def is_watched(self, host: SandboxHost) -> bool:
-        """Whether the host can be down: a remote one. The local engine restarting is the engine watcher's job,
-        and a local sandbox's files stay on this machine."""
-        return host.name != LOCAL
+        """Whether the host can be down (SandboxHost.watched)."""
+        return host.watched
 
     def on(self, host: SandboxHost) -> list[str]:
         return [sandbox_id for sandbox_id, name in self._home.items() if name == host.name]

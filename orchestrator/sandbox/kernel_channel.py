@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -50,6 +50,7 @@ os.write(fd, sys.argv[1].encode())
 os.close(fd)
 os.rename(part, {SANDBOX_CONNECTION_FILE!r})
 """
+DELIVER_COMMAND = ["python3", "-I", "-c", _DELIVER]  # the connection's JSON follows, as one argument
 _DOCKER_HEADER = 8
 _STDOUT, _STDERR = 1, 2
 _STDERR_KEPT = 4096
@@ -66,7 +67,7 @@ def new_sandbox_connection() -> dict[str, Any]:
 def deliver_connection(api: docker.APIClient, container_id: str, connection: dict[str, Any]) -> None:
     """Give a started sandbox its kernel's connection file (blocking); SandboxStartFailed if that fails."""
     try:
-        exec_id = api.exec_create(container_id, ["python3", "-I", "-c", _DELIVER, json.dumps(connection)],
+        exec_id = api.exec_create(container_id, [*DELIVER_COMMAND, json.dumps(connection)],
                                   stdout=True, stderr=True)["Id"]
         output = api.exec_start(exec_id)
         code = api.exec_inspect(exec_id).get("ExitCode")
@@ -75,6 +76,25 @@ def deliver_connection(api: docker.APIClient, container_id: str, connection: dic
     if code != 0:
         raise SandboxStartFailed(f"could not hand the kernel its connection (exit {code}): "
                                  f"{bytes(output)[-400:].decode(errors='replace')}")
+
+
+class ExecLink(Protocol):
+    """An attached exec of a sandbox's container, whatever the engine: a kernel_relay.Stream of the process's
+    stdin and stdout (its stderr's end kept), the socket to poll and time out on, and its owner's verdict when it
+    fails. Docker's is DockerExec; Kubernetes' is kubernetes/pod_exec.py's PodExec."""
+
+    @property
+    def sock(self) -> socket.socket: ...
+    @property
+    def stderr_tail(self) -> bytes: ...
+    def fileno(self) -> int: ...
+    def recv(self) -> bytes | None: ...
+    def send(self, data: bytes) -> int: ...
+    def close(self) -> None: ...
+
+    def target_running(self) -> bool | None:
+        """Whether the container the exec ran in still runs; None when its engine cannot tell now."""
+        ...
 
 
 class ExecStream:
@@ -86,6 +106,10 @@ class ExecStream:
         self._header = bytearray()
         self._left, self._kind = 0, 0
         self.stderr_tail = b""
+
+    @property
+    def sock(self) -> socket.socket:
+        return self._sock
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -128,13 +152,40 @@ class ExecStream:
             return 0
 
 
+class DockerExec(ExecStream):
+    """An ExecLink over docker-py's exec_start(socket=True): the socket of the upgraded connection (TLS) or its
+    SocketIO (a Unix socket)."""
+
+    def __init__(self, api: docker.APIClient, container: str, attached: Any) -> None:
+        super().__init__(getattr(attached, "_sock", attached))
+        self._api, self._container, self._attached = api, container, attached
+
+    def close(self) -> None:
+        close_attached(self._attached)
+
+    def target_running(self) -> bool | None:
+        try:
+            return bool(self._api.inspect_container(self._container)["State"].get("Running"))
+        except docker.errors.NotFound:
+            return False
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return None
+
+
+def start_exec(api: docker.APIClient, container: str, command: list[str], **options: Any) -> DockerExec:
+    """Start `command` in `container`, attached (stdin, stdout, stderr); docker-py's errors propagate."""
+    exec_id = api.exec_create(container, command, stdin=True, stdout=True, stderr=True, tty=False,
+                              **options)["Id"]
+    return DockerExec(api, container, api.exec_start(exec_id, socket=True))
+
+
 class KernelChannel:
     """One sandbox kernel's channels, relayed between IPC sockets of this server and the sandbox's loopback."""
 
-    def __init__(self, connection_info: dict[str, Any], relay: kernel_relay.Relay, stream: ExecStream,
-                 keep: object, folder: Path) -> None:
+    def __init__(self, connection_info: dict[str, Any], relay: kernel_relay.Relay, link: ExecLink,
+                 folder: Path) -> None:
         self.connection_info = connection_info
-        self._relay, self._stream, self._keep, self._folder = relay, stream, keep, folder
+        self._relay, self._link, self._folder = relay, link, folder
         self._thread = threading.Thread(target=relay.run, name="kernel-relay", daemon=True)
         self._thread.start()
 
@@ -146,12 +197,12 @@ class KernelChannel:
     @property
     def relay_errors(self) -> str:
         """The end of what the sandbox's relay wrote to stderr, for diagnostics."""
-        return self._stream.stderr_tail.decode(errors="replace")
+        return self._link.stderr_tail.decode(errors="replace")
 
     def close(self) -> None:
         self._relay.stop()
         self._thread.join(timeout=10)
-        close_attached(self._keep)
+        self._link.close()
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
@@ -165,31 +216,40 @@ def close_attached(attached: Any) -> None:
                 closable.close()
 
 
+def relay_command(sandbox_connection: dict[str, Any], max_message_bytes: int) -> list[str]:
+    """The sandbox end of the channel: kernel_relay.py run by the image's python, on the kernel's ports."""
+    ports = [int(sandbox_connection[f"{name}_port"]) for name in kernel_relay.CHANNELS]
+    return ["python3", "-c", Path(kernel_relay.__file__).read_text(), str(max_message_bytes), *map(str, ports)]
+
+
 def open_channel(api: docker.APIClient, container_id: str, sandbox_connection: dict[str, Any], *,
                  context: zmq.Context[zmq.Socket[bytes]], max_message_bytes: int = 16 << 20,
                  timeout: float = 30.0) -> KernelChannel:
-    """Start the relay in the container and bind this server's end; its connection_info is for jupyter_client.
-    SandboxStartFailed if the relay does not answer in time."""
-    ports = [int(sandbox_connection[f"{name}_port"]) for name in kernel_relay.CHANNELS]
-    command = ["python3", "-c", Path(kernel_relay.__file__).read_text(), str(max_message_bytes), *map(str, ports)]
+    """Start the relay in the container through Docker's exec; see connect_channel."""
     try:
-        exec_id = api.exec_create(container_id, command, stdin=True, stdout=True, stderr=True, tty=False)["Id"]
-        keep = api.exec_start(exec_id, socket=True)
+        link = start_exec(api, container_id, relay_command(sandbox_connection, max_message_bytes))
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise SandboxStartFailed(f"could not start the kernel relay: {exc}") from exc
-    # docker-py gives the socket of the upgraded connection (TLS) or its SocketIO (a Unix socket).
-    sock: socket.socket = getattr(keep, "_sock", keep)
-    stream = ExecStream(sock)
-    rest = _handshake(keep, sock, stream, time.monotonic() + timeout)
+    return connect_channel(link, sandbox_connection, context=context, max_message_bytes=max_message_bytes,
+                           timeout=timeout)
+
+
+def connect_channel(link: ExecLink, sandbox_connection: dict[str, Any], *,
+                    context: zmq.Context[zmq.Socket[bytes]], max_message_bytes: int = 16 << 20,
+                    timeout: float = 30.0) -> KernelChannel:
+    """Greet the relay `link` runs and bind this server's end; its connection_info is for jupyter_client.
+    SandboxStartFailed if the relay does not answer in time."""
+    rest = _handshake(link, time.monotonic() + timeout)
     folder = Path(tempfile.mkdtemp(prefix="tsk-"))  # mkdtemp makes it 0700
     info = {**sandbox_connection, "transport": "ipc", "ip": str(folder / "k")}
     sockets = _server_sockets(context, info)
-    relay = kernel_relay.Relay(sockets, stream, max_message_bytes=max_message_bytes, initial=rest)
-    return KernelChannel(info, relay, stream, keep, folder)
+    relay = kernel_relay.Relay(sockets, link, max_message_bytes=max_message_bytes, initial=rest)
+    return KernelChannel(info, relay, link, folder)
 
 
-def _handshake(keep: Any, sock: socket.socket, stream: ExecStream, deadline: float) -> bytes:
+def _handshake(link: ExecLink, deadline: float) -> bytes:
     """Greet the sandbox's relay and wait for its greeting; what followed it."""
+    sock = link.sock
     sock.settimeout(max(deadline - time.monotonic(), 0.1))
     sock.sendall(kernel_relay.HELLO)
     sock.setblocking(False)
@@ -198,13 +258,13 @@ def _handshake(keep: Any, sock: socket.socket, stream: ExecStream, deadline: flo
     readable.register(sock, select.POLLIN)
     while len(got) < len(kernel_relay.HELLO) and time.monotonic() < deadline:
         readable.poll(100)
-        data = stream.recv()
+        data = link.recv()
         if data == b"":
             break
         got += data or b""
     if not got.startswith(kernel_relay.HELLO):
-        close_attached(keep)
-        raise SandboxStartFailed(f"the kernel relay did not answer: {stream.stderr_tail.decode(errors='replace')}")
+        link.close()
+        raise SandboxStartFailed(f"the kernel relay did not answer: {link.stderr_tail.decode(errors='replace')}")
     return got[len(kernel_relay.HELLO):]
 
 

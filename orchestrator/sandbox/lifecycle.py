@@ -77,6 +77,8 @@ class Lifecycle:
         owner = owner if owner is not None else self.owner_of(sandbox.id)
         memory = MEMORY_LIMITS[sandbox.memory_limit]
         host = await self.place(live, memory)
+        if restart and not await asyncio.to_thread(host.has_files, sandbox.id):
+            live.unreported_reset = notices.FILES_LOST
         connection = await asyncio.to_thread(host.prepare, sandbox.id)
         limits = Limits(memory, self.policy.cpus, self.policy.pids, self.policy.tmp_size)
         launch = functools.partial(host.launch, sandbox.id, limits=limits, labels=labels_for(sandbox),
@@ -159,11 +161,14 @@ class Lifecycle:
             return False
 
     async def kernel_alive(self, live: LiveSandbox) -> bool:
-        """Whether the sandbox's kernel can still answer: its transport open, its host up, its container
-        running (an engine that does not answer raises EngineUnavailable, as it always has)."""
+        """Whether the sandbox's kernel can still answer: its host up, and its transport open (the exec carrying it
+        ends with the kernel), or with none, its container running (an engine that does not answer raises
+        EngineUnavailable, as it always has)."""
         session, host = live.session, self.host_of(live.sandbox.id)
-        if session is None or self.hosts.is_down(host) or (session.transport and not session.transport.open):
+        if session is None or self.hosts.is_down(host):
             return False
+        if session.transport is not None:
+            return session.transport.open
         return await self.is_running(live.sandbox.id)
 
     # ---- stopping ------------------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ class LocalHost:
         return LOCAL
 
     @property
+    def watched(self) -> bool:
+        return False
+
+    @property
     def runtime(self) -> Runtime:
         return self._runtime
 

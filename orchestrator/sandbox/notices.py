@@ -11,6 +11,9 @@ LOST = "The kernel was restarted; variables and imports were lost (files in /mnt
 STOPPED = f"This sandbox's container stopped while idle (for example, the Docker engine restarted); {RESET}"
 HOST_LOST = ("The machine running this sandbox stopped answering, and the sandbox was lost with it: its variables "
              "and its files in /mnt/data are gone. The next call starts a fresh sandbox on another machine.")
+FILES_LOST = ("What held this sandbox's files is gone (its Docker engine restarted, or its pod was evicted or lost "
+              "its node), and the files in /mnt/data with it: a fresh sandbox was started, with no variables, "
+              "imports or files.")
 KERNEL_STOPPED = ("The sandbox's kernel had stopped and was restarted: variables and imports were lost (files in "
                   "/mnt/data were kept).")
 

@@ -1,4 +1,4 @@
-"""/mnt/data of sandboxes on a Docker engine that shares no filesystem with the server (issue 33).
+"""/mnt/data of sandboxes on an engine that shares no filesystem with the server (issue 33): Docker or Kubernetes.
 
 The files live on a tmpfs volume mounted in the sandbox and in its keeper container. A sandbox's operations go to
 one long-lived exec in its keeper running file_agent.py, which applies safefs's own functions to /mnt/data under
@@ -7,7 +7,7 @@ request on the open exec costs a round trip; a new exec costs ~100 ms over TLS, 
 `python3 -I` and the working dir "/" keep the agent from importing what the sandbox planted in /mnt/data; -S
 leaves out the image's packages and their .pth files. One operation at a time per sandbox; an agent left in an
 unknown state (an operation cut short, garbled, timed out) is closed, and the next operation starts another.
-Everything read back is bounded: status lines, chunks, a scan's JSON (16 MiB), stderr (ExecStream keeps its end).
+Everything read back is bounded: status lines, chunks, a scan's JSON (16 MiB), stderr (the link keeps its end).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from orchestrator.sandbox import file_agent, safefs
-from orchestrator.sandbox.agent_channel import ENGINE_ERRORS, SCAN_LIMIT, AgentExec, AgentSlot
+from orchestrator.sandbox.agent_channel import SCAN_LIMIT, AgentExec, AgentSlot
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound
+from orchestrator.sandbox.kernel_channel import ExecLink, start_exec
 
 _AGENT = Path(file_agent.__file__).read_text()
 _SAFEFS = Path(safefs.__file__).read_text()
@@ -53,28 +55,38 @@ def _file_stat(value: Any) -> safefs.FileStat:
     return safefs.FileStat(*value)
 
 
-class RemoteFiles:
-    """/mnt/data of sandboxes on one Docker engine, reached through an agent exec in each sandbox's keeper."""
+# The agent's command: safefs's source travels with it, so the image needs nothing of the server's.
+AGENT_COMMAND = ["python3", "-I", "-S", "-c", _AGENT, _SAFEFS]
+# Opens the agent (AGENT_COMMAND, as the sandbox uid, in "/") where a sandbox's files are; SandboxNotFound when
+# they are gone, EngineUnavailable when the engine cannot be reached.
+AgentOpener = Callable[[str], ExecLink]
 
-    def __init__(self, api: docker.APIClient, keeper_of: Callable[[str], str], *, uid: int) -> None:
-        self._api, self._keeper_of, self._user = api, keeper_of, f"{uid}:{uid}"
-        self._guard, self._slots = threading.Lock(), dict[str, AgentSlot]()  # slots: one per sandbox used
 
-    def _start(self, sandbox_id: str) -> AgentExec:
-        keeper = self._keeper_of(sandbox_id)
+def docker_agents(api: docker.APIClient, keeper_of: Callable[[str], str], *, uid: int) -> AgentOpener:
+    """Agents in the sandboxes' keeper containers of one Docker engine."""
+    def start(sandbox_id: str) -> ExecLink:
         try:
-            exec_id = self._api.exec_create(keeper, ["python3", "-I", "-S", "-c", _AGENT, _SAFEFS], stdin=True,
-                                            stdout=True, stderr=True, user=self._user, workdir="/")["Id"]
-            result = self._api.exec_start(exec_id, socket=True)
+            return start_exec(api, keeper_of(sandbox_id), AGENT_COMMAND, user=f"{uid}:{uid}", workdir="/")
         except docker.errors.NotFound as exc:
             raise SandboxNotFound(sandbox_id) from exc
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # the keeper is stopped, or being removed: its tmpfs is gone with it
                 raise SandboxNotFound(sandbox_id) from exc
             raise EngineUnavailable(f"Docker engine error reaching sandbox {sandbox_id}'s files: {exc}") from exc
-        except ENGINE_ERRORS as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineUnavailable(f"Docker engine unreachable for sandbox {sandbox_id}'s files: {exc}") from exc
-        return AgentExec(self._api, sandbox_id, keeper, result)
+    return start
+
+
+class RemoteFiles:
+    """/mnt/data of sandboxes on one engine, reached through a file agent per sandbox that `open_agent` starts."""
+
+    def __init__(self, open_agent: AgentOpener) -> None:
+        self._open_agent = open_agent
+        self._guard, self._slots = threading.Lock(), dict[str, AgentSlot]()  # slots: one per sandbox used
+
+    def _start(self, sandbox_id: str) -> AgentExec:
+        return AgentExec(sandbox_id, self._open_agent(sandbox_id))
 
     def _hold(self, sandbox_id: str) -> AgentSlot:
         """The sandbox's slot, locked; taken from a reader that kept it past LENT_LIMIT without taking a chunk."""

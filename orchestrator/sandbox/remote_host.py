@@ -28,7 +28,7 @@ from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel import Transport
 from orchestrator.sandbox.kernel_channel import new_sandbox_connection, open_channel
 from orchestrator.sandbox.remote_container import create_data_volume, data_volume_name, start_sandbox
-from orchestrator.sandbox.remote_files import RemoteFiles
+from orchestrator.sandbox.remote_files import RemoteFiles, docker_agents
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, DockerRuntime, hardened_host_config
 
 # Not the sandboxes' namespace label: a keeper is never listed, watched or swept as a sandbox.
@@ -95,11 +95,15 @@ class RemoteHost:
         self._oci_runtime, self._disk_bytes = oci_runtime, disk_bytes
         self._runtime = DockerRuntime(self._client, image=image, namespace=namespace, uid=uid,
                                       oci_runtime=oci_runtime)
-        self._files = RemoteFiles(self._api, keeper_name, uid=uid)
+        self._files = RemoteFiles(docker_agents(self._api, keeper_name, uid=uid))
 
     @property
     def name(self) -> str:
         return self._endpoint
+
+    @property
+    def watched(self) -> bool:
+        return True
 
     @property
     def runtime(self) -> DockerRuntime:

@@ -27,6 +27,7 @@ from orchestrator.responses.tools import ResponseTools
 from orchestrator.sandbox import EngineUnavailable, SandboxManager
 from orchestrator.sandbox.gvisor import RuntimeChoice
 from orchestrator.sandbox.image import default_tag
+from orchestrator.sandbox.local_host import LOCAL
 from orchestrator.sandbox.policy import SandboxPolicy
 from orchestrator.sandbox.workspace import parse_size
 from orchestrator.services.bindings import SandboxBindings
@@ -184,9 +185,9 @@ async def _start_sandboxes(settings: Settings, db: Database, files: FileStore, o
     the image is missing."""
     image = settings.image or default_tag()
     hosts, choice = await asyncio.to_thread(connect_hosts, settings, image)
-    if any(hosts.is_watched(host) for host in hosts.all()):
-        # Engine calls run in worker threads; a remote engine that hangs holds one per call for up to the API
-        # timeout, and the default pool (cores + 4) would leave the other hosts none.
+    if any(host.name != LOCAL for host in hosts.all()):
+        # Engine calls run in worker threads; a remote engine or API server that hangs holds one per call for up
+        # to its timeout, and the default pool (cores + 4) would leave the other hosts none.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
     exports = Exports(db, files, owners, ExportLimits(parse_size(settings.sandbox_export_budget),
                                               parse_size(settings.min_free_disk), settings.max_export_bytes))

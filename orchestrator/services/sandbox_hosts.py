@@ -10,7 +10,12 @@ from orchestrator.sandbox.errors import EngineUnavailable
 from orchestrator.sandbox.gvisor import REGISTRATION, RuntimeChoice, choose_runtime
 from orchestrator.sandbox.host import SandboxHost
 from orchestrator.sandbox.hosts import Hosts
+from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
+from orchestrator.sandbox.kubernetes.host import NAME as KUBERNETES
+from orchestrator.sandbox.kubernetes.host import KubernetesHost
+from orchestrator.sandbox.kubernetes.manifests import KernelSpec, tier_of
 from orchestrator.sandbox.local_host import LOCAL, LocalHost
+from orchestrator.sandbox.policy import MEMORY_LIMITS
 from orchestrator.sandbox.remote_host import RemoteHost, engine_runtimes
 from orchestrator.sandbox.runtime import DockerRuntime
 from orchestrator.sandbox.workspace import WorkspaceStore, parse_size
@@ -27,7 +32,12 @@ def connect_hosts(settings: Settings, image: str) -> tuple[Hosts, RuntimeChoice]
     for endpoint in settings.sandbox_host_list:
         host: SandboxHost
         try:
-            host, choice = _local(settings, image) if endpoint == LOCAL else _remote(settings, endpoint, image)
+            if endpoint == LOCAL:
+                host, choice = _local(settings, image)
+            elif endpoint == KUBERNETES:
+                host, choice = _kubernetes(settings, image)
+            else:
+                host, choice = _remote(settings, endpoint, image)
         except EngineUnavailable as exc:
             problems.append(str(exc))
             log.warning("sandbox host %s is left out: %s", endpoint, exc)
@@ -72,3 +82,22 @@ def _remote(settings: Settings, endpoint: str, image: str) -> tuple[RemoteHost, 
                       disk_bytes=parse_size(settings.sandbox_disk_quota),
                       max_message_bytes=settings.max_kernel_message_bytes)
     return host, choice
+
+
+def _kubernetes(settings: Settings, image: str) -> tuple[KubernetesHost, RuntimeChoice]:
+    """Kernel pods through agent-sandbox: the template, pools and policy applied (idempotent), and the cluster's
+    RuntimeClass reported as the runtime (the cluster, not this server, runs it)."""
+    tier = tier_of(parse_size(settings.default_memory_limit)) or next(iter(MEMORY_LIMITS))
+    spec = KernelSpec(image=image, k8s_namespace=settings.kubernetes_namespace,
+                      namespace=settings.namespace, uid=settings.sandbox_uid, cpus=settings.sandbox_cpus,
+                      pids=settings.sandbox_pids_limit, tmp_size=settings.sandbox_tmp_size,
+                      disk_size=settings.sandbox_disk_quota, runtime_class=settings.kubernetes_runtime_class,
+                      pools={tier: settings.pool_size})
+    kubeconfig = str(settings.kubernetes_kubeconfig) if settings.kubernetes_kubeconfig else None
+    backend = KubernetesBackend.from_kubeconfig(spec, kubeconfig, ready_timeout=settings.kernel_start_timeout,
+                                                max_lifetime=settings.sandbox_max_lifetime)
+    backend.apply()
+    host = KubernetesHost(backend, max_message_bytes=settings.max_kernel_message_bytes,
+                          poll_interval=settings.sandbox_host_check_interval)
+    runtime = settings.kubernetes_runtime_class or "the cluster's default"
+    return host, RuntimeChoice(runtime, settings.sandbox_runtime)

@@ -1,9 +1,9 @@
-"""Sandboxes as kernel pods in a Kubernetes cluster through agent-sandbox: the only module that imports
-`kubernetes`. One SandboxClaim per sandbox takes a ready pod from a SandboxWarmPool; the kernel is reached at the
-pod's IP over the pod network, so there is no host run dir or data dir as in the Docker backend (runtime.py).
+"""Sandboxes as kernel pods in a Kubernetes cluster through agent-sandbox (with pod_exec.py, the only modules
+that import `kubernetes`). One SandboxClaim per sandbox takes a ready pod from a SandboxWarmPool; the pod is
+reached through the API server's exec (host.py), never over the pod network.
 
-Its verbs mirror DockerRuntime's (create / state / remove / list_labels / ping) plus what a cluster needs: apply()
-at start, wait_ready(), address() and lost(). Every client failure becomes one of the engine's errors in
+Its verbs are the cluster's side of a sandbox (create / state / remove / list_labels / ping) plus apply() at
+start, wait_ready(), pod_of() and lost(). Every client failure becomes one of the engine's errors in
 _translate().
 """
 
@@ -24,7 +24,7 @@ from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, Sandb
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kubernetes import manifests
 from orchestrator.sandbox.kubernetes.manifests import GROUP, VERSION, KernelSpec
-from orchestrator.sandbox.kubernetes.status import KernelAddress, condition, gone, pod_state
+from orchestrator.sandbox.kubernetes.status import condition, container_running, gone, pod_state
 from orchestrator.sandbox.runtime import ContainerState
 from orchestrator.sandbox.workspace import parse_size
 
@@ -65,6 +65,7 @@ class KubernetesBackend:
                  poll_interval: float = 0.25, max_lifetime: float = 24 * 3600.0,
                  request_timeout: float = 30.0) -> None:
         self._spec = spec
+        self.api_client, self.k8s_namespace = api, spec.k8s_namespace  # for the pods' execs (host.py)
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._core = kubernetes.client.CoreV1Api(api)
         self._networking = kubernetes.client.NetworkingV1Api(api)
@@ -163,8 +164,8 @@ class KubernetesBackend:
                                  f"tmp={spec.tmp_size}; a claim cannot change them (asked {limits}).")
         return tier
 
-    def create(self, sandbox_id: str, *, limits: Limits, labels: dict[str, str]) -> KernelAddress:
-        """Claim a kernel pod for the sandbox and wait until it is ready; its address. A pod that does not become
+    def create(self, sandbox_id: str, *, limits: Limits, labels: dict[str, str]) -> str:
+        """Claim a kernel pod for the sandbox and wait until it is ready; its name. A pod that does not become
         ready in time is given back and SandboxStartFailed raised."""
         shutdown = datetime.now(UTC) + timedelta(seconds=self._max_lifetime)
         body = manifests.claim(self._spec, sandbox_id, self._tier(limits), labels, shutdown)
@@ -201,22 +202,37 @@ class KubernetesBackend:
         except _UNREACHABLE as exc:
             raise _translate(exc) from exc
 
-    def address(self, sandbox_id: str) -> KernelAddress | None:
-        """The kernel's address if the claim is bound and its pod Ready; None while it is not (yet)."""
+    def pod_of(self, sandbox_id: str) -> str | None:
+        """The name of the sandbox's pod if the claim is bound and the pod Ready; None while it is not (yet)."""
         status = self._claim(sandbox_id).get("status") or {}
         sandbox = status.get("sandbox") or {}
         if condition(status.get("conditions"), "Ready").get("status") != "True" or not sandbox.get("name"):
             return None
         pod = self._pod(sandbox["name"])
-        if pod is None or condition(pod.status.conditions, "Ready").get("status") != "True" or not pod.status.pod_ip:
+        if pod is None or condition(pod.status.conditions, "Ready").get("status") != "True":
             return None
-        return KernelAddress(pod.status.pod_ip, dict(manifests.KERNEL_PORTS), pod.metadata.name)
+        return str(pod.metadata.name)
 
-    def wait_ready(self, sandbox_id: str, timeout: float) -> KernelAddress:
+    def claimed(self, sandbox_id: str) -> bool:
+        """Whether the sandbox has a claim (bound or not)."""
+        try:
+            self._claim(sandbox_id)
+            return True
+        except SandboxNotFound:
+            return False
+
+    def container_running(self, pod: str, container: str) -> bool | None:
+        """Whether one container of a pod runs; None when the API cannot tell now."""
+        try:
+            return container_running(self._pod(pod), container)
+        except EngineUnavailable:
+            return None
+
+    def wait_ready(self, sandbox_id: str, timeout: float) -> str:
         """Poll until the claim is bound and its pod Ready, for at most `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.address(sandbox_id)
+            found = self.pod_of(sandbox_id)
             if found is not None:
                 return found
             if time.monotonic() >= deadline:

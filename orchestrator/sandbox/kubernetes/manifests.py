@@ -4,19 +4,20 @@ one SandboxWarmPool per memory tier, a SandboxClaim per sandbox, and the Network
 A kernel pod gets the Docker backend's protections in Kubernetes' words: a non-root uid, a read-only root, no
 capabilities, no privilege escalation, the runtime's default seccomp profile, no service account token, memory and
 CPU limits, /tmp in memory and /mnt/data on a size-limited emptyDir; gVisor through `runtimeClassName` where the
-cluster has it; and a NetworkPolicy that lets only the Toolshed server in, on the kernel's ports, and nothing out.
+cluster has it; and a NetworkPolicy that lets nothing in or out: the server reaches a pod only through the API
+server's exec (kubernetes/host.py), a kernel relay and a file agent per sandbox, as on a remote Docker engine.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from orchestrator.sandbox.kubernetes import kernel_supervisor
 from orchestrator.sandbox.policy import MEMORY_LIMITS
 from orchestrator.sandbox.workspace import parse_size
 
@@ -25,11 +26,9 @@ VERSION = "v1beta1"
 API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_PREFIX = "toolshed.io/"
 CONTAINER_NAME = "kernel"
-RUN_DIR, DATA_DIR = "/run/toolshed", "/mnt/data"
-# The kernel listens on TCP here (a pod has no host socket to share); the NetworkPolicy opens exactly these.
-KERNEL_PORTS = {"shell": 50001, "iopub": 50002, "stdin": 50003, "control": 50004, "hb": 50005}
-# Pods carrying these labels (the Deployment's) are the only ones the kernel pods accept connections from.
-SERVER_LABELS = {"app.kubernetes.io/name": "toolshed", "app.kubernetes.io/component": "server"}
+FILES_CONTAINER = "files"
+DATA_DIR = "/mnt/data"
+SUPERVISOR_SOURCE = Path(kernel_supervisor.__file__).read_text()
 # Docker's `nofile` ulimit for every sandbox; the nproc one is set only under gVisor (see runtime.py).
 OPEN_FILES = 4096
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -53,8 +52,6 @@ class KernelSpec:
     runtime_class: str = "gvisor"
     # Memory tier ("1g", "4g", ...) -> warm pods kept; a claim on a tier of 0 starts its pod cold.
     pools: Mapping[str, int] = field(default_factory=lambda: {"1g": 2})
-    # A Secret (key `key`) holding the hex HMAC key that signs kernel messages; the server reads the same one.
-    key_secret: str = "toolshed-kernel-key"
     image_pull_policy: str = "IfNotPresent"
 
     def __post_init__(self) -> None:
@@ -105,47 +102,41 @@ def quantity(size: str | int) -> str:
     return f"{n >> 20}Mi" if n % (1 << 20) == 0 else str(n)
 
 
-def _start_command(spec: KernelSpec) -> list[str]:
-    """The container's command: lower the rlimits, write the kernel's connection file (TCP on every address of
-    the pod, signed with the Secret's key), drop the key from the environment, and become the kernel."""
-    connection = {"transport": "tcp", "ip": "0.0.0.0", "signature_scheme": "hmac-sha256", "key": "%s",
-                  **{f"{name}_port": port for name, port in KERNEL_PORTS.items()}}
+def _security(spec: KernelSpec) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": spec.uid, "runAsGroup": spec.uid, "privileged": False,
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _kernel(spec: KernelSpec, memory_bytes: int) -> dict[str, Any]:
+    """The kernel's container: the supervisor (kernel_supervisor.py) as its first process, with the rlimits."""
     # RLIMIT_NPROC under runc would count every process of this uid on the node: gVisor only, as in Docker.
-    # `-p` is dash's name for RLIMIT_NPROC (the image's /bin/sh is dash).
-    nproc = f"ulimit -p {spec.pids} && " if spec.gvisor else ""
-    script = (f"umask 077 && ulimit -n {OPEN_FILES} && {nproc}"
-              f"printf {shlex.quote(json.dumps(connection))} \"$TOOLSHED_KERNEL_KEY\" > {RUN_DIR}/kernel.json && "
-              f"unset TOOLSHED_KERNEL_KEY && exec toolshed-kernel {RUN_DIR}/kernel.json")
-    return ["/bin/sh", "-c", script]
-
-
-def _container(spec: KernelSpec, memory_bytes: int) -> dict[str, Any]:
+    command = ["python3", "-I", "-c", SUPERVISOR_SOURCE, str(OPEN_FILES), str(spec.pids if spec.gvisor else 0)]
     return {
-        "name": CONTAINER_NAME,
-        "image": spec.image,
-        "imagePullPolicy": spec.image_pull_policy,
-        "command": _start_command(spec),
-        "workingDir": DATA_DIR,
-        "env": [{"name": "MPLBACKEND", "value": "module://matplotlib_inline.backend_inline"},
-                {"name": "TOOLSHED_KERNEL_KEY",
-                 "valueFrom": {"secretKeyRef": {"name": spec.key_secret, "key": "key"}}}],
-        "ports": [{"name": f"kernel-{name}", "containerPort": port, "protocol": "TCP"}
-                  for name, port in KERNEL_PORTS.items()],
-        # Ready means the kernel answers on its heartbeat port, so a claimed pod is one a cell can run on.
-        "readinessProbe": {"tcpSocket": {"port": KERNEL_PORTS["hb"]}, "periodSeconds": 1, "failureThreshold": 3},
+        "name": CONTAINER_NAME, "image": spec.image, "imagePullPolicy": spec.image_pull_policy,
+        "command": command, "workingDir": DATA_DIR,
+        "env": [{"name": "MPLBACKEND", "value": "module://matplotlib_inline.backend_inline"}],
         "resources": {
             "limits": {"cpu": f"{round(spec.cpus * 1000)}m", "memory": quantity(memory_bytes),
                        "ephemeral-storage": quantity(parse_size(spec.disk_size) + (64 << 20))},
             # Requests stay small so an idle warm pool does not reserve whole nodes; limits are what binds.
             "requests": {"cpu": "100m", "memory": "128Mi"},
         },
-        "securityContext": {
-            "runAsNonRoot": True, "runAsUser": spec.uid, "runAsGroup": spec.uid, "privileged": False,
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "run", "mountPath": RUN_DIR},
-                         {"name": "data", "mountPath": DATA_DIR}],
+        "securityContext": _security(spec),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": DATA_DIR}],
+    }
+
+
+def _files(spec: KernelSpec) -> dict[str, Any]:
+    """The files container: it runs nothing but the server's file agent (an exec per sandbox) over the same
+    /mnt/data, so files are reached while the kernel is stopped or busy; its own /tmp keeps what the kernel must
+    not read (the connection the server reconnects with, the sandbox's record)."""
+    return {
+        "name": FILES_CONTAINER, "image": spec.image, "imagePullPolicy": spec.image_pull_policy,
+        "command": ["sleep", "infinity"], "workingDir": "/",
+        "resources": {"limits": {"cpu": "250m", "memory": "128Mi"}, "requests": {"cpu": "10m", "memory": "32Mi"}},
+        "securityContext": _security(spec),
+        "volumeMounts": [{"name": "files-tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": DATA_DIR}],
     }
 
 
@@ -155,14 +146,15 @@ def pod_spec(spec: KernelSpec, memory_bytes: int) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # no environment variables naming the cluster's other Services
         "hostNetwork": False, "hostPID": False, "hostIPC": False,
-        "restartPolicy": "Never",  # a kernel that dies is a lost sandbox, never a silently fresh one
+        # The supervisor never ends, and the kernel is its child: a pod that stops is a lost sandbox.
+        "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
         "securityContext": {"runAsNonRoot": True, "runAsUser": spec.uid, "runAsGroup": spec.uid,
                             "fsGroup": spec.uid, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [_container(spec, memory_bytes)],
+        "containers": [_kernel(spec, memory_bytes), _files(spec)],
         "volumes": [
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": quantity(spec.tmp_size)}},
-            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {"name": "files-tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
             {"name": "data", "emptyDir": {"sizeLimit": quantity(spec.disk_size)}},
         ],
     }
@@ -240,18 +232,13 @@ def pod_selector(spec: KernelSpec) -> str:
 
 
 def network_policy(spec: KernelSpec) -> dict[str, Any]:
-    """Kernel pods accept connections only from the Toolshed server's pods, on the kernel ports, and open none:
-    no egress rule at all (no DNS, no cluster, no internet)."""
+    """Kernel pods accept no connection and open none: the server reaches them through the API server's exec,
+    never the pod network (no DNS, no cluster, no internet)."""
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": policy_name(spec), "namespace": spec.k8s_namespace, "labels": kernel_labels(spec)},
-        "spec": {
-            "podSelector": {"matchLabels": kernel_labels(spec)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": dict(SERVER_LABELS)}}],
-                         "ports": [{"protocol": "TCP", "port": port} for port in KERNEL_PORTS.values()]}],
-            "egress": [],
-        },
+        "spec": {"podSelector": {"matchLabels": kernel_labels(spec)}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [], "egress": []},
     }
 
 

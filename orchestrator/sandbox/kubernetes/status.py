@@ -1,23 +1,13 @@
-"""How the backend reads what the cluster says: a claim's or pod's conditions, a pod's kernel container state,
-and a ready kernel's address. Pure functions over the API's objects (dicts or the client's models)."""
+"""How the backend reads what the cluster says: a claim's or pod's conditions, a pod's kernel container state.
+Pure functions over the API's objects (dicts or the client's models)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.sandbox.kubernetes.manifests import CONTAINER_NAME
 from orchestrator.sandbox.runtime import ContainerState
-
-
-@dataclass(frozen=True)
-class KernelAddress:
-    """Where a sandbox's kernel listens: its pod's IP and the kernel's ports (manifests.KERNEL_PORTS)."""
-
-    ip: str
-    ports: Mapping[str, int]
-    pod: str
 
 
 def condition(conditions: list[Any] | None, kind: str) -> Mapping[str, Any]:
@@ -43,3 +33,13 @@ def pod_state(pod: Any | None) -> ContainerState:
 def gone(pod: Any | None) -> bool:
     """A bound claim's pod that will not run a cell again (a pod still starting is not gone)."""
     return not pod_state(pod).running and (pod is None or pod.status.phase != "Pending")
+
+
+def container_running(pod: Any | None, name: str) -> bool:
+    """Whether the container `name` of a pod (or None: gone) runs."""
+    if pod is None or pod.metadata.deletion_timestamp is not None:
+        return False
+    for container in pod.status.container_statuses or []:
+        if container.name == name:
+            return bool(container.state and container.state.running)
+    return False

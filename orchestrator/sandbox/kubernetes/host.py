@@ -1,0 +1,262 @@
+"""Kubernetes as a sandbox host (issue 33): each sandbox a kernel pod claimed through agent-sandbox (backend.py),
+reached only through the API server's `pods/exec`, as a remote Docker engine is reached through its exec API.
+
+A pod has two containers over one emptyDir /mnt/data: the kernel's, whose first process is the supervisor
+(kernel_supervisor.py), and the files container, where the file agent runs and the server keeps what the kernel
+must not read. Stopping a sandbox's "container" (a reclaim, a restart) stops its kernel, not its pod: the files
+stay until the sandbox is discarded, which gives the claim back. The kernel's key is a fresh one per start, handed
+in by an exec as on Docker, so nothing but this server, through the API server, can reach a kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import zmq
+
+from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.hardening import Limits
+from orchestrator.sandbox.kernel import Transport
+from orchestrator.sandbox.kernel_channel import DELIVER_COMMAND, connect_channel, new_sandbox_connection, relay_command
+from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
+from orchestrator.sandbox.kubernetes.manifests import CONTAINER_NAME, FILES_CONTAINER, SUPERVISOR_SOURCE
+from orchestrator.sandbox.kubernetes.pod_exec import PodExec, open_pod_exec
+from orchestrator.sandbox.remote_files import AGENT_COMMAND, RemoteFiles
+from orchestrator.sandbox.runtime import ContainerState
+
+NAME = "kubernetes"
+_SUPERVISOR = ["python3", "-I", "-c", SUPERVISOR_SOURCE]
+_META_FILE, _CONNECTION_FILE = "/tmp/toolshed-meta.json", "/tmp/toolshed-connection.json"
+_WRITE = "import sys\nopen(sys.argv[1], 'w').write(sys.argv[2])"
+# How long a short exec (a state, a stop, a delivery) may take in all.
+_EXEC_TIMEOUT = 30.0
+
+
+class KubernetesHost:
+    def __init__(self, backend: KubernetesBackend, *, max_message_bytes: int, poll_interval: float = 2.0) -> None:
+        self._backend = backend
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._max_message_bytes = max_message_bytes
+        self._runtime = PodRuntime(self, poll_interval)
+        self._files = RemoteFiles(lambda sandbox_id: self.open_exec(sandbox_id, FILES_CONTAINER, AGENT_COMMAND))
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    @property
+    def watched(self) -> bool:
+        return False
+
+    @property
+    def runtime(self) -> PodRuntime:
+        return self._runtime
+
+    @property
+    def files(self) -> RemoteFiles:
+        return self._files
+
+    @property
+    def backend(self) -> KubernetesBackend:
+        return self._backend
+
+    def memory_bytes(self) -> int:
+        """The cluster's scheduler places pods; among hosts, the cluster counts as one of unbounded memory."""
+        return 1 << 60
+
+    def alive(self) -> bool:
+        return self._backend.ping()
+
+    # ---- execs ---------------------------------------------------------------------------------------------
+
+    def pod(self, sandbox_id: str) -> str:
+        """The sandbox's pod; SandboxNotFound when it has none (no claim, or a pod that is gone)."""
+        name = self._backend.pod_of(sandbox_id)
+        if name is None:
+            raise SandboxNotFound(sandbox_id)
+        return name
+
+    def open_exec(self, sandbox_id: str, container: str, command: list[str]) -> PodExec:
+        pod = self.pod(sandbox_id)
+        return open_pod_exec(self._backend.api_client, self._backend.k8s_namespace, pod, container, command,
+                             running=lambda: self._backend.container_running(pod, container), sandbox_id=sandbox_id)
+
+    def run(self, sandbox_id: str, container: str, command: list[str]) -> bytes:
+        """Run a short command to its end; its stdout. EngineUnavailable if it fails or outlasts _EXEC_TIMEOUT."""
+        link = self.open_exec(sandbox_id, container, command)
+        try:
+            output = _read_all(link)
+        finally:
+            link.close()
+        if link.status is None or link.status.get("status") != "Success":
+            raise EngineUnavailable(f"{command[0]} failed in sandbox {sandbox_id}'s {container} container: "
+                                    f"{link.stderr_tail.decode(errors='replace')[-400:]}")
+        return output
+
+    # ---- SandboxHost ---------------------------------------------------------------------------------------
+
+    def prepare(self, sandbox_id: str) -> dict[str, Any]:
+        """The files come with the pod, claimed at launch; a claim whose pod is gone goes first."""
+        if self._backend.claimed(sandbox_id) and not self.has_files(sandbox_id):
+            self.discard(sandbox_id)
+        return new_sandbox_connection()
+
+    def launch(self, sandbox_id: str, *, limits: Limits, labels: dict[str, str], connection: dict[str, Any],
+               replace: bool) -> None:
+        if not self._backend.claimed(sandbox_id):
+            self._backend.create(sandbox_id, limits=limits, labels=labels | {"host": NAME})
+        elif replace:
+            self.run(sandbox_id, CONTAINER_NAME, [*_SUPERVISOR, "stop"])
+        self._keep(sandbox_id, _CONNECTION_FILE, connection)
+        try:
+            self.run(sandbox_id, CONTAINER_NAME, [*DELIVER_COMMAND, json.dumps(connection)])
+        except EngineUnavailable as exc:
+            raise SandboxStartFailed(f"could not hand the kernel its connection: {exc}") from exc
+
+    def reach(self, sandbox_id: str, connection: dict[str, Any]) -> tuple[dict[str, Any], Transport | None]:
+        link = self.open_exec(sandbox_id, CONTAINER_NAME, relay_command(connection, self._max_message_bytes))
+        channel = connect_channel(link, connection, context=self._context, max_message_bytes=self._max_message_bytes)
+        return channel.connection_info, channel
+
+    def seal(self, sandbox_id: str, connection: dict[str, Any]) -> None:
+        """Nothing to take back: the kernel's sockets are on the pod's own loopback."""
+
+    def saved_connection(self, sandbox_id: str) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.run(sandbox_id, FILES_CONTAINER, ["cat", _CONNECTION_FILE])))
+        except (EngineUnavailable, SandboxNotFound) as exc:
+            raise ValueError(f"no kernel connection kept: {exc}") from exc
+
+    def release(self, sandbox_id: str) -> None:
+        """The pod keeps the files; its kernel was stopped by runtime.remove."""
+
+    def discard(self, sandbox_id: str) -> None:
+        self._files.forget(sandbox_id)
+        self._backend.remove(sandbox_id)
+
+    def has_files(self, sandbox_id: str) -> bool:
+        try:
+            pod = self._backend.pod_of(sandbox_id)
+        except SandboxNotFound:
+            return False
+        return pod is not None and self._backend.container_running(pod, FILES_CONTAINER) is not False
+
+    def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
+        self._keep(sandbox_id, _META_FILE, meta)
+
+    def _keep(self, sandbox_id: str, path: str, value: dict[str, Any]) -> None:
+        """A file of the files container's own /tmp, which the kernel cannot reach."""
+        self.run(sandbox_id, FILES_CONTAINER, ["python3", "-I", "-c", _WRITE, path, json.dumps(value)])
+
+    def load_metas(self) -> list[dict[str, Any]]:
+        metas = []
+        for labels in self._backend.list_labels():
+            try:
+                metas.append(json.loads(self.run(labels["id"], FILES_CONTAINER, ["cat", _META_FILE])))
+            except (ValueError, KeyError, EngineUnavailable, SandboxNotFound):
+                continue
+        return metas
+
+    def claim(self) -> None:
+        """Not checked: give every server its own TOOLSHED_NAMESPACE (the claims' label)."""
+
+    def adopt(self, sandbox_id: str) -> None:
+        """The files never left the pod."""
+
+    def prune(self, keep: Callable[[str], bool]) -> None:
+        for labels in self._backend.list_labels():
+            if labels.get("id") and not keep(labels["id"]):
+                self.discard(labels["id"])
+
+    def close(self) -> None:
+        self._runtime.close()
+        self._files.close()
+        self._context.destroy(linger=0)
+
+
+def _read_all(link: PodExec) -> bytes:
+    """Everything the process writes until it ends (bounded: these are short commands of ours)."""
+    link.sock.settimeout(_EXEC_TIMEOUT)
+    out = bytearray()
+    try:
+        while data := link.sock.recv(1 << 16):
+            out += data
+            if len(out) > 16 << 20:
+                raise EngineUnavailable("an exec wrote more than 16 MiB")
+    except TimeoutError as exc:
+        raise EngineUnavailable(f"an exec did not end within {_EXEC_TIMEOUT:g} s") from exc
+    return bytes(out)
+
+
+class PodRuntime:
+    """The engine's container verbs for kernel pods: "running" is the kernel's state, not the pod's."""
+
+    def __init__(self, host: KubernetesHost, poll_interval: float) -> None:
+        self._host, self._poll_interval = host, poll_interval
+        self._closed = threading.Event()
+
+    @property
+    def namespace(self) -> str:
+        return self._host.backend.namespace
+
+    def state(self, sandbox_id: str) -> ContainerState:
+        backend = self._host.backend
+        if not backend.claimed(sandbox_id):
+            raise SandboxNotFound(sandbox_id)
+        pod_state = backend.state(sandbox_id)
+        if not pod_state.running:
+            return pod_state
+        try:
+            kernel = json.loads(self._host.run(sandbox_id, CONTAINER_NAME, [*_SUPERVISOR, "state"]))
+        except SandboxNotFound:
+            return ContainerState(False, None, False)
+        except ValueError as exc:
+            raise EngineUnavailable(f"sandbox {sandbox_id}'s supervisor sent a malformed state") from exc
+        code = kernel.get("exit_code")
+        return ContainerState(kernel.get("running") is True, code if isinstance(code, int) else None,
+                              kernel.get("oom_killed") is True)
+
+    def remove(self, sandbox_id: str) -> None:
+        """Stop the kernel; the pod, and its files, stay until the sandbox is discarded."""
+        try:
+            self._host.run(sandbox_id, CONTAINER_NAME, [*_SUPERVISOR, "stop"])
+        except SandboxNotFound:
+            pass
+
+    def list_labels(self) -> list[dict[str, str]]:
+        return self._host.backend.list_labels()
+
+    def ping(self) -> bool:
+        return self._host.backend.ping()
+
+    def stopped_containers(self) -> LostPods:
+        return LostPods(self._host.backend.lost, self._poll_interval, self._closed)
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class LostPods:
+    """runtime.StopStream for pods: the cluster's lost ones, polled (a kernel that dies in a live pod closes its
+    channel, which the engine sees by itself)."""
+
+    def __init__(self, lost: Callable[[], list[str]], interval: float, closed: threading.Event) -> None:
+        self._lost, self._interval = lost, interval
+        self._closed, self._mine = closed, threading.Event()
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        while not (self._closed.wait(self._interval) or self._mine.is_set()):
+            try:
+                lost = set(self._lost())
+            except EngineUnavailable:
+                return
+            yield from sorted(lost - seen)
+            seen = lost
+
+    def close(self) -> None:
+        self._mine.set()
+
