@@ -3,7 +3,11 @@ run on the local engine (the baseline: shared disk, IPC sockets) and one whose s
 separate dockerd reached over mutual TLS (tests/second_dockerd.py: files through an exec in the keeper, the
 kernel's channels over an exec stream). Interleaved in blocks, so both see the same machine: a trivial cell, a
 cell that writes a file (found and exported after the cell), a 1 MiB container-file read, a 64 KiB upload, and
-a cold sandbox start with its first cell. Sandboxes under runc on both. Prints JSON, keeps the raw samples.
+a cold sandbox start with its first cell. Sandboxes under runc on both. A third server runs its sandboxes as
+kernel pods of a fake Kubernetes API server served from this process (tests/kubernetes_fake.py), whose fake
+kubelet runs each pod as local containers: the kernel's channels and the file agent over the pods' exec WebSocket,
+as against a cluster, but with no real API server or kubelet hop (those add their own latency on a cluster).
+Prints JSON, keeps the raw samples.
 
 Run: .venv/bin/python bench/hosts.py [--runs 100] [--out bench/results/hosts.json]   (needs root, Docker, image)
 """
@@ -28,7 +32,7 @@ import httpx
 from bench.replicas import BLOCK, interleaved
 from bench.sandbox import Samples
 from orchestrator.localserver import Server
-from tests.remote_switch import host_settings, start_engine
+from tests.remote_switch import host_settings, kubernetes_settings, start_engine, stop_engine
 from tests.second_dockerd import SecondDockerd
 
 RESULTS = ROOT / "bench" / "results" / "hosts.json"
@@ -69,15 +73,17 @@ def figures(server: Server) -> dict[str, Callable[[], bool]]:
     return dict(zip(FIGURES, (execute, write_file, read, put, cold), strict=True))
 
 
-def measure(engine: SecondDockerd, folder: Path, runs: int, cold_runs: int) -> dict[str, Samples]:
+def measure(engine: SecondDockerd, cluster: dict[str, str], folder: Path, runs: int,
+            cold_runs: int) -> dict[str, Samples]:
     servers: list[Server] = []
     try:
         local = Server(folder / "local", **COMMON)
         remote = Server(folder / "remote", **COMMON, **host_settings(engine))
-        for server in (local, remote):
+        pods = Server(folder / "kubernetes", **COMMON, **cluster)
+        for server in (local, remote, pods):
             server.start()
             servers.append(server)
-        on = {"local": figures(local), "remote": figures(remote)}
+        on = {"local": figures(local), "remote": figures(remote), "kubernetes": figures(pods)}
         samples: dict[str, Samples] = {}
         for name in FIGURES:
             count = cold_runs if name == "cold" else runs
@@ -98,14 +104,18 @@ def main() -> None:
     engine = start_engine()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            samples = measure(engine, Path(tmp), args.runs, args.cold_runs)
+            samples = measure(engine, kubernetes_settings(), Path(tmp), args.runs, args.cold_runs)
     finally:
         engine.stop()
+        stop_engine()
     summary = {name: s.summary() for name, s in samples.items()}
-    ratio = {name: round(summary[f"{name}_remote"]["p50_ms"] / summary[f"{name}_local"]["p50_ms"], 3)
-             for name in FIGURES if summary[f"{name}_local"].get("n") and summary[f"{name}_remote"].get("n")}
+
+    def over_local(where: str) -> dict[str, float]:
+        return {name: round(summary[f"{name}_{where}"]["p50_ms"] / summary[f"{name}_local"]["p50_ms"], 3)
+                for name in FIGURES if summary[f"{name}_local"].get("n") and summary[f"{name}_{where}"].get("n")}
     result = {"machine": {"cpus": os.cpu_count()}, "runs": args.runs, "cold_runs": args.cold_runs, "block": BLOCK,
-              "summary": summary, "remote_over_local_p50": ratio,
+              "summary": summary, "remote_over_local_p50": over_local("remote"),
+              "kubernetes_over_local_p50": over_local("kubernetes"),
               "samples_ms": {name: [round(x * 1000, 3) for x in s.seconds] for name, s in samples.items()}}
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "samples_ms"}, indent=1))

@@ -69,8 +69,10 @@ class Run:
 class Kubelet:
     """Runs pods (dicts as the API server stores them) as Docker containers, and reports on them."""
 
-    def __init__(self, client: docker.DockerClient, *, label: str = "tests", runtime: str = "runc") -> None:
-        self.docker, self.label, self.runtime = client, label, runtime
+    def __init__(self, client: docker.DockerClient, *, label: str = "tests", runtime: str = "runc",
+                 pod_pids_limit: int | None = 256) -> None:
+        # The node's kubelet `podPidsLimit` (docs/kubernetes.md asks it of a cluster), here per container.
+        self.docker, self.label, self.runtime, self.pod_pids_limit = client, label, runtime, pod_pids_limit
         # Containers lose_pod(oom=True) killed: reported as the kernel's OOM killer's work.
         self.oom_killed: set[str] = set()
         self.close()
@@ -135,7 +137,7 @@ class Kubelet:
             security_opt=["no-new-privileges"] if security.get("allowPrivilegeEscalation") is False else None,
             network_mode="none", mem_limit=memory, memswap_limit=memory,  # no swap, as on a kubelet's node
             nano_cpus=int(quantity(limits["cpu"]) * 1e9) if "cpu" in limits else None,
-            runtime=self.runtime, init=False, labels=self._labels(pod),
+            runtime=self.runtime, init=False, labels=self._labels(pod), pids_limit=self.pod_pids_limit,
             mounts=[Mount(mount["mountPath"], volumes[mount["name"]], type="volume",
                           read_only=bool(mount.get("readOnly"))) for mount in spec.get("volumeMounts") or []])
 

@@ -10,6 +10,7 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import Evidence, Server, logs, run
+from tests.remote_switch import engine_container
 from tests.sandbox_runtimes import battery_fixtures, probe
 
 pytestmark = pytest.mark.docker
@@ -229,13 +230,11 @@ def test_no_engine_socket_no_host_devices_and_proc_leaks_nothing(client: OpenAI,
 @pytest.mark.attack("resources: a CPU hog beside other sandboxes")
 def test_a_cpu_hog_is_held_to_its_share_and_neighbours_keep_their_latency(client: OpenAI, container: str,
                                                                           server: Server, evidence: Evidence) -> None:
-    import docker
-
     hog = client.containers.create(name="hog").id
     try:
         run(client, hog, "import subprocess\nprocs = [subprocess.Popen(['python3', '-c', 'while True: pass']) "
                          "for _ in range(4)]")
-        engine = docker.from_env().containers.get(f"toolshed-{hog}")
+        engine = engine_container(hog)
 
         def cpu_ns() -> int:
             return int(engine.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
