@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import jsonschema
 from tests.kubernetes_cluster import FakeCluster, now, shape
 from tests.kubernetes_exec import serve_exec
 from tests.kubernetes_schemas import validate_custom
+from tests.second_dockerd import Certificates
 
 AGENTS = "extensions.agents.x-k8s.io"
 KINDS = {"sandboxtemplates": "SandboxTemplate", "sandboxwarmpools": "SandboxWarmPool",
@@ -199,14 +201,20 @@ class _Verbs:
 
 
 @contextmanager
-def fake_api_server(cluster: FakeCluster) -> Iterator[str]:
-    """Serve `cluster` on a free loopback port for the block; its URL."""
+def fake_api_server(cluster: FakeCluster, tls: Certificates | None = None) -> Iterator[str]:
+    """Serve `cluster` on a free loopback port for the block; its URL. With `tls`, over HTTPS with its server
+    certificate, asking every client for a certificate of its CA, as an API server does."""
     handler = type("Handler", (_Handler,), {"cluster": cluster})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
+        context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+        context.verify_mode = ssl.CERT_REQUIRED
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -226,12 +234,18 @@ def permission(method: str, path: str) -> tuple[str, str, str]:
     return group, rest[0], verb
 
 
-def kubeconfig(path: Path, server: str, namespace: str = "toolshed") -> Path:
-    """A kubeconfig file whose current context is `server`, with a bearer token as a service account has."""
+def kubeconfig(path: Path, server: str, namespace: str = "toolshed", tls: Certificates | None = None) -> Path:
+    """A kubeconfig file whose current context is `server`: with `tls`, its CA and a client certificate; else a
+    bearer token, as a service account has."""
+    cluster: dict[str, str] = {"server": server}
+    user: dict[str, str] = {"token": "fake-token"}
+    if tls is not None:
+        cluster["certificate-authority"] = str(tls.ca)
+        user = {"client-certificate": str(tls.client_cert), "client-key": str(tls.client_key)}
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": server}}],
-        "users": [{"name": "toolshed", "user": {"token": "fake-token"}}],
+        "clusters": [{"name": "fake", "cluster": cluster}],
+        "users": [{"name": "toolshed", "user": user}],
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "toolshed", "namespace": namespace}}],
     }))
     return path

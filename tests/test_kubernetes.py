@@ -156,7 +156,7 @@ def backend(config: Path, spec: KernelSpec = SPEC, **options: Any) -> Kubernetes
 def test_create_claims_a_ready_kernel_pod(cluster: FakeCluster, kube: Path) -> None:
     engine = backend(kube)
     engine.apply()
-    name = engine.create("cntr_one", limits=LIMITS, labels={"project": "acme"})
+    name, _ = engine.create("cntr_one", limits=LIMITS, labels={"project": "acme"})
     pod = cluster.objects[("pods", NS, name)]
     assert pod["spec"] == manifests.pod_spec(SPEC, 1 << 30)
     claim = cluster.objects[("sandboxclaims", NS, "toolshed-cntr-one")]
@@ -178,7 +178,7 @@ def test_a_pod_never_ready_is_a_clear_error_and_its_claim_is_given_back(kube: Pa
 def test_remove_gives_the_claim_and_its_pod_back(kube: Path, cluster: FakeCluster) -> None:
     engine = backend(kube)
     engine.apply()
-    pod = engine.create("cntr_two", limits=LIMITS, labels={})
+    pod, _ = engine.create("cntr_two", limits=LIMITS, labels={})
     engine.remove("cntr_two")
     assert ("sandboxclaims", NS, "toolshed-cntr-two") not in cluster.objects
     assert ("pods", NS, pod) not in cluster.objects
@@ -212,8 +212,7 @@ def test_apply_over_existing_objects_updates_them(kube: Path, cluster: FakeClust
 def test_a_lost_pod_is_noticed(kube: Path, cluster: FakeCluster, oom: bool) -> None:
     engine = backend(kube)
     engine.apply()
-    kept, lost = engine.create("cntr_kept", limits=LIMITS, labels={}), engine.create("cntr_lost", limits=LIMITS,
-                                                                                     labels={})
+    kept, lost = (engine.create(name, limits=LIMITS, labels={})[0] for name in ("cntr_kept", "cntr_lost"))
     assert engine.lost() == []
     cluster.lose_pod(NS, lost, oom=oom)
     assert engine.lost() == ["cntr_lost"]
@@ -250,6 +249,7 @@ def test_the_deploy_role_grants_exactly_what_the_backend_uses(kube: Path, cluste
     engine.apply()
     engine.apply()
     engine.create("cntr_rbac", limits=LIMITS, labels={})
+    engine.renew("cntr_rbac")
     engine.state("cntr_rbac")
     engine.list_labels()
     engine.lost()

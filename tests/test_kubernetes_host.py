@@ -7,6 +7,7 @@ the cluster's control plane is a fake (no cluster runs on this machine)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +21,15 @@ from orchestrator.sandbox.kubernetes import manifests
 from tests.conftest import logs, run, running_server, sdk_client
 from tests.kubernetes_fake import FakeCluster, fake_api_server, kubeconfig
 from tests.kubernetes_kubelet import Kubelet
+from tests.second_dockerd import make_certificates
 
 pytestmark = [pytest.mark.docker]
 NS = "toolshed"
+# Kills the kernel's relay: the exec whose command line is pod_exec's bootstrap with the kernel's ports after it.
+_KILL_RELAY = ("import os, signal\nfor pid in filter(str.isdigit, os.listdir('/proc')):\n"
+               "    args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+               "    if int(pid) != os.getpid() and any(b'given = json.loads' in a for a in args) and len(args) > 6:\n"
+               "        os.kill(int(pid), signal.SIGKILL)\n")
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +44,12 @@ def cluster(docker_ready: None) -> Iterator[FakeCluster]:
 @pytest.fixture(scope="module")
 def server(cluster: FakeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("k8s")
-    with fake_api_server(cluster) as url, \
+    # Over TLS with a client certificate, as a cluster's API server is reached: the REST calls and every exec's
+    # WebSocket take the kubeconfig's CA and certificate.
+    tls = make_certificates(folder / "certs")
+    with fake_api_server(cluster, tls) as url, \
             running_server(folder / "data", TOOLSHED_SANDBOX_HOSTS="kubernetes",
-                           TOOLSHED_KUBERNETES_KUBECONFIG=str(kubeconfig(folder / "kubeconfig", url, NS)),
+                           TOOLSHED_KUBERNETES_KUBECONFIG=str(kubeconfig(folder / "kubeconfig", url, NS, tls)),
                            TOOLSHED_KUBERNETES_RUNTIME_CLASS="", TOOLSHED_POOL_SIZE="0",
                            TOOLSHED_SANDBOX_HOST_CHECK_INTERVAL="0.5") as srv:
         yield srv
@@ -159,6 +169,38 @@ def test_a_restarted_server_finds_its_pods_and_reconnects_to_their_kernels(clien
     try:
         after = logs(run(client, sandbox, "print(survivor, open('/mnt/data/kept.txt').read())"))
         assert after == "still here kept\n", after
+        assert pod_of(cluster, sandbox) == pod
+    finally:
+        client.containers.delete(sandbox)
+
+
+def test_a_lost_exec_connection_reconnects_to_the_same_kernel(client: OpenAI, cluster: FakeCluster) -> None:
+    sandbox = client.containers.create(name="k8s-channel").id
+    try:
+        run(client, sandbox, "kept = 41")
+        kernel = docker.from_env().containers.get(f"fakepod-{pod_of(cluster, sandbox)}-kernel")
+        # The relay carrying the kernel's channels dies (as an exec stream cut by a load balancer would end).
+        cut = threading.Timer(1.5, kernel.exec_run, (["python3", "-c", _KILL_RELAY],), {"user": "1000"})
+        cut.start()
+        cell = run(client, sandbox, "import time\ntime.sleep(4)\nprint('done')")
+        cut.join()
+        assert cell["status"] == "failed" and cell["error"]["name"] == "ChannelLost", cell
+        assert logs(run(client, sandbox, "print(kept + 1)")).endswith("42\n")
+    finally:
+        client.containers.delete(sandbox)
+
+
+def test_a_stuck_kernel_is_stopped_and_replaced_in_its_pod(client: OpenAI, cluster: FakeCluster) -> None:
+    sandbox = client.containers.create(name="k8s-stuck").id
+    try:
+        run(client, sandbox, "x = 1\nopen('/mnt/data/kept.txt', 'w').write('kept')")
+        pod = pod_of(cluster, sandbox)
+        stuck = run(client, sandbox, "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                     "time.sleep(600)", timeout=2)
+        assert stuck["status"] == "timed_out", stuck
+        # The supervisor was told to stop the kernel that ignored the interrupt, and started the next one.
+        after = logs(run(client, sandbox, "print('x' in globals(), open('/mnt/data/kept.txt').read())"))
+        assert after.endswith("False kept\n"), after
         assert pod_of(cluster, sandbox) == pod
     finally:
         client.containers.delete(sandbox)

@@ -90,7 +90,8 @@ def test_app_state_holds_the_service_container_only() -> None:
 REMOTE_ENGINE = {f"orchestrator/sandbox/{name}.py"
                  for name in ("kernel_channel", "remote_container", "remote_files", "remote_host")}
 FOREIGN = {"docker": {"orchestrator/sandbox/runtime.py", *REMOTE_ENGINE},
-           "kubernetes": {f"orchestrator/sandbox/kubernetes/{name}.py" for name in ("backend", "pod_exec")},
+           "kubernetes": {f"orchestrator/sandbox/kubernetes/{name}.py"
+                          for name in ("api_errors", "backend", "pod_exec")},
            "jupyter_client": {"orchestrator/sandbox/kernel.py"},
            "faiss": {"retrieval/index.py"}, "sentence_transformers": {"retrieval/embedding.py"},
            "pypdf": {"retrieval/parsing.py"},

@@ -132,7 +132,10 @@ class Executor:
             self.schedule_restart(live, notices.stuck(timeout))
             return "timed_out", ExecutionError("TimeoutError", notices.stuck(timeout))
         error = await self._death_error(live)
-        self.schedule_restart(live, error.value)
+        if error.name == "ChannelLost":
+            live.close_session()  # the next call reconnects to the kernel, which kept its state
+        else:
+            self.schedule_restart(live, error.value)
         return ("interrupted" if live.interrupt_requested else "failed"), error
 
     async def _death_error(self, live: LiveSandbox) -> ExecutionError:
@@ -154,6 +157,8 @@ class Executor:
             hosts.mark_down(host)
             self._lifecycle.lose(live)
             return ExecutionError("SandboxLost", notices.HOST_LOST)
+        if state.running:  # the exec carrying the kernel's channels ended, not the kernel
+            return ExecutionError("ChannelLost", notices.CHANNEL_LOST)
         if state.oom_killed:
             return ExecutionError("OutOfMemoryError", f"The sandbox ran out of memory (limit "
                                   f"{live.sandbox.memory_limit}) and its kernel was killed. {notices.LOST}")

@@ -14,6 +14,8 @@ HOST_LOST = ("The machine running this sandbox stopped answering, and the sandbo
 FILES_LOST = ("What held this sandbox's files is gone (its Docker engine restarted, or its pod was evicted or lost "
               "its node), and the files in /mnt/data with it: a fresh sandbox was started, with no variables, "
               "imports or files.")
+CHANNEL_LOST = ("The connection to the sandbox's kernel was lost during this cell (the kernel itself still runs): "
+                "the rest of the cell's output is lost, and the next call reconnects to it, variables intact.")
 KERNEL_STOPPED = ("The sandbox's kernel had stopped and was restarted: variables and imports were lost (files in "
                   "/mnt/data were kept).")
 

@@ -4,12 +4,11 @@ reached through the API server's exec (host.py), never over the pod network.
 
 Its verbs are the cluster's side of a sandbox (create / state / remove / list_labels / ping) plus apply() at
 start, wait_ready(), pod_of() and lost(). Every client failure becomes one of the engine's errors in
-_translate().
+translate().
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,12 +16,12 @@ from typing import Any
 
 import kubernetes.client
 import kubernetes.config
-import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kubernetes import manifests
+from orchestrator.sandbox.kubernetes.api_errors import UNREACHABLE, translate
 from orchestrator.sandbox.kubernetes.manifests import GROUP, VERSION, KernelSpec
 from orchestrator.sandbox.kubernetes.status import condition, container_running, gone, pod_state
 from orchestrator.sandbox.runtime import ContainerState
@@ -30,32 +29,6 @@ from orchestrator.sandbox.workspace import parse_size
 
 PLURALS = {"SandboxTemplate": "sandboxtemplates", "SandboxWarmPool": "sandboxwarmpools",
            "SandboxClaim": "sandboxclaims"}
-_UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
-
-
-def _message(exc: ApiException) -> str:
-    """The API server's own words: the Status object's message, else the HTTP reason."""
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
-
-
-def _translate(exc: Exception, sandbox_id: str | None = None) -> Exception:
-    """Maps the kubernetes client's exceptions to the engine's tree, in one place."""
-    if isinstance(exc, ApiException):
-        if exc.status == 404 and sandbox_id is not None:
-            return SandboxNotFound(sandbox_id)
-        if exc.status in (401, 403):
-            return EngineUnavailable(f"The Kubernetes API refused Toolshed's service account ({exc.status}): "
-                                     f"{_message(exc)}. See the Role in deploy/kubernetes/.")
-        if exc.status == 404:
-            return EngineUnavailable(f"The Kubernetes API has no such resource ({_message(exc)}); are the "
-                                     "agent-sandbox CRDs and controller installed?")
-        return EngineUnavailable(f"Kubernetes API error {exc.status}: {_message(exc)}")
-    if isinstance(exc, _UNREACHABLE):
-        return EngineUnavailable(f"The Kubernetes API is not reachable; retry shortly. ({exc})")
-    return exc
 
 
 class KubernetesBackend:
@@ -98,7 +71,7 @@ class KubernetesBackend:
         try:
             self._version.get_code(_request_timeout=self._timeout)
             return True
-        except (ApiException, *_UNREACHABLE):
+        except (ApiException, *UNREACHABLE):
             return False
 
     # ---- start-up ------------------------------------------------------------------------------------------
@@ -108,8 +81,8 @@ class KubernetesBackend:
         for body in manifests.startup_objects(self._spec):
             try:
                 self._apply(body)
-            except (ApiException, *_UNREACHABLE) as exc:
-                raise _translate(exc) from exc
+            except (ApiException, *UNREACHABLE) as exc:
+                raise translate(exc) from exc
 
     def _apply(self, body: dict[str, Any]) -> None:
         name, ns = body["metadata"]["name"], self._spec.k8s_namespace
@@ -164,8 +137,8 @@ class KubernetesBackend:
                                  f"tmp={spec.tmp_size}; a claim cannot change them (asked {limits}).")
         return tier
 
-    def create(self, sandbox_id: str, *, limits: Limits, labels: dict[str, str]) -> str:
-        """Claim a kernel pod for the sandbox and wait until it is ready; its name. A pod that does not become
+    def create(self, sandbox_id: str, *, limits: Limits, labels: dict[str, str]) -> tuple[str, str]:
+        """Claim a kernel pod for the sandbox and wait until it is ready; its name and uid. A pod that does not become
         ready in time is given back and SandboxStartFailed raised."""
         shutdown = datetime.now(UTC) + timedelta(seconds=self._max_lifetime)
         body = manifests.claim(self._spec, sandbox_id, self._tier(limits), labels, shutdown)
@@ -174,22 +147,40 @@ class KubernetesBackend:
                                                          PLURALS["SandboxClaim"], body, _request_timeout=self._timeout)
         except ApiException as exc:
             if exc.status != 409:  # 409: an earlier attempt's claim for this very id; wait for it
-                raise _translate(exc) from exc
-        except _UNREACHABLE as exc:
-            raise _translate(exc) from exc
+                raise translate(exc) from exc
+        except UNREACHABLE as exc:
+            raise translate(exc) from exc
         try:
             return self.wait_ready(sandbox_id, self._ready_timeout)
         except SandboxStartFailed:
             self.remove(sandbox_id)
             raise
 
+    def renew(self, sandbox_id: str) -> None:
+        """Move the claim's shutdownTime to now + the maximum lifetime: a claim outlives its kernel's reclaims and
+        restarts, so the cluster's backstop (for a server gone for good) counts from the latest start."""
+        shutdown = (datetime.now(UTC) + timedelta(seconds=self._max_lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for attempt in range(3):
+            claim = self._claim(sandbox_id)
+            claim["spec"].setdefault("lifecycle", {})["shutdownTime"] = shutdown
+            try:
+                self._custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, self._spec.k8s_namespace, PLURALS["SandboxClaim"],
+                    manifests.claim_name(sandbox_id), claim, _request_timeout=self._timeout)
+                return
+            except ApiException as exc:
+                if exc.status != 409 or attempt == 2:
+                    raise translate(exc, sandbox_id) from exc
+            except UNREACHABLE as exc:
+                raise translate(exc) from exc
+
     def _claim(self, sandbox_id: str) -> dict[str, Any]:
         try:
             return dict(self._custom.get_namespaced_custom_object(
                 GROUP, VERSION, self._spec.k8s_namespace, PLURALS["SandboxClaim"],
                 manifests.claim_name(sandbox_id), _request_timeout=self._timeout))
-        except (ApiException, *_UNREACHABLE) as exc:
-            raise _translate(exc, sandbox_id) from exc
+        except (ApiException, *UNREACHABLE) as exc:
+            raise translate(exc, sandbox_id) from exc
 
     def _pod(self, name: str) -> Any | None:
         """The pod, or None if it is gone."""
@@ -198,20 +189,24 @@ class KubernetesBackend:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise _translate(exc) from exc
-        except _UNREACHABLE as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
+        except UNREACHABLE as exc:
+            raise translate(exc) from exc
 
-    def pod_of(self, sandbox_id: str) -> str | None:
-        """The name of the sandbox's pod if the claim is bound and the pod Ready; None while it is not (yet)."""
+    def pod_of(self, sandbox_id: str, *, ready: bool = False) -> tuple[str, str] | None:
+        """The name and uid of the sandbox's pod while the claim is bound to a pod that is there and not ended;
+        with `ready`, only once both are Ready (a pod Ready a moment ago and not now, say its node is late with a
+        heartbeat, is still there). None otherwise."""
         status = self._claim(sandbox_id).get("status") or {}
         sandbox = status.get("sandbox") or {}
-        if condition(status.get("conditions"), "Ready").get("status") != "True" or not sandbox.get("name"):
+        if not sandbox.get("name") or (ready and condition(status.get("conditions"), "Ready").get("status") != "True"):
             return None
         pod = self._pod(sandbox["name"])
-        if pod is None or condition(pod.status.conditions, "Ready").get("status") != "True":
+        if pod is None or pod.metadata.deletion_timestamp is not None or pod.status.phase in ("Failed", "Succeeded"):
             return None
-        return str(pod.metadata.name)
+        if ready and condition(pod.status.conditions, "Ready").get("status") != "True":
+            return None
+        return str(pod.metadata.name), str(pod.metadata.uid)
 
     def claimed(self, sandbox_id: str) -> bool:
         """Whether the sandbox has a claim (bound or not)."""
@@ -228,11 +223,11 @@ class KubernetesBackend:
         except EngineUnavailable:
             return None
 
-    def wait_ready(self, sandbox_id: str, timeout: float) -> str:
+    def wait_ready(self, sandbox_id: str, timeout: float) -> tuple[str, str]:
         """Poll until the claim is bound and its pod Ready, for at most `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.pod_of(sandbox_id)
+            found = self.pod_of(sandbox_id, ready=True)
             if found is not None:
                 return found
             if time.monotonic() >= deadline:
@@ -260,9 +255,9 @@ class KubernetesBackend:
                 _request_timeout=self._timeout)
         except ApiException as exc:
             if exc.status != 404:
-                raise _translate(exc, sandbox_id) from exc
-        except _UNREACHABLE as exc:
-            raise _translate(exc) from exc
+                raise translate(exc, sandbox_id) from exc
+        except UNREACHABLE as exc:
+            raise translate(exc) from exc
 
     # ---- all of this server's sandboxes --------------------------------------------------------------------
 
@@ -271,8 +266,8 @@ class KubernetesBackend:
             found = self._custom.list_namespaced_custom_object(
                 GROUP, VERSION, self._spec.k8s_namespace, PLURALS["SandboxClaim"],
                 label_selector=manifests.selector(self._spec), _request_timeout=self._timeout)
-        except (ApiException, *_UNREACHABLE) as exc:
-            raise _translate(exc) from exc
+        except (ApiException, *UNREACHABLE) as exc:
+            raise translate(exc) from exc
         return list(found.get("items") or [])
 
     def list_labels(self) -> list[dict[str, str]]:
@@ -285,8 +280,8 @@ class KubernetesBackend:
             pods = self._core.list_namespaced_pod(self._spec.k8s_namespace,
                                                   label_selector=manifests.pod_selector(self._spec),
                                                   _request_timeout=self._timeout).items
-        except (ApiException, *_UNREACHABLE) as exc:
-            raise _translate(exc) from exc
+        except (ApiException, *UNREACHABLE) as exc:
+            raise translate(exc) from exc
         by_name = {pod.metadata.name: pod for pod in pods}
         lost = []
         for item in self._claims():

@@ -11,8 +11,7 @@ in by an exec as on Docker, so nothing but this server, through the API server, 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -22,18 +21,19 @@ from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel import Transport
 from orchestrator.sandbox.kernel_channel import DELIVER_COMMAND, connect_channel, new_sandbox_connection, relay_command
 from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
-from orchestrator.sandbox.kubernetes.manifests import CONTAINER_NAME, FILES_CONTAINER, SUPERVISOR_SOURCE
-from orchestrator.sandbox.kubernetes.pod_exec import PodExec, open_pod_exec
+from orchestrator.sandbox.kubernetes.manifests import CONTAINER_NAME, FILES_CONTAINER
+from orchestrator.sandbox.kubernetes.pod_exec import PodExec, booted, open_pod_exec
+from orchestrator.sandbox.kubernetes.pod_runtime import SUPERVISOR, PodRuntime
 from orchestrator.sandbox.remote_files import AGENT_COMMAND, RemoteFiles
-from orchestrator.sandbox.runtime import ContainerState
 
 NAME = "kubernetes"
-_SUPERVISOR = ["python3", "-I", "-c", SUPERVISOR_SOURCE]
 _META_FILE, _CONNECTION_FILE = "/tmp/toolshed-meta.json", "/tmp/toolshed-connection.json"
 _WRITE = "import sys\nopen(sys.argv[1], 'w').write(sys.argv[2])"
+# Prints the file, or nothing if there is none (exit 0 either way: only a failed exec is an error).
+_READ = ["python3", "-I", "-c", "import sys\ntry:\n    print(open(sys.argv[1]).read())\nexcept FileNotFoundError:\n"
+         "    pass"]
 # How long a short exec (a state, a stop, a delivery) may take in all.
 _EXEC_TIMEOUT = 30.0
-
 
 class KubernetesHost:
     def __init__(self, backend: KubernetesBackend, *, max_message_bytes: int, poll_interval: float = 2.0) -> None:
@@ -42,6 +42,11 @@ class KubernetesHost:
         self._max_message_bytes = max_message_bytes
         self._runtime = PodRuntime(self, poll_interval)
         self._files = RemoteFiles(lambda sandbox_id: self.open_exec(sandbox_id, FILES_CONTAINER, AGENT_COMMAND))
+        # The uid of each sandbox's pod as this server first saw it: a pod recreated under the same name (the
+        # Sandbox controller does that for a pod that was deleted) has lost the files.
+        self._uids: dict[str, str] = {}
+        # Sandboxes whose kernel this server stopped and did not start since: not "containers" the reaper sweeps.
+        self.stopped: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -73,26 +78,34 @@ class KubernetesHost:
     # ---- execs ---------------------------------------------------------------------------------------------
 
     def pod(self, sandbox_id: str) -> str:
-        """The sandbox's pod; SandboxNotFound when it has none (no claim, or a pod that is gone)."""
-        name = self._backend.pod_of(sandbox_id)
-        if name is None:
+        """The sandbox's pod; SandboxNotFound when it has none (no claim, a pod gone or ended, or replaced)."""
+        found = self._backend.pod_of(sandbox_id)
+        if found is None or self._uids.setdefault(sandbox_id, found[1]) != found[1]:
             raise SandboxNotFound(sandbox_id)
-        return name
+        return found[0]
 
-    def open_exec(self, sandbox_id: str, container: str, command: list[str]) -> PodExec:
+    def open_exec(self, sandbox_id: str, container: str, command: list[str], *, in_argv: int = 0) -> PodExec:
         pod = self.pod(sandbox_id)
-        return open_pod_exec(self._backend.api_client, self._backend.k8s_namespace, pod, container, command,
+        command, preamble = booted(command, in_argv=in_argv)
+        link = open_pod_exec(self._backend.api_client, self._backend.k8s_namespace, pod, container, command,
                              running=lambda: self._backend.container_running(pod, container), sandbox_id=sandbox_id)
+        try:
+            link.sock.settimeout(_EXEC_TIMEOUT)
+            link.sock.sendall(preamble)
+        except OSError as exc:
+            link.close()
+            raise EngineUnavailable(f"an exec in sandbox {sandbox_id}'s pod ended at once: {exc}") from exc
+        return link
 
-    def run(self, sandbox_id: str, container: str, command: list[str]) -> bytes:
+    def run(self, sandbox_id: str, container: str, command: list[str], *, in_argv: int = 0) -> bytes:
         """Run a short command to its end; its stdout. EngineUnavailable if it fails or outlasts _EXEC_TIMEOUT."""
-        link = self.open_exec(sandbox_id, container, command)
+        link = self.open_exec(sandbox_id, container, command, in_argv=in_argv)
         try:
             output = _read_all(link)
         finally:
             link.close()
         if link.status is None or link.status.get("status") != "Success":
-            raise EngineUnavailable(f"{command[0]} failed in sandbox {sandbox_id}'s {container} container: "
+            raise EngineUnavailable(f"a command failed in sandbox {sandbox_id}'s {container} container: "
                                     f"{link.stderr_tail.decode(errors='replace')[-400:]}")
         return output
 
@@ -106,18 +119,27 @@ class KubernetesHost:
 
     def launch(self, sandbox_id: str, *, limits: Limits, labels: dict[str, str], connection: dict[str, Any],
                replace: bool) -> None:
-        if not self._backend.claimed(sandbox_id):
-            self._backend.create(sandbox_id, limits=limits, labels=labels | {"host": NAME})
-        elif replace:
-            self.run(sandbox_id, CONTAINER_NAME, [*_SUPERVISOR, "stop"])
-        self._keep(sandbox_id, _CONNECTION_FILE, connection)
+        self.stopped.discard(sandbox_id)
         try:
+            if not self._backend.claimed(sandbox_id):
+                self._uids[sandbox_id] = self._backend.create(sandbox_id, limits=limits,
+                                                              labels=labels | {"host": NAME})[1]
+            else:
+                self._backend.renew(sandbox_id)
+                if replace:
+                    self.run(sandbox_id, CONTAINER_NAME, [*SUPERVISOR, "stop"], in_argv=1)
+            self._keep(sandbox_id, _CONNECTION_FILE, connection)
             self.run(sandbox_id, CONTAINER_NAME, [*DELIVER_COMMAND, json.dumps(connection)])
-        except EngineUnavailable as exc:
-            raise SandboxStartFailed(f"could not hand the kernel its connection: {exc}") from exc
+        except (EngineUnavailable, SandboxNotFound) as exc:
+            # Its pod went meanwhile, or would not take the kernel: this start failed, the sandbox is still there.
+            raise SandboxStartFailed(f"could not start the kernel in its pod: {exc}") from exc
 
     def reach(self, sandbox_id: str, connection: dict[str, Any]) -> tuple[dict[str, Any], Transport | None]:
-        link = self.open_exec(sandbox_id, CONTAINER_NAME, relay_command(connection, self._max_message_bytes))
+        command = relay_command(connection, self._max_message_bytes)
+        try:
+            link = self.open_exec(sandbox_id, CONTAINER_NAME, command, in_argv=len(command) - 3)
+        except SandboxNotFound as exc:
+            raise SandboxStartFailed(f"the kernel's pod is gone: {exc}") from exc
         channel = connect_channel(link, connection, context=self._context, max_message_bytes=self._max_message_bytes)
         return channel.connection_info, channel
 
@@ -126,7 +148,7 @@ class KubernetesHost:
 
     def saved_connection(self, sandbox_id: str) -> dict[str, Any]:
         try:
-            return dict(json.loads(self.run(sandbox_id, FILES_CONTAINER, ["cat", _CONNECTION_FILE])))
+            return dict(json.loads(self.run(sandbox_id, FILES_CONTAINER, [*_READ, _CONNECTION_FILE])))
         except (EngineUnavailable, SandboxNotFound) as exc:
             raise ValueError(f"no kernel connection kept: {exc}") from exc
 
@@ -136,13 +158,17 @@ class KubernetesHost:
     def discard(self, sandbox_id: str) -> None:
         self._files.forget(sandbox_id)
         self._backend.remove(sandbox_id)
+        self._uids.pop(sandbox_id, None)
+        self.stopped.discard(sandbox_id)
 
     def has_files(self, sandbox_id: str) -> bool:
+        """Whether the claim's pod is the one the files were written in, and its files container has not ended
+        (a pod that only missed a heartbeat still has them)."""
         try:
-            pod = self._backend.pod_of(sandbox_id)
+            pod = self.pod(sandbox_id)
         except SandboxNotFound:
             return False
-        return pod is not None and self._backend.container_running(pod, FILES_CONTAINER) is not False
+        return self._backend.container_running(pod, FILES_CONTAINER) is not False
 
     def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
         self._keep(sandbox_id, _META_FILE, meta)
@@ -152,12 +178,20 @@ class KubernetesHost:
         self.run(sandbox_id, FILES_CONTAINER, ["python3", "-I", "-c", _WRITE, path, json.dumps(value)])
 
     def load_metas(self) -> list[dict[str, Any]]:
+        """Every claim's record. A pod that is gone has none; an exec that fails raises (EngineUnavailable): a
+        sandbox whose record could not be read would be taken for a stray and discarded, files and all."""
         metas = []
         for labels in self._backend.list_labels():
             try:
-                metas.append(json.loads(self.run(labels["id"], FILES_CONTAINER, ["cat", _META_FILE])))
-            except (ValueError, KeyError, EngineUnavailable, SandboxNotFound):
+                kept = self.run(labels["id"], FILES_CONTAINER, [*_READ, _META_FILE])
+            except SandboxNotFound:
                 continue
+            try:
+                meta = json.loads(kept) if kept else None
+            except ValueError:
+                meta = None
+            if isinstance(meta, dict):
+                metas.append(meta)
         return metas
 
     def claim(self) -> None:
@@ -189,74 +223,3 @@ def _read_all(link: PodExec) -> bytes:
     except TimeoutError as exc:
         raise EngineUnavailable(f"an exec did not end within {_EXEC_TIMEOUT:g} s") from exc
     return bytes(out)
-
-
-class PodRuntime:
-    """The engine's container verbs for kernel pods: "running" is the kernel's state, not the pod's."""
-
-    def __init__(self, host: KubernetesHost, poll_interval: float) -> None:
-        self._host, self._poll_interval = host, poll_interval
-        self._closed = threading.Event()
-
-    @property
-    def namespace(self) -> str:
-        return self._host.backend.namespace
-
-    def state(self, sandbox_id: str) -> ContainerState:
-        backend = self._host.backend
-        if not backend.claimed(sandbox_id):
-            raise SandboxNotFound(sandbox_id)
-        pod_state = backend.state(sandbox_id)
-        if not pod_state.running:
-            return pod_state
-        try:
-            kernel = json.loads(self._host.run(sandbox_id, CONTAINER_NAME, [*_SUPERVISOR, "state"]))
-        except SandboxNotFound:
-            return ContainerState(False, None, False)
-        except ValueError as exc:
-            raise EngineUnavailable(f"sandbox {sandbox_id}'s supervisor sent a malformed state") from exc
-        code = kernel.get("exit_code")
-        return ContainerState(kernel.get("running") is True, code if isinstance(code, int) else None,
-                              kernel.get("oom_killed") is True)
-
-    def remove(self, sandbox_id: str) -> None:
-        """Stop the kernel; the pod, and its files, stay until the sandbox is discarded."""
-        try:
-            self._host.run(sandbox_id, CONTAINER_NAME, [*_SUPERVISOR, "stop"])
-        except SandboxNotFound:
-            pass
-
-    def list_labels(self) -> list[dict[str, str]]:
-        return self._host.backend.list_labels()
-
-    def ping(self) -> bool:
-        return self._host.backend.ping()
-
-    def stopped_containers(self) -> LostPods:
-        return LostPods(self._host.backend.lost, self._poll_interval, self._closed)
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-class LostPods:
-    """runtime.StopStream for pods: the cluster's lost ones, polled (a kernel that dies in a live pod closes its
-    channel, which the engine sees by itself)."""
-
-    def __init__(self, lost: Callable[[], list[str]], interval: float, closed: threading.Event) -> None:
-        self._lost, self._interval = lost, interval
-        self._closed, self._mine = closed, threading.Event()
-
-    def __iter__(self) -> Iterator[str]:
-        seen: set[str] = set()
-        while not (self._closed.wait(self._interval) or self._mine.is_set()):
-            try:
-                lost = set(self._lost())
-            except EngineUnavailable:
-                return
-            yield from sorted(lost - seen)
-            seen = lost
-
-    def close(self) -> None:
-        self._mine.set()
-

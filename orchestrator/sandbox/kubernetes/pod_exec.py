@@ -3,7 +3,7 @@ over its WebSocket (the channel.k8s.io protocols: one channel byte before each m
 kernel_channel.ExecLink: what the kernel relay and the file agent talk over on Kubernetes (issue 33).
 
 The API server authenticates the exec (the server's service account, RBAC `create` on `pods/exec`), so no port
-of the pod is open to anybody. Two threads pump between the WebSocket and one end of a socket pair; the other end
+of the pod is open to anybody. One thread pumps between the WebSocket and one end of a socket pair; the other end
 is the link's socket, so the relay polls it and the file agent times out on it exactly as on Docker's.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import ssl
 import threading
@@ -30,6 +31,36 @@ _STDERR_KEPT = 4096
 _STATUS_KEPT = 16 << 10
 _CONNECT_TIMEOUT = 30.0
 _READ_SIZE = 1 << 16
+_HIGH_WATER = 4 << 20
+
+# What an exec's URL carries of a script: this, which reads the script and its first arguments from stdin (a
+# length line, then their JSON) before anything else comes there. An exec's command is in the URL, which the API
+# server's audit log records and proxies cap (at 8 or 16 KiB): no key and no script source goes there.
+_BOOT = ("import json, os, sys\n"
+         "def take(n):\n"
+         "    got = b''\n"
+         "    while len(got) < n:\n"
+         "        part = os.read(0, n - len(got))\n"
+         "        if not part:\n"
+         "            sys.exit(1)\n"
+         "        got += part\n"
+         "    return got\n"
+         "head = b''\n"
+         "while not head.endswith(b'\\n'):\n"
+         "    head += take(1)\n"
+         "given = json.loads(take(int(head)))\n"
+         "sys.argv = ['-c', *given[1:], *sys.argv[1:]]\n"
+         "exec(compile(given[0], '<toolshed>', 'exec'))\n")
+
+
+def booted(command: list[str], *, in_argv: int = 0) -> tuple[list[str], bytes]:
+    """`python3 [flags] -c SOURCE ARGS...` as a command whose URL holds _BOOT and the last `in_argv` ARGS (the
+    relay's ports, which the supervisor finds it by), and what to send first on its stdin: SOURCE and the rest."""
+    at = command.index("-c")
+    source, args = command[at + 1], command[at + 2:]
+    split = len(args) - in_argv
+    payload = json.dumps([source, *args[:split]]).encode()
+    return [*command[:at + 1], _BOOT, *args[split:]], str(len(payload)).encode() + b"\n" + payload
 
 
 def _ssl_options(configuration: kubernetes.client.Configuration) -> dict[str, Any]:
@@ -64,13 +95,21 @@ def open_pod_exec(api: kubernetes.client.ApiClient, namespace: str, pod: str, co
     try:
         ws.connect(url, header=headers, timeout=_CONNECT_TIMEOUT, suppress_origin=True)
     except websocket.WebSocketBadStatusException as exc:
-        if exc.status_code in (400, 404):
+        # 400 is also a proxy that dropped the upgrade: only a container that is not running makes it "gone".
+        if exc.status_code == 404 or (exc.status_code == 400 and running() is False):
             raise SandboxNotFound(sandbox_id) from exc
-        raise EngineUnavailable(f"the Kubernetes API refused an exec in pod {pod} ({exc.status_code}); "
-                                "does the Role grant create on pods/exec?") from exc
+        hint = {401: "are the server's credentials still valid?",
+                403: "does the Role grant create on pods/exec?"}.get(exc.status_code, "")
+        raise EngineUnavailable(f"the Kubernetes API refused an exec in pod {pod} ({exc.status_code}) {hint}") from exc
     except (websocket.WebSocketException, OSError) as exc:
         raise EngineUnavailable(f"the Kubernetes API is not reachable for an exec in pod {pod}: {exc}") from exc
     ws.settimeout(None)
+    # A relay's stream can sit idle for hours between cells: keepalives keep a load balancer in front of the API
+    # server from dropping it as idle, and find a peer that vanished (the channel then closes, and is reconnected).
+    if ws.sock is not None:
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 10), (socket.TCP_KEEPCNT, 3)):
+            ws.sock.setsockopt(socket.IPPROTO_TCP, option, value)
     return PodExec(ws, running)
 
 
@@ -82,9 +121,7 @@ class PodExec:
         self._ours, self._theirs = socket.socketpair()
         self.stderr_tail = b""
         self.status: dict[str, Any] | None = None  # what the API server said of the process's end
-        self._pumps, self._guard = 2, threading.Lock()
-        for target, name in ((self._to_process, "pod-exec-in"), (self._from_process, "pod-exec-out")):
-            threading.Thread(target=target, name=name, daemon=True).start()
+        threading.Thread(target=self._pump, name="pod-exec", daemon=True).start()
 
     @property
     def sock(self) -> socket.socket:
@@ -109,54 +146,61 @@ class PodExec:
         return self._running()
 
     def close(self) -> None:
-        """End the exec: the process's stdin closes (the relay and the agent exit on that), both pumps stop."""
+        """End the exec: the process's stdin closes (the relay and the agent exit on that), and the pump stops.
+        Only socket shutdowns here: the pump thread alone reads and writes the WebSocket (one TLS connection is
+        not to be used from two threads at once)."""
         for sock in (self._ours, self._theirs):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self._ws.abort()  # wakes the reading pump
         self._ours.close()
 
-    def _to_process(self) -> None:
+    def _pump(self) -> None:
+        """Between the WebSocket and the pumps' end of the socket pair, in one thread. Stdout not yet taken by
+        our end waits in `out`; past _HIGH_WATER the WebSocket is not read (TCP then holds the process back)."""
+        ws, theirs, out = self._ws, self._theirs, bytearray()
+        assert ws.sock is not None
+        theirs.setblocking(False)
+        poller, ended = select.poll(), False
+        poller.register(ws.sock, select.POLLIN)
+        poller.register(theirs, select.POLLIN)
         try:
-            while data := self._theirs.recv(_READ_SIZE):
-                self._ws.send(bytes([_STDIN]) + data, opcode=websocket.ABNF.OPCODE_BINARY)
+            while not ended or out:
+                take = not ended and len(out) < _HIGH_WATER
+                poller.modify(ws.sock, select.POLLIN if take else 0)
+                poller.modify(theirs, (0 if ended else select.POLLIN) | (select.POLLOUT if out else 0))
+                buffered = take and isinstance(ws.sock, ssl.SSLSocket) and ws.sock.pending() > 0
+                ready = dict(poller.poll(0 if buffered else None))
+                if take and (buffered or ready.get(ws.sock.fileno(), 0)):
+                    ended = self._receive(out)
+                mine = ready.get(theirs.fileno(), 0)
+                if mine & select.POLLOUT and out:
+                    del out[:theirs.send(out)]
+                if mine & (select.POLLIN | select.POLLHUP | select.POLLERR) and not ended:
+                    data = theirs.recv(_READ_SIZE)
+                    if not data:
+                        break  # our end was closed
+                    ws.send(bytes([_STDIN]) + data, opcode=websocket.ABNF.OPCODE_BINARY)
         except (OSError, websocket.WebSocketException):
             pass
-        self._end()
-
-    def _from_process(self) -> None:
-        try:
-            while True:
-                opcode, frame = self._ws.recv_data_frame()
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    break
-                data = memoryview(frame.data)
-                if not data:
-                    continue
-                channel, payload = data[0], data[1:]
-                if channel == _STDOUT:
-                    self._theirs.sendall(payload)
-                elif channel == _STDERR:
-                    self.stderr_tail = (self.stderr_tail + bytes(payload))[-_STDERR_KEPT:]
-                elif channel == _STATUS and len(payload) <= _STATUS_KEPT:
-                    with contextlib.suppress(ValueError):
-                        self.status = json.loads(bytes(payload))
-        except (OSError, websocket.WebSocketException):
-            pass
-        self._end()
-
-    def _end(self) -> None:
-        """The process or the connection ended: our end reads EOF, and the WebSocket is let go. The last pump to
-        stop closes the pumps' socket (closed earlier, its descriptor number could be reused under the other)."""
         with contextlib.suppress(OSError):
-            self._theirs.shutdown(socket.SHUT_RDWR)
+            theirs.shutdown(socket.SHUT_RDWR)  # our end reads EOF
+        theirs.close()
         with contextlib.suppress(OSError, websocket.WebSocketException):
-            self._ws.abort()
-        with self._guard:
-            self._pumps -= 1
-            last = self._pumps == 0
-        if last:
-            self._theirs.close()
-            with contextlib.suppress(OSError, websocket.WebSocketException):
-                self._ws.shutdown()
+            ws.shutdown()
+
+    def _receive(self, out: bytearray) -> bool:
+        """One message from the API server; True when the exec has ended (its close frame)."""
+        opcode, frame = self._ws.recv_data_frame()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return True
+        data = memoryview(frame.data)
+        if data:
+            channel, payload = data[0], data[1:]
+            if channel == _STDOUT:
+                out += payload
+            elif channel == _STDERR:
+                self.stderr_tail = (self.stderr_tail + bytes(payload))[-_STDERR_KEPT:]
+            elif channel == _STATUS and len(payload) <= _STATUS_KEPT:
+                with contextlib.suppress(ValueError):
+                    self.status = json.loads(bytes(payload))
+        return False
