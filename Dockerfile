@@ -10,8 +10,9 @@
 #     -e TOOLSHED_HOST=0.0.0.0 -e TOOLSHED_API_KEYS='["change-me"]' toolshed
 # On its first start it builds the sandbox image on the host's engine; then `curl 127.0.0.1:8000/health` answers.
 FROM python:3.11-slim
+# openssh-client: ssh:// sandbox hosts are reached through an OpenSSH forward of their engine's socket.
 RUN apt-get update && apt-get install -y --no-install-recommends docker.io debootstrap e2fsprogs mount \
-    && rm -rf /var/lib/apt/lists/*
+    openssh-client && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/toolshed
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator

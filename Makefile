@@ -44,6 +44,16 @@ $(CHROMIUM):
 	if [ ! -x /usr/bin/chromium ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 	touch $@
 
+# OpenSSH for tests/test_ssh_host.py, which runs an sshd of its own on a loopback port; a freshly installed system
+# sshd service is stopped and disabled, so nothing is left listening on port 22.
+OPENSSH := build/.openssh
+$(OPENSSH):
+	mkdir -p build
+	if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client && \
+	  { systemctl disable --now ssh.service ssh.socket 2>/dev/null || true; }; fi
+	touch $@
+
 docker:
 	@bash scripts/ensure_docker.sh
 
@@ -55,7 +65,7 @@ serve: image
 
 # The one test that needs a Kubernetes cluster (marker `cluster`) is left out: no cluster runs here, and CI allows
 # no skip. Run it where KUBECONFIG answers: `.venv/bin/python -m pytest -m cluster`.
-test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
+test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM) $(OPENSSH)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/toolshed image build --mode offline
@@ -73,7 +83,7 @@ test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_SANDBOX_RUNTIME=runc TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \
 	  -m "not postgres and not s3 and not install and not cluster and not restarts_engine" \
 	  --ignore=tests/test_remote_docker.py --ignore=tests/test_remote_files.py \
-	  --ignore=tests/test_remote_file_agent.py --ignore=tests/test_sandbox_hosts.py \
+	  --ignore=tests/test_remote_file_agent.py --ignore=tests/test_sandbox_hosts.py --ignore=tests/test_ssh_host.py \
 	  --ignore=tests/test_kubernetes.py --ignore=tests/test_kubernetes_host.py \
 	  --ignore=tests/test_kubernetes_kubelet.py $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status

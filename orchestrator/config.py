@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     sandbox_gvisor_runtime: str = "runsc"
     # Where sandboxes run, comma-separated (issue 33): "local" (this machine's Docker Engine, sharing its disk:
     # the fastest path, and the default), or Docker Engine endpoints reached through their API alone:
-    # tcp://host:2376 (TLS client certificates from sandbox_tls_dir), ssh://user@host, unix:///path.sock; or
+    # tcp://host:2376 (TLS client certificates from sandbox_tls_dir), ssh://user@host[:port][/docker.sock],
+    # unix:///path.sock; or
     # "kubernetes" (kernel pods through agent-sandbox, docs/kubernetes.md). A new sandbox goes to the host with
     # the most memory left under its sandboxes' limits.
     sandbox_hosts: str = Field("local", pattern=rf"^\s*{_HOST}(\s*,\s*{_HOST})*\s*$")

@@ -17,7 +17,7 @@ from orchestrator.sandbox.admission import RunQueue
 from orchestrator.sandbox.errors import EngineUnavailable, InvalidRequest, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.kernel import CellResult, KernelNotReady
 from orchestrator.sandbox.lifecycle import Lifecycle
-from orchestrator.sandbox.models import Execution, ExecutionError, ExecutionStatus, TextOutput
+from orchestrator.sandbox.models import Collected, Execution, ExecutionError, ExecutionStatus, TextOutput
 from orchestrator.sandbox.outputs import OutputHook
 from orchestrator.sandbox.policy import ArtifactSink
 from orchestrator.sandbox.registry import LiveSandbox
@@ -57,8 +57,9 @@ class Executor:
             async with self._run_queue.admitted():
                 result, abandoned = await self._run_cell(live, code, timeout, on_output)
             status, error = await self._judge(live, result, timeout)
-            # Files written before an error or a timeout count too.
-            collected = await self._artifacts.collect(sandbox_id)
+            # Files written before an error or a timeout count too; a lost sandbox's are out of reach.
+            lost = error is not None and error.name == "SandboxLost"
+            collected = Collected() if lost else await self._artifacts.collect(sandbox_id)
             live.sandbox = replace(live.sandbox, last_active_at=int(time.time()))
             live.last_used = time.monotonic()
         self._lifecycle.slots.changed()  # an idle sandbox can now be reclaimed for a caller waiting under the cap
@@ -210,6 +211,8 @@ class Executor:
                 if live.needs_restart is not None and live.sandbox.id in self._lifecycle.registry:
                     try:
                         await self._lifecycle.restart_kernel(live, live.needs_restart)
+                    except EngineUnavailable as exc:  # no host answering now: the next call tries again
+                        log.warning("background restart of %s failed: %s", live.sandbox.id, exc)
                     except Exception:
                         log.exception("background restart of %s failed", live.sandbox.id)
 

@@ -76,8 +76,10 @@ class Lifecycle:
         sandbox = live.sandbox
         owner = owner if owner is not None else self.owner_of(sandbox.id)
         memory = MEMORY_LIMITS[sandbox.memory_limit]
+        home = self.hosts.home_of(sandbox.id)
         host = await self.place(live, memory)
-        if restart and not await asyncio.to_thread(host.has_files, sandbox.id):
+        # Its own host no longer holding its files (a host that was lost says so already, in its own words).
+        if restart and host is home and not await asyncio.to_thread(host.has_files, sandbox.id):
             live.unreported_reset = notices.FILES_LOST
         connection = await asyncio.to_thread(host.prepare, sandbox.id)
         limits = Limits(memory, self.policy.cpus, self.policy.pids, self.policy.tmp_size)

@@ -1,6 +1,7 @@
 """A remote host: sandboxes on a Docker Engine reached through its API alone (issue 33), sharing no path with the
-server. tcp:// endpoints use TLS client certificates (Docker's ca.pem, cert.pem, key.pem); ssh:// goes through the
-`ssh` command; unix:// is a socket of this machine, used as if it were far away.
+server. tcp:// endpoints use TLS client certificates (Docker's ca.pem, cert.pem, key.pem); ssh:// is an OpenSSH
+forward of the engine's socket to a private one here (ssh_forward.py), then used as unix:// is; unix:// is a socket
+of this machine, used as if it were far away.
 
 /mnt/data is a tmpfs volume of the engine, size-limited, mounted in the sandbox and in a "keeper" container
 (`sleep`, hardened like a sandbox, under runc). The keeper holds the volume mounted while the sandbox's container
@@ -30,6 +31,7 @@ from orchestrator.sandbox.kernel_channel import new_sandbox_connection, open_cha
 from orchestrator.sandbox.remote_container import create_data_volume, data_volume_name, start_sandbox
 from orchestrator.sandbox.remote_files import RemoteFiles, docker_agents
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, DockerRuntime, hardened_host_config
+from orchestrator.sandbox.ssh_forward import SshForward, is_ssh
 
 # Not the sandboxes' namespace label: a keeper is never listed, watched or swept as a sandbox.
 KEEPER_LABEL = f"{LABEL_PREFIX}keeper-namespace"
@@ -44,7 +46,8 @@ API_VERSION = "1.41"
 
 
 def docker_client(endpoint: str, tls_dir: Path | None, timeout: int) -> docker.DockerClient:
-    """A client of `endpoint`; tcp:// requires `tls_dir` (mutual TLS, this CA only)."""
+    """A client of `endpoint`; tcp:// requires `tls_dir` (mutual TLS, this CA only). Not ssh://: its SshForward's
+    url is the endpoint to give."""
     if endpoint.startswith("tcp://"):
         if tls_dir is None:
             raise EngineUnavailable(f"{endpoint}: a tcp:// sandbox host needs TOOLSHED_SANDBOX_TLS_DIR (ca.pem, "
@@ -53,9 +56,10 @@ def docker_client(endpoint: str, tls_dir: Path | None, timeout: int) -> docker.D
                                    ca_cert=str(tls_dir / "ca.pem"), verify=True)
         client = docker.DockerClient(base_url=endpoint.replace("tcp://", "https://", 1), tls=tls, timeout=timeout,
                                      version=API_VERSION)
+    elif is_ssh(endpoint):
+        raise EngineUnavailable(f"{endpoint}: docker-py's ssh transport cannot carry exec streams; use SshForward")
     else:
-        client = docker.DockerClient(base_url=endpoint, timeout=timeout, version=API_VERSION,
-                                     use_ssh_client=endpoint.startswith("ssh://"))
+        client = docker.DockerClient(base_url=endpoint, timeout=timeout, version=API_VERSION)
     # requests would let REQUESTS_CA_BUNDLE replace the CA given here, and route the engine through a proxy.
     client.api.trust_env = False
     return client
@@ -63,8 +67,11 @@ def docker_client(endpoint: str, tls_dir: Path | None, timeout: int) -> docker.D
 
 def engine_runtimes(endpoint: str, tls_dir: Path | None, image: str) -> list[str]:
     """The OCI runtimes the engine has registered; EngineUnavailable if it does not answer or lacks `image`."""
+    forward = SshForward(endpoint) if is_ssh(endpoint) else None
     try:
-        client = docker_client(endpoint, tls_dir, 30)
+        if forward is not None:
+            forward.start()
+        client = docker_client(forward.url if forward else endpoint, tls_dir, 30)
         try:
             registered = sorted(client.info().get("Runtimes") or {})
             client.images.get(image)
@@ -74,7 +81,12 @@ def engine_runtimes(endpoint: str, tls_dir: Path | None, image: str) -> list[str
         raise EngineUnavailable(f"{endpoint} has no sandbox image {image}: `docker save {image}` here and "
                                 "`docker load` there") from exc
     except _ERRORS as exc:
-        raise EngineUnavailable(f"{endpoint} is not answering: {exc}") from exc
+        # Over ssh, why the remote socket could not be opened is in ssh's own words.
+        said = f" (ssh: {forward.errors})" if forward is not None and forward.errors else ""
+        raise EngineUnavailable(f"{endpoint} is not answering: {exc}{said}") from exc
+    finally:
+        if forward is not None:
+            forward.close()
     return registered
 
 
@@ -85,11 +97,19 @@ class RemoteHost:
         # The relay's own sockets (this server's end of each kernel channel) share one IO thread.
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._max_message_bytes = max_message_bytes
+        self._forward = SshForward(endpoint) if is_ssh(endpoint) else None
         try:
-            self._client = docker_client(endpoint, tls_dir, _API_TIMEOUT)
-            self._pinger = docker_client(endpoint, tls_dir, _PING_TIMEOUT)
+            if self._forward is not None:
+                self._forward.start()
+            url = self._forward.url if self._forward is not None else endpoint
+            self._client = docker_client(url, tls_dir, _API_TIMEOUT)
+            self._pinger = docker_client(url, tls_dir, _PING_TIMEOUT)
         except _ERRORS as exc:
+            self._close_forward()
             raise EngineUnavailable(f"sandbox host {endpoint}: {exc}") from exc
+        except BaseException:
+            self._close_forward()
+            raise
         self._api = self._client.api
         self._image, self._namespace, self._uid = image, namespace, uid
         self._oci_runtime, self._disk_bytes = oci_runtime, disk_bytes
@@ -120,6 +140,10 @@ class RemoteHost:
             raise EngineUnavailable(f"sandbox host {self._endpoint} is not answering: {exc}") from exc
 
     def alive(self) -> bool:
+        # A forward that died is started again here: within a check of the host watch, or at once when a
+        # cell's engine refuses a request; a host whose sshd is gone stays unanswering.
+        if self._forward is not None and not self._forward.ensure(_PING_TIMEOUT):
+            return False
         try:
             return bool(self._pinger.ping())
         except _ERRORS:
@@ -248,6 +272,11 @@ class RemoteHost:
         self._client.close()
         self._pinger.close()
         self._context.destroy(linger=0)
+        self._close_forward()
+
+    def _close_forward(self) -> None:
+        if self._forward is not None:
+            self._forward.close()
 
 
 def keeper_name(sandbox_id: str) -> str:

@@ -7,23 +7,31 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound
+from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
 from orchestrator.sandbox.kubernetes.manifests import CONTAINER_NAME, SUPERVISOR_SOURCE
 from orchestrator.sandbox.runtime import ContainerState
-
-if TYPE_CHECKING:
-    from orchestrator.sandbox.kubernetes.host import KubernetesHost
 
 log = logging.getLogger("toolshed.sandbox")
 SUPERVISOR = ["python3", "-I", "-c", SUPERVISOR_SOURCE]
 
 
+class PodExecs(Protocol):
+    """What the runtime needs of its host (host.KubernetesHost)."""
+
+    @property
+    def backend(self) -> KubernetesBackend: ...
+    @property
+    def stopped(self) -> set[str]: ...
+    def run(self, sandbox_id: str, container: str, command: list[str], *, in_argv: int = 0) -> bytes: ...
+
+
 class PodRuntime:
     """The engine's container verbs for kernel pods: "running" is the kernel's state, not the pod's."""
 
-    def __init__(self, host: KubernetesHost, poll_interval: float) -> None:
+    def __init__(self, host: PodExecs, poll_interval: float) -> None:
         self._host, self._poll_interval = host, poll_interval
         self._closed = threading.Event()
 
