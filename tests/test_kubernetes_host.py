@@ -18,7 +18,7 @@ from openai import OpenAI
 
 from orchestrator.localserver import Server
 from orchestrator.sandbox.kubernetes import manifests
-from tests.conftest import logs, run, running_server, sdk_client
+from tests.conftest import logs, new_container, run, running_server, sdk_client
 from tests.kubernetes_fake import FakeCluster, fake_api_server, kubeconfig
 from tests.kubernetes_kubelet import Kubelet
 from tests.second_dockerd import make_certificates
@@ -72,8 +72,7 @@ def pod_of(cluster: FakeCluster, sandbox_id: str) -> str:
 
 
 def test_a_sandbox_runs_in_a_claimed_pod_reached_only_through_exec(client: OpenAI, cluster: FakeCluster) -> None:
-    sandbox = client.containers.create(name="k8s-cells").id
-    try:
+    with new_container(client, "k8s-cells") as sandbox:
         run(client, sandbox, "x = 20")
         assert logs(run(client, sandbox, "print(x + 22)")) == "42\n"
         claim = claim_of(cluster, sandbox)
@@ -89,8 +88,6 @@ def test_a_sandbox_runs_in_a_claimed_pod_reached_only_through_exec(client: OpenA
         # The files container's /tmp, where the server keeps the connection it reconnects with, is out of reach.
         hidden = logs(run(client, sandbox, "import os\nprint(os.path.exists('/tmp/toolshed-connection.json'))"))
         assert hidden == "False\n"
-    finally:
-        client.containers.delete(sandbox)
     deadline = time.monotonic() + 10
     while claim_of(cluster, sandbox) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -98,8 +95,7 @@ def test_a_sandbox_runs_in_a_claimed_pod_reached_only_through_exec(client: OpenA
 
 
 def test_files_go_in_and_out_through_the_file_agent(client: OpenAI) -> None:
-    sandbox = client.containers.create(name="k8s-files").id
-    try:
+    with new_container(client, "k8s-files") as sandbox:
         client.containers.files.create(sandbox, file=("in.txt", b"41"))
         execution = run(client, sandbox, "n = int(open('/mnt/data/in.txt').read())\n"
                                          "open('/mnt/data/out.txt', 'w').write(str(n + 1))")
@@ -113,13 +109,10 @@ def test_files_go_in_and_out_through_the_file_agent(client: OpenAI) -> None:
         assert logs(run(client, sandbox, "import hashlib\n"
                                          "print(hashlib.sha256(open('/mnt/data/big.bin','rb').read()).hexdigest())"
                         )).strip() == __import__("hashlib").sha256(big).hexdigest()
-    finally:
-        client.containers.delete(sandbox)
 
 
 def test_a_dead_kernel_is_replaced_in_the_same_pod_and_the_files_stay(client: OpenAI, cluster: FakeCluster) -> None:
-    sandbox = client.containers.create(name="k8s-restart").id
-    try:
+    with new_container(client, "k8s-restart") as sandbox:
         run(client, sandbox, "open('/mnt/data/kept.txt', 'w').write('kept')\nx = 1")
         pod = pod_of(cluster, sandbox)
         started = time.monotonic()
@@ -130,13 +123,10 @@ def test_a_dead_kernel_is_replaced_in_the_same_pod_and_the_files_stay(client: Op
         after = logs(run(client, sandbox, "print('x' in globals(), open('/mnt/data/kept.txt').read())"))
         assert after == "False kept\n"
         assert pod_of(cluster, sandbox) == pod, "a kernel restart keeps the pod"
-    finally:
-        client.containers.delete(sandbox)
 
 
 def test_a_lost_pod_gives_a_clear_error_then_a_fresh_sandbox(client: OpenAI, cluster: FakeCluster) -> None:
-    sandbox = client.containers.create(name="k8s-lost").id
-    try:
+    with new_container(client, "k8s-lost") as sandbox:
         run(client, sandbox, "x = 1")
         pod = pod_of(cluster, sandbox)
         cluster.lose_pod(NS, pod)
@@ -145,8 +135,6 @@ def test_a_lost_pod_gives_a_clear_error_then_a_fresh_sandbox(client: OpenAI, clu
         assert logs(again).startswith("[What held this sandbox's files is gone") and logs(again).endswith(
             "False\n"), again
         assert pod_of(cluster, sandbox) != pod
-    finally:
-        client.containers.delete(sandbox)
 
 
 def test_the_server_writes_a_deny_all_policy_and_no_kernel_ports(cluster: FakeCluster, server: Server) -> None:
@@ -175,8 +163,7 @@ def test_a_restarted_server_finds_its_pods_and_reconnects_to_their_kernels(clien
 
 
 def test_a_lost_exec_connection_reconnects_to_the_same_kernel(client: OpenAI, cluster: FakeCluster) -> None:
-    sandbox = client.containers.create(name="k8s-channel").id
-    try:
+    with new_container(client, "k8s-channel") as sandbox:
         run(client, sandbox, "kept = 41")
         kernel = docker.from_env().containers.get(f"fakepod-{pod_of(cluster, sandbox)}-kernel")
         # The relay carrying the kernel's channels dies (as an exec stream cut by a load balancer would end).
@@ -186,13 +173,10 @@ def test_a_lost_exec_connection_reconnects_to_the_same_kernel(client: OpenAI, cl
         cut.join()
         assert cell["status"] == "failed" and cell["error"]["name"] == "ChannelLost", cell
         assert logs(run(client, sandbox, "print(kept + 1)")).endswith("42\n")
-    finally:
-        client.containers.delete(sandbox)
 
 
 def test_a_stuck_kernel_is_stopped_and_replaced_in_its_pod(client: OpenAI, cluster: FakeCluster) -> None:
-    sandbox = client.containers.create(name="k8s-stuck").id
-    try:
+    with new_container(client, "k8s-stuck") as sandbox:
         run(client, sandbox, "x = 1\nopen('/mnt/data/kept.txt', 'w').write('kept')")
         pod = pod_of(cluster, sandbox)
         stuck = run(client, sandbox, "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
@@ -202,5 +186,3 @@ def test_a_stuck_kernel_is_stopped_and_replaced_in_its_pod(client: OpenAI, clust
         after = logs(run(client, sandbox, "print('x' in globals(), open('/mnt/data/kept.txt').read())"))
         assert after.endswith("False kept\n"), after
         assert pod_of(cluster, sandbox) == pod
-    finally:
-        client.containers.delete(sandbox)

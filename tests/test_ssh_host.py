@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the engine fixture imported below is redefined as parameters: pytest's fixture injection
 """An ssh:// sandbox host (issue 33), end to end: a Toolshed server with the hosts "local" and
 ssh://root@127.0.0.1:PORT/<socket>, an OpenSSH sshd of the test's own (tests/ssh_server.py) in front of a second,
 separate dockerd (tests/second_dockerd.py). The server reaches that engine only through an `ssh -N -L` forward of
@@ -5,8 +6,8 @@ its socket (orchestrator/sandbox/ssh_forward.py): cells, uploads and downloads, 
 a forward killed while idle is started again and the kernel kept; sshd killed mid-cell loses the sandbox with a
 clear error within seconds while the local host's sandbox keeps its state, and sshd's return brings the host back.
 
-The local host is there for the lost sandbox: with an ssh:// host alone, the cell that loses it answers 503
-instead (the files scan after the cell asks the same dead host; see the report of this change)."""
+The local host holds a bystander sandbox, whose state must outlive the ssh host's loss, and takes the lost
+sandbox's next call."""
 
 from __future__ import annotations
 
@@ -30,27 +31,16 @@ from orchestrator.sandbox.notices import HOST_LOST
 from orchestrator.sandbox.remote_host import engine_runtimes
 from orchestrator.sandbox.ssh_forward import DEFAULT_REMOTE_SOCKET, SshTarget, parse_endpoint
 from tests.conftest import logs, run, running_server, sdk_client, skip_unless_required
-from tests.remote_switch import REMOTE, start_engine
 from tests.second_dockerd import SecondDockerd
 from tests.ssh_server import SshServer, sshd_problem
+from tests.test_sandbox_hosts import engine  # noqa: F401 - the module fixture: one second dockerd per module
 
 pytestmark = [pytest.mark.docker]
 
 
 @pytest.fixture(scope="module")
-def engine(docker_ready: None) -> Iterator[SecondDockerd]:
-    skip_unless_required("this module runs its own second engine; run it without TOOLSHED_TEST_REMOTE"
-                         if REMOTE else sshd_problem())
-    second = start_engine()
-    try:
-        yield second
-    finally:
-        second.stop()
-    assert second.leftovers() == []
-
-
-@pytest.fixture(scope="module")
 def sshd(engine: SecondDockerd) -> Iterator[SshServer]:
+    skip_unless_required(sshd_problem())
     server = SshServer(engine.socket).start()
     try:
         yield server
