@@ -51,7 +51,7 @@ $(OPENSSH):
 	mkdir -p build
 	if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client && \
-	  { systemctl disable --now ssh.service ssh.socket 2>/dev/null || true; }; fi
+	  { systemctl disable --now ssh.service ssh.socket 2>/dev/null || service ssh stop 2>/dev/null || true; }; fi
 	touch $@
 
 docker:
