@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from jupyter_client.manager import AsyncKernelManager
 
-from orchestrator.sandbox.kernel import KernelConnector, KernelSession, new_connection_info
+from orchestrator.sandbox.kernel import KernelConnector, KernelNotReady, KernelSession, new_connection_info
 from orchestrator.sandbox.models import ImageOutput, TextOutput
 
 pytestmark = pytest.mark.kernel
@@ -149,3 +149,23 @@ async def test_an_oversized_message_costs_the_cell_its_output_not_a_hang(tmp_pat
         assert result.outcome == "ok"
         assert time.monotonic() - started < 10
         assert (await _run(session, "print('next')")).outputs == (TextOutput("stdout", "next\n"),)
+
+
+async def test_waiting_for_a_kernel_ends_when_its_probe_says_it_is_gone(tmp_path: Path) -> None:
+    """A kernel whose container stopped mid-start is not waited on for the whole start timeout (a pooled start cut
+    by an engine restart sat as "starting" for a minute, its exited container kept from the orphan sweep)."""
+    connector = KernelConnector()
+    with tempfile.TemporaryDirectory(prefix="ks") as short:
+        nobody = connector.connect(new_connection_info(f"{short}/k"))
+        probes = []
+
+        async def alive() -> bool:
+            probes.append(time.monotonic())
+            return len(probes) < 3
+
+        started = time.monotonic()
+        with pytest.raises(KernelNotReady, match="stopped while it started"):
+            await nobody.wait_ready(60, alive)
+        assert len(probes) == 3 and time.monotonic() - started < 30
+        nobody.close()
+    connector.close()

@@ -6,6 +6,7 @@ probe so a kernel that dies mid-cell is noticed without waiting for the deadline
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -50,7 +51,7 @@ Outcome = Literal["ok", "error", "timeout", "stuck", "died"]
 
 
 class KernelNotReady(Exception):
-    """The kernel did not answer kernel_info before the deadline."""
+    """The kernel did not answer kernel_info before the deadline, or its container stopped first."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,9 @@ class KernelSession:
             return None
         return cast(str, sent["header"]["msg_id"])
 
-    async def wait_ready(self, timeout: float) -> None:
-        """Block until the kernel answers kernel_info and iopub delivers; raise KernelNotReady at the deadline.
+    async def wait_ready(self, timeout: float, is_alive: AliveProbe | None = None) -> None:
+        """Block until the kernel answers kernel_info and iopub delivers; raise KernelNotReady at the deadline, or
+        as soon as `is_alive` says the kernel is gone (a container killed mid-start is not waited on for a minute).
         Heartbeats falsely report death under load, so readiness is probed with real requests."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -118,6 +120,10 @@ class KernelSession:
             if msg_id is not None and (await self._await_reply(msg_id, min(1.0, deadline - time.monotonic()))
                     and await self._drain_iopub(min(0.5, max(deadline - time.monotonic(), 0.01)))):
                 return
+            if is_alive is not None and not await is_alive():
+                raise KernelNotReady("the kernel's container stopped while it started")
+            if msg_id is None:
+                await asyncio.sleep(_ALIVE_CHECK_INTERVAL)
         raise KernelNotReady(f"kernel did not become ready within {timeout:.0f}s")
 
     async def _await_reply(self, msg_id: str, timeout: float) -> bool:
@@ -265,18 +271,9 @@ def new_connection_info(ip_prefix: str) -> dict[str, Any]:
     """Fresh ipc connection info: a new HMAC key and new socket names for every kernel start. Rotating both means
     a request still queued for a dead kernel can never be delivered to its successor."""
     base = secrets.randbelow(1 << 20) * 8
-    return {
-        "transport": "ipc",
-        "ip": ip_prefix,
-        "shell_port": base + 1,
-        "iopub_port": base + 2,
-        "stdin_port": base + 3,
-        "control_port": base + 4,
-        "hb_port": base + 5,
-        "key": secrets.token_hex(32),
-        "signature_scheme": "hmac-sha256",
-        "kernel_name": "python3",
-    }
+    ports = {f"{name}_port": base + n for n, name in enumerate(("shell", "iopub", "stdin", "control", "hb"), 1)}
+    return {"transport": "ipc", "ip": ip_prefix, **ports, "key": secrets.token_hex(32),
+            "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
 
 
 class KernelConnector:

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.sandbox import notices
 from orchestrator.sandbox.capacity import Slots
-from orchestrator.sandbox.errors import SandboxNotFound, SandboxStartFailed
+from orchestrator.sandbox.errors import EngineUnavailable, SandboxNotFound, SandboxStartFailed
 from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.host import SandboxHost
 from orchestrator.sandbox.hosts import Hosts
@@ -100,7 +100,7 @@ class Lifecycle:
         info, transport = await asyncio.to_thread(host.reach, sandbox.id, connection)
         live.session = self.connector.connect(info, transport)
         try:
-            await live.session.wait_ready(self.policy.kernel_start_timeout)
+            await live.session.wait_ready(self.policy.kernel_start_timeout, lambda: self.kernel_alive(live))
             # Only the image's own start-up has run in the container so far; from now on its code is hostile.
             await asyncio.to_thread(host.seal, sandbox.id, connection)
         except KernelNotReady as exc:
@@ -125,8 +125,13 @@ class Lifecycle:
         try:
             await self.start_container(live)
             assert live.session is not None
-            await live.session.execute(warm_up_code(self.policy.pool_preload), self.policy.kernel_start_timeout,
-                                       interrupt_grace=self.policy.interrupt_grace, max_text_bytes=4096)
+            warm_up = await live.session.execute(
+                warm_up_code(self.policy.pool_preload), self.policy.kernel_start_timeout,
+                interrupt_grace=self.policy.interrupt_grace, max_text_bytes=4096,
+                is_alive=lambda: self.kernel_alive(live))
+            # A kernel that died or hung in its warm-up would sit in the pool as ready until somebody took it.
+            if warm_up.outcome not in ("ok", "error"):
+                raise SandboxStartFailed(f"the pooled sandbox's warm-up cell ended: {warm_up.outcome}")
         except BaseException:
             await self.abandon(live)
             raise
@@ -163,15 +168,20 @@ class Lifecycle:
             return False
 
     async def kernel_alive(self, live: LiveSandbox) -> bool:
-        """Whether the sandbox's kernel can still answer: its host up, and its transport open (the exec carrying it
-        ends with the kernel), or with none, its container running (an engine that does not answer raises
-        EngineUnavailable, as it always has)."""
+        """Whether the sandbox's kernel may still answer: its host up, and its transport open (the exec carrying it
+        ends with the kernel), or with none, its container running. An engine that does not answer (restarting) is
+        no answer: whoever waits on the kernel (a cell, a start) waits on, and the engine's word once it is back
+        decides, so a cell cut by an engine restart ends as KernelDied, and a start cut by one removes its own
+        container, not a 503 that leaves the container for an orphan sweep."""
         session, host = live.session, self.host_of(live.sandbox.id)
         if session is None or self.hosts.is_down(host):
             return False
         if session.transport is not None:
             return session.transport.open
-        return await self.is_running(live.sandbox.id)
+        try:
+            return await self.is_running(live.sandbox.id)
+        except EngineUnavailable:
+            return True
 
     # ---- stopping ------------------------------------------------------------------------------------------
 
