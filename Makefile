@@ -76,8 +76,7 @@ test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM) $(OPENSSH)
 # (tests/state_tier.py); the PostgreSQL and S3 tests themselves ran in `make test`. Sandboxes run under runc
 # here unless a test names its runtime: this tier checks the state backends, and `make test` checked gVisor. The
 # second-dockerd and Kubernetes tests check where sandboxes run, not where the server keeps its state, and run in
-# `make test`; the Docker-engine restart is make test's (under runc it has twice left a refilled pool container
-# exited: open).
+# `make test`, as does the Docker-engine restart (it restarts the engine every other test runs on).
 test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_SANDBOX_RUNTIME=runc TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \

@@ -12,6 +12,7 @@ Everything read back is bounded: status lines, chunks, a scan's JSON (16 MiB), s
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -60,6 +61,14 @@ AGENT_COMMAND = ["python3", "-I", "-S", "-c", _AGENT, _SAFEFS]
 # Opens the agent (AGENT_COMMAND, as the sandbox uid, in "/") where a sandbox's files are; SandboxNotFound when
 # they are gone, EngineUnavailable when the engine cannot be reached.
 AgentOpener = Callable[[str], ExecLink]
+# What a remote host keeps beside a sandbox, in the /tmp of the container that holds its files (a keeper, or a
+# pod's files container), out of the kernel's reach: the server's record of it, and its kernel's connection.
+KEPT_META, KEPT_CONNECTION = "/tmp/toolshed-meta.json", "/tmp/toolshed-connection.json"
+
+
+def keep_command(path: str, value: dict[str, Any]) -> list[str]:
+    """The command that writes `value` to one of those files."""
+    return ["python3", "-I", "-c", "import sys\nopen(sys.argv[1], 'w').write(sys.argv[2])", path, json.dumps(value)]
 
 
 def docker_agents(api: docker.APIClient, keeper_of: Callable[[str], str], *, uid: int) -> AgentOpener:

@@ -29,14 +29,13 @@ from orchestrator.sandbox.hardening import Limits
 from orchestrator.sandbox.kernel import Transport
 from orchestrator.sandbox.kernel_channel import new_sandbox_connection, open_channel
 from orchestrator.sandbox.remote_container import create_data_volume, data_volume_name, start_sandbox
-from orchestrator.sandbox.remote_files import RemoteFiles, docker_agents
+from orchestrator.sandbox.remote_files import KEPT_CONNECTION, KEPT_META, RemoteFiles, docker_agents, keep_command
 from orchestrator.sandbox.runtime import CONTAINER_DATA_DIR, LABEL_PREFIX, DockerRuntime, hardened_host_config
 from orchestrator.sandbox.ssh_forward import SshForward, is_ssh
 
 # Not the sandboxes' namespace label: a keeper is never listed, watched or swept as a sandbox.
 KEEPER_LABEL = f"{LABEL_PREFIX}keeper-namespace"
 _KEEPER_LIMITS = Limits(128 << 20, 0.5, 32, "1m")
-_META_FILE, _CONNECTION_FILE = "/tmp/toolshed-meta.json", "/tmp/toolshed-connection.json"
 _PING_TIMEOUT = 3
 _API_TIMEOUT = 60
 _ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -104,11 +103,10 @@ class RemoteHost:
             url = self._forward.url if self._forward is not None else endpoint
             self._client = docker_client(url, tls_dir, _API_TIMEOUT)
             self._pinger = docker_client(url, tls_dir, _PING_TIMEOUT)
-        except _ERRORS as exc:
+        except BaseException as exc:
             self._close_forward()
-            raise EngineUnavailable(f"sandbox host {endpoint}: {exc}") from exc
-        except BaseException:
-            self._close_forward()
+            if isinstance(exc, _ERRORS):
+                raise EngineUnavailable(f"sandbox host {endpoint}: {exc}") from exc
             raise
         self._api = self._client.api
         self._image, self._namespace, self._uid = image, namespace, uid
@@ -178,7 +176,7 @@ class RemoteHost:
         if replace:  # a new container, not a restart: its connection (key, ports) comes in at creation
             self._runtime.remove(sandbox_id)
         # Kept where the sandbox cannot reach, to reconnect after a server restart.
-        self._keep(sandbox_id, _CONNECTION_FILE, connection)
+        self._keep(sandbox_id, KEPT_CONNECTION, connection)
         start_sandbox(self._api, sandbox_id, image=self._image, uid=self._uid, limits=limits,
                       oci_runtime=self._oci_runtime, data_volume=data_volume_name(sandbox_id), connection=connection,
                       labels=labels | {"namespace": self._namespace, "runtime": self._oci_runtime,
@@ -194,7 +192,7 @@ class RemoteHost:
 
     def saved_connection(self, sandbox_id: str) -> dict[str, Any]:
         try:
-            return dict(json.loads(self._exec(keeper_name(sandbox_id), ["cat", _CONNECTION_FILE])))
+            return dict(json.loads(self._exec(keeper_name(sandbox_id), ["cat", KEPT_CONNECTION])))
         except EngineUnavailable as exc:
             raise ValueError(f"no kernel connection kept: {exc}") from exc
 
@@ -222,13 +220,12 @@ class RemoteHost:
             raise EngineUnavailable(f"sandbox host {self._endpoint}: {exc}") from exc
 
     def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
-        self._keep(sandbox_id, _META_FILE, meta)
+        self._keep(sandbox_id, KEPT_META, meta)
 
     def _keep(self, sandbox_id: str, path: str, value: dict[str, Any]) -> None:
         """Write `value` to a file of the keeper's own /tmp, which the sandbox cannot reach (a label cannot be
         changed after creation)."""
-        code = "import sys\nopen(sys.argv[1], 'w').write(sys.argv[2])"
-        self._exec(keeper_name(sandbox_id), ["python3", "-I", "-c", code, path, json.dumps(value)])
+        self._exec(keeper_name(sandbox_id), keep_command(path, value))
 
     def _keepers(self) -> list[dict[str, Any]]:
         try:
@@ -246,7 +243,7 @@ class RemoteHost:
         metas = []
         for keeper in self._keepers():
             try:
-                metas.append(json.loads(self._exec(keeper["Id"], ["cat", _META_FILE])))
+                metas.append(json.loads(self._exec(keeper["Id"], ["cat", KEPT_META])))
             except (ValueError, EngineUnavailable):
                 continue
         return metas

@@ -24,11 +24,9 @@ from orchestrator.sandbox.kubernetes.backend import KubernetesBackend
 from orchestrator.sandbox.kubernetes.manifests import CONTAINER_NAME, FILES_CONTAINER
 from orchestrator.sandbox.kubernetes.pod_exec import PodExec, booted, open_pod_exec
 from orchestrator.sandbox.kubernetes.pod_runtime import SUPERVISOR, PodRuntime
-from orchestrator.sandbox.remote_files import AGENT_COMMAND, RemoteFiles
+from orchestrator.sandbox.remote_files import AGENT_COMMAND, KEPT_CONNECTION, KEPT_META, RemoteFiles, keep_command
 
 NAME = "kubernetes"
-_META_FILE, _CONNECTION_FILE = "/tmp/toolshed-meta.json", "/tmp/toolshed-connection.json"
-_WRITE = "import sys\nopen(sys.argv[1], 'w').write(sys.argv[2])"
 # Prints the file, or nothing if there is none (exit 0 either way: only a failed exec is an error).
 _READ = ["python3", "-I", "-c", "import sys\ntry:\n    print(open(sys.argv[1]).read())\nexcept FileNotFoundError:\n"
          "    pass"]
@@ -128,7 +126,7 @@ class KubernetesHost:
                 self._backend.renew(sandbox_id)
                 if replace:
                     self.run(sandbox_id, CONTAINER_NAME, [*SUPERVISOR, "stop"], in_argv=1)
-            self._keep(sandbox_id, _CONNECTION_FILE, connection)
+            self._keep(sandbox_id, KEPT_CONNECTION, connection)
             self.run(sandbox_id, CONTAINER_NAME, [*DELIVER_COMMAND, json.dumps(connection)])
         except (EngineUnavailable, SandboxNotFound) as exc:
             # Its pod went meanwhile, or would not take the kernel: this start failed, the sandbox is still there.
@@ -148,7 +146,7 @@ class KubernetesHost:
 
     def saved_connection(self, sandbox_id: str) -> dict[str, Any]:
         try:
-            return dict(json.loads(self.run(sandbox_id, FILES_CONTAINER, [*_READ, _CONNECTION_FILE])))
+            return dict(json.loads(self.run(sandbox_id, FILES_CONTAINER, [*_READ, KEPT_CONNECTION])))
         except (EngineUnavailable, SandboxNotFound) as exc:
             raise ValueError(f"no kernel connection kept: {exc}") from exc
 
@@ -171,11 +169,11 @@ class KubernetesHost:
         return self._backend.container_running(pod, FILES_CONTAINER) is not False
 
     def save_meta(self, sandbox_id: str, meta: dict[str, Any]) -> None:
-        self._keep(sandbox_id, _META_FILE, meta)
+        self._keep(sandbox_id, KEPT_META, meta)
 
     def _keep(self, sandbox_id: str, path: str, value: dict[str, Any]) -> None:
         """A file of the files container's own /tmp, which the kernel cannot reach."""
-        self.run(sandbox_id, FILES_CONTAINER, ["python3", "-I", "-c", _WRITE, path, json.dumps(value)])
+        self.run(sandbox_id, FILES_CONTAINER, keep_command(path, value))
 
     def load_metas(self) -> list[dict[str, Any]]:
         """Every claim's record. A pod that is gone has none; an exec that fails raises (EngineUnavailable): a
@@ -183,7 +181,7 @@ class KubernetesHost:
         metas = []
         for labels in self._backend.list_labels():
             try:
-                kept = self.run(labels["id"], FILES_CONTAINER, [*_READ, _META_FILE])
+                kept = self.run(labels["id"], FILES_CONTAINER, [*_READ, KEPT_META])
             except SandboxNotFound:
                 continue
             try:
