@@ -76,7 +76,9 @@ test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM) $(OPENSSH)
 # (tests/state_tier.py); the PostgreSQL and S3 tests themselves ran in `make test`. Sandboxes run under runc
 # here unless a test names its runtime: this tier checks the state backends, and `make test` checked gVisor. The
 # second-dockerd and Kubernetes tests check where sandboxes run, not where the server keeps its state, and run in
-# `make test`, as does the Docker-engine restart (it restarts the engine every other test runs on).
+# `make test`, as does the Docker-engine restart (it restarts the engine every other test runs on); so do the
+# suites that check the sandbox and its kernel alone (the security battery, gVisor, the kernel channel, the
+# analysis stack), which store nothing.
 test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_SANDBOX_RUNTIME=runc TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \
@@ -84,7 +86,9 @@ test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	  --ignore=tests/test_remote_docker.py --ignore=tests/test_remote_files.py \
 	  --ignore=tests/test_remote_file_agent.py --ignore=tests/test_sandbox_hosts.py --ignore=tests/test_ssh_host.py \
 	  --ignore=tests/test_kubernetes.py --ignore=tests/test_kubernetes_host.py \
-	  --ignore=tests/test_kubernetes_kubelet.py $(PYTEST_ARGS); status=$$?; \
+	  --ignore=tests/test_kubernetes_kubelet.py --ignore=tests/test_sandbox_security.py --ignore=tests/test_gvisor.py \
+	  --ignore=tests/test_kernel_relay.py --ignore=tests/test_kernel_session.py --ignore=tests/test_sandbox_stack.py \
+	  $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
 # The sandbox and security suites again with every sandbox on a second, separate dockerd reached over mutual TLS,
