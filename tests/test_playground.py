@@ -5,6 +5,7 @@ screenshot of what it saw under build/playground-screenshots/ and checks that no
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Route, expect, sync_playwright
 
 from orchestrator.localserver import Server
 from tests.conftest import running_server
@@ -314,8 +315,33 @@ def test_cancel_stops_a_live_run(page: Watched, model: ScriptedModel) -> None:
     cancel = page.page.get_by_role("button", name="Cancel")
     expect(cancel).to_be_visible(timeout=60_000)
     expect(page.page.get_by_role("button", name="Run")).to_be_disabled()
+    expect(page.page.get_by_role("status")).to_have_text("Running…", timeout=60_000)
     cancel.click()
     expect(page.page.get_by_role("status")).to_have_text("Run cancelled.", timeout=60_000)
     expect(cancel).to_be_hidden()
     expect(page.page.get_by_role("button", name="Run")).to_be_enabled()
     page.done("10-cancelled")
+
+
+def test_cancel_pressed_before_the_run_exists_cancels_it_once_it_does(page: Watched, model: ScriptedModel) -> None:
+    model.say(Turn(text="too late", delay=60))
+    page.goto("/playground")
+    make_assistant(page, "Hasty")
+    creating = re.compile(r".*/v1/threads/[^/]+/runs\?.*")
+    held: list[Route] = []
+    page.page.route(creating, lambda route: held.append(route))
+    ask(page, "Never mind.")
+    cancel = page.page.get_by_role("button", name="Cancel")
+    cancel.click()  # the run's creation is held back: the page does not know the run yet
+    expect(page.page.get_by_role("status")).to_have_text("Cancelling…")
+    deadline = time.monotonic() + 30
+    while not held:
+        assert time.monotonic() < deadline, "the page never asked for the run"
+        page.page.wait_for_timeout(50)
+    held[0].continue_()
+    page.page.unroute(creating)
+    expect(page.page.get_by_role("status")).to_have_text("Run cancelled.", timeout=60_000)
+    cancels = [r.url for r in page.requests if r.method == "POST" and r.url.endswith("/cancel")]
+    assert len(cancels) == 1
+    expect(conversation(page)).not_to_contain_text("too late")
+    page.done("11-cancelled-early")

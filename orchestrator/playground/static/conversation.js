@@ -36,6 +36,7 @@ export class Conversation {
   clear(threadId = null) {
     this.threadId = threadId;
     this.run = null;
+    this.cancelAsked = false;
     this.nodes.clear();
     this.log.replaceChildren();
     this.status.textContent = "";
@@ -86,6 +87,9 @@ export class Conversation {
     }
     this.showMessage({ id: `local-${Date.now()}`, role: "user", content: [{ type: "text", text: { value: text, annotations: [] } }] });
     const query = new URLSearchParams({ "include[]": INCLUDE });
+    // Until the new run is created, Cancel must not reach the thread's previous run.
+    this.run = null;
+    this.cancelAsked = false;
     this.setLive(true);
     this.status.textContent = "Starting the run…";
     await this.follow(`/threads/${this.threadId}/runs?${query}`, {
@@ -176,6 +180,11 @@ export class Conversation {
     this.status.textContent = statusWords(run);
     if (run.status === "requires_action") this.askOutputs(run);
     this.setLive(LIVE.has(run.status));
+    // Cancel pressed while the run was being created is sent as soon as the run has an id.
+    if (this.cancelAsked && LIVE.has(run.status) && run.status !== "cancelling") {
+      this.cancelAsked = false;
+      this.cancelRun();
+    }
   }
 
   askOutputs(run) {
@@ -200,7 +209,11 @@ export class Conversation {
   }
 
   async cancelRun() {
-    if (!this.run) return;
+    if (!this.run) {
+      this.cancelAsked = true;
+      this.status.textContent = "Cancelling…";
+      return;
+    }
     try {
       this.showRun(await api(`/threads/${this.run.thread_id}/runs/${this.run.id}/cancel`, { method: "POST", json: {} }));
     } catch (error) {
