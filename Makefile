@@ -63,17 +63,27 @@ image: venv docker
 serve: image
 	$(BIN)/toolshed serve
 
+# pytest-xdist workers for `make test` and `make test-state`: most tests wait on kernels, servers and timeouts, so
+# two workers on two cores roughly halve the wall time. A module stays on one worker (tests/conftest.py). 0: serial.
+WORKERS ?= 2
+PARALLEL := -n $(WORKERS) --dist loadgroup
+# pytest's "no tests collected" (exit 5) is a failure here.
+NO_EMPTY = status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
 # The one test that needs a Kubernetes cluster (marker `cluster`) is left out: no cluster runs here, and CI allows
-# no skip. Run it where KUBECONFIG answers: `.venv/bin/python -m pytest -m cluster`.
+# no skip. Run it where KUBECONFIG answers: `.venv/bin/python -m pytest -m cluster`. The test that restarts the
+# Docker engine runs after the others, alone: every other test's sandboxes run on that engine.
 test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM) $(OPENSSH)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/toolshed image build --mode offline
-	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -m "not cluster" $(PYTEST_ARGS); status=$$?; \
-	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(PARALLEL) -m "not cluster and not restarts_engine" \
+	  $(PYTEST_ARGS); $(NO_EMPTY)
+	TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -m "restarts_engine" $(PYTEST_ARGS); $(NO_EMPTY)
 
 # The whole suite again with every server's metadata in a real PostgreSQL and its file bytes in a real S3 server
-# (tests/state_tier.py); the PostgreSQL and S3 tests themselves ran in `make test`. Sandboxes run under runc
+# (tests/state_tier.py): every test that starts a server (`docker or server`; one that starts none would run just
+# as in `make test`); the PostgreSQL and S3 tests themselves ran in `make test`. Sandboxes run under runc
 # here unless a test names its runtime: this tier checks the state backends, and `make test` checked gVisor. The
 # second-dockerd and Kubernetes tests check where sandboxes run, not where the server keeps its state, and run in
 # `make test`, as does the Docker-engine restart (it restarts the engine every other test runs on); so do the
@@ -82,14 +92,14 @@ test: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM) $(OPENSSH)
 test-state: venv docker $(LIBRECHAT_CLIENT) $(OPENAI_V1) $(CHROMIUM)
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_STATE=postgres+s3 TOOLSHED_SANDBOX_RUNTIME=runc TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest \
-	  -m "not postgres and not s3 and not install and not cluster and not restarts_engine" \
+	  $(PARALLEL) \
+	  -m "(docker or server) and not postgres and not s3 and not install and not cluster and not restarts_engine" \
 	  --ignore=tests/test_remote_docker.py --ignore=tests/test_remote_files.py \
 	  --ignore=tests/test_remote_file_agent.py --ignore=tests/test_sandbox_hosts.py --ignore=tests/test_ssh_host.py \
 	  --ignore=tests/test_kubernetes.py --ignore=tests/test_kubernetes_host.py \
 	  --ignore=tests/test_kubernetes_kubelet.py --ignore=tests/test_sandbox_security.py --ignore=tests/test_gvisor.py \
 	  --ignore=tests/test_kernel_relay.py --ignore=tests/test_kernel_session.py --ignore=tests/test_sandbox_stack.py \
-	  $(PYTEST_ARGS); status=$$?; \
-	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+	  $(PYTEST_ARGS); $(NO_EMPTY)
 
 # The sandbox and security suites again with every sandbox on a second, separate dockerd reached over mutual TLS,
 # sharing no path with the server (issue 33; tests/remote_switch.py).
@@ -98,7 +108,7 @@ REMOTE_SUITES := tests/test_containers_api.py tests/test_container_files.py test
 test-remote: venv docker
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_REMOTE=1 TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(REMOTE_SUITES) $(PYTEST_ARGS); \
-	  status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+	  $(NO_EMPTY)
 
 # The same suites with every sandbox a kernel pod of a fake Kubernetes API server whose fake kubelet runs pods as
 # local containers, reached through the pods' exec WebSocket alone (issue 33; tests/remote_switch.py).
@@ -108,7 +118,7 @@ test-kubernetes: venv docker
 	$(BIN)/toolshed image build --mode offline
 	TOOLSHED_TEST_KUBERNETES=1 TOOLSHED_REQUIRE_DOCKER=1 $(BIN)/python -m pytest $(REMOTE_SUITES) \
 	  --deselect "tests/test_sandbox_security.py::test_kernel_ports_are_not_published_on_the_host" $(PYTEST_ARGS); \
-	  status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+	  $(NO_EMPTY)
 
 # The fast tier alone: no Docker, no embedding model (fakes passed through the engines' constructors), no
 # clean-install venv.

@@ -29,7 +29,7 @@ from tests.remote_switch import remote_settings, stop_engine
 from tests.replicas import db, pg_url  # noqa: F401 - fixtures
 from tests.s3_server import running_s3_server  # noqa: F401 - a fixture, for the PostgreSQL + S3 tier
 from tests.scripted_model import ScriptedModel
-from tests.state_tier import deselect_local_state, external_state  # noqa: F401 - external_state is autouse
+from tests.state_tier import deselect_local_state, external_state, setting_up  # noqa: F401 - autouse
 
 # CI, and `make test` (which has just installed Docker and built the image), must fail rather than skip.
 REQUIRE_DOCKER = any(os.environ.get(name, "").lower() in ("1", "true", "yes")
@@ -64,7 +64,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
         if "embedder" in used:
             item.add_marker(pytest.mark.model)
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
     items.sort(key=lambda item: item.get_closest_marker("restarts_engine") is not None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    setting_up(item)
+
+
+# Under pytest-xdist (`--dist loadgroup`, as the Makefile runs the suite) a module's tests stay on one worker, so its
+# module fixtures start once; the suites on the second dockerd share one worker, as two of them would collide.
+SECOND_DOCKERD_SUITES = {"test_remote_docker", "test_remote_files", "test_remote_file_agent", "test_sandbox_hosts",
+                         "test_ssh_host"}
+
+
+def _worker_group(item: pytest.Item) -> str:
+    module = item.path.stem
+    return "second-dockerd" if module in SECOND_DOCKERD_SUITES else module
 
 
 _skipped: list[str] = []

@@ -221,14 +221,16 @@ class Kubelet:
         for container in self.docker.containers.list(all=True, filters={"label": labels}):
             try:
                 container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
+            except docker.errors.APIError as error:
+                if error.status_code not in (404, 409):  # 409: another request's reap is removing it already
+                    raise
             self.oom_killed.discard(container.name)
         for volume in self.docker.volumes.list(filters={"label": labels}):
             try:
                 volume.remove(force=True)
-            except docker.errors.NotFound:
-                pass
+            except docker.errors.APIError as error:
+                if error.status_code not in (404, 409):  # 409: in use by a container the other reap is removing
+                    raise
 
 
 def _container_status(template: dict[str, Any], run: Run, image: str) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from orchestrator import logs
 from orchestrator.localserver import Server
 from tests.conftest import Evidence, running_server
 
+pytestmark = pytest.mark.server
+
 KEY = "k-hygiene-5f3a9c"
 UPLOAD_LIMIT = 4 << 20
 MIB = 1 << 20
