@@ -64,23 +64,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
         if "embedder" in used:
             item.add_marker(pytest.mark.model)
-        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
     items.sort(key=lambda item: item.get_closest_marker("restarts_engine") is not None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     setting_up(item)
-
-
-# Under pytest-xdist (`--dist loadgroup`, as the Makefile runs the suite) a module's tests stay on one worker, so its
-# module fixtures start once; the suites on the second dockerd share one worker, as two of them would collide.
-SECOND_DOCKERD_SUITES = {"test_remote_docker", "test_remote_files", "test_remote_file_agent", "test_sandbox_hosts",
-                         "test_ssh_host"}
-
-
-def _worker_group(item: pytest.Item) -> str:
-    module = item.path.stem
-    return "second-dockerd" if module in SECOND_DOCKERD_SUITES else module
 
 
 _skipped: list[str] = []
